@@ -1,0 +1,381 @@
+//! The authentication core: logins, registration, token checks and account administration. Plain Rust,
+//! no HTTP types: the `http` layer extracts and translates, this module decides.
+
+pub mod password;
+pub mod tokens;
+
+use secrecy::SecretString;
+use std::sync::Arc;
+
+use crate::domain::{Email, LoginPassword, Password, Username};
+use crate::error::{Error, Result};
+use crate::store::{Millis, NewUser, Session, Store, StoreError, User};
+use password::{Hasher, Verified};
+use tokens::Keys;
+
+/// Where the current time comes from. A trait so tests can move time without sleeping.
+pub trait Clock: Send + Sync + 'static {
+    fn now_millis(&self) -> Millis;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_millis(&self) -> Millis {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
+/// Who is calling, as far as the HTTP layer could tell; recorded on the session.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub allow_register: bool,
+    /// `type` (or name) of the role new accounts get.
+    pub default_role: String,
+    pub email_confirmation: bool,
+    pub password_min_chars: usize,
+}
+
+/// What a successful login or registration hands back. `jwt` is `None` when the account must confirm
+/// its email first.
+#[derive(Debug)]
+pub struct Issued {
+    pub jwt: Option<String>,
+    pub user: User,
+}
+
+/// Options for an account created by an operator (CLI) rather than by the user.
+#[derive(Debug, Clone)]
+pub struct AdminNewUser {
+    pub username: Username,
+    pub email: Email,
+    pub password: Password,
+    pub role: Option<String>,
+    pub confirmed: bool,
+    pub blocked: bool,
+}
+
+pub const MSG_INVALID_LOGIN: &str = "Invalid identifier or password";
+pub const MSG_TAKEN: &str = "Email or Username are already taken";
+pub const MSG_NOT_CONFIRMED: &str = "Your account email is not confirmed";
+pub const MSG_BLOCKED: &str = "Your account has been blocked by an administrator";
+pub const MSG_REGISTER_DISABLED: &str = "Register action is currently disabled";
+
+pub struct Auth {
+    store: Arc<dyn Store>,
+    hasher: Hasher,
+    keys: Keys,
+    settings: AuthSettings,
+    clock: Arc<dyn Clock>,
+}
+
+impl Auth {
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: Hasher,
+        keys: Keys,
+        settings: AuthSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            store,
+            hasher,
+            keys,
+            settings,
+            clock,
+        }
+    }
+
+    pub fn settings(&self) -> &AuthSettings {
+        &self.settings
+    }
+
+    pub fn hasher(&self) -> &Hasher {
+        &self.hasher
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// `POST /api/auth/local`. The password is checked before anything about the account is revealed:
+    /// an unknown identifier and a wrong password give the same error after the same amount of work.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(
+        &self,
+        identifier: &str,
+        password: LoginPassword,
+        client: ClientInfo,
+    ) -> Result<Issued> {
+        let found = self
+            .store
+            .local_credentials(&identifier.to_lowercase(), identifier)
+            .await?;
+        let stored_hash = found.as_ref().and_then(|c| c.password_hash.clone());
+        let secret = SecretString::from(password.expose());
+        let verdict = self.hasher.verify(secret.clone(), stored_hash).await?;
+        let (Some(creds), Verified::Match { rehash }) = (found, verdict) else {
+            return Err(Error::Validation(MSG_INVALID_LOGIN.into()));
+        };
+        let user = creds.user;
+        if self.settings.email_confirmation && !user.confirmed {
+            return Err(Error::Application(MSG_NOT_CONFIRMED.into()));
+        }
+        if user.blocked {
+            return Err(Error::Application(MSG_BLOCKED.into()));
+        }
+        if rehash {
+            self.upgrade_hash(user.id, secret);
+        }
+        let jwt = self.start_session(&user, client).await?;
+        Ok(Issued {
+            jwt: Some(jwt),
+            user,
+        })
+    }
+
+    /// Replaces an outdated hash (bcrypt from Strapi, or argon2 with old parameters) without making the
+    /// user wait for a second hash; a failure only means the upgrade is retried at the next login.
+    fn upgrade_hash(&self, user_id: i64, password: SecretString) {
+        let hasher = self.hasher.clone();
+        let store = self.store.clone();
+        let now = self.clock.now_millis();
+        tokio::spawn(async move {
+            let result = async {
+                let hash = hasher.hash(password).await?;
+                store.set_password_hash(user_id, &hash, now).await?;
+                Ok::<_, Error>(())
+            }
+            .await;
+            match result {
+                Ok(()) => tracing::info!(user_id, "password hash upgraded to argon2id"),
+                Err(e) => tracing::warn!(user_id, error = %e, "password hash upgrade failed"),
+            }
+        });
+    }
+
+    /// `POST /api/auth/local/register`.
+    #[tracing::instrument(skip_all)]
+    pub async fn register(
+        &self,
+        username: Username,
+        email: Email,
+        password: Password,
+        client: ClientInfo,
+    ) -> Result<Issued> {
+        if !self.settings.allow_register {
+            return Err(Error::Application(MSG_REGISTER_DISABLED.into()));
+        }
+        let role = self
+            .store
+            .role_by_name_or_kind(&self.settings.default_role)
+            .await?
+            .ok_or_else(|| Error::Application("Impossible to find the default role".into()))?;
+        let confirmed = !self.settings.email_confirmation;
+        let user = self
+            .create_account(username, email, password, role.id, confirmed, false)
+            .await?;
+        if !confirmed {
+            return Ok(Issued { jwt: None, user });
+        }
+        let jwt = self.start_session(&user, client).await?;
+        Ok(Issued {
+            jwt: Some(jwt),
+            user,
+        })
+    }
+
+    async fn create_account(
+        &self,
+        username: Username,
+        email: Email,
+        password: Password,
+        role_id: i64,
+        confirmed: bool,
+        blocked: bool,
+    ) -> Result<User> {
+        // Strapi also refuses a username equal to someone's email and vice versa; the unique indexes
+        // cover the same-column cases even under concurrent registrations.
+        let taken = || Error::Application(MSG_TAKEN.into());
+        if self
+            .store
+            .identity_taken(username.as_str(), email.as_str())
+            .await?
+        {
+            return Err(taken());
+        }
+        let hash = self
+            .hasher
+            .hash(SecretString::from(password.expose()))
+            .await?;
+        let new = NewUser {
+            document_id: document_id(),
+            username: username.as_str().to_owned(),
+            email: email.as_str().to_owned(),
+            provider: "local".into(),
+            password_hash: Some(hash),
+            confirmed,
+            blocked,
+            role_id,
+            now: self.clock.now_millis(),
+        };
+        match self.store.create_user(new).await {
+            Ok(user) => Ok(user),
+            Err(StoreError::Conflict) => Err(taken()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn start_session(&self, user: &User, client: ClientInfo) -> Result<String> {
+        let now = self.clock.now_millis();
+        let session = Session {
+            id: random_id(16),
+            user_id: user.id,
+            created_at: now,
+            expires_at: now + self.keys.ttl().as_millis() as Millis,
+            revoked_at: None,
+            user_agent: client.user_agent.map(|ua| truncate(ua, 512)),
+            ip: client.ip,
+        };
+        self.store.create_session(&session).await?;
+        self.keys.issue(user.id, &session.id, now)
+    }
+
+    /// Resolves a bearer token to its user: signature and claims first, then the user (deleted or
+    /// blocked → "Invalid credentials"), then the session (gone, revoked or expired → refused).
+    pub async fn authenticate(&self, token: &str) -> Result<User> {
+        let claims = self.keys.verify(token)?;
+        let user = self
+            .store
+            .user_by_id(claims.id)
+            .await?
+            .ok_or(Error::INVALID_USER)?;
+        if user.blocked || (self.settings.email_confirmation && !user.confirmed) {
+            return Err(Error::INVALID_USER);
+        }
+        let now = self.clock.now_millis();
+        match self.store.session(&claims.sid).await? {
+            Some(s) if s.user_id == user.id && s.revoked_at.is_none() && s.expires_at > now => {
+                Ok(user)
+            }
+            _ => Err(Error::INVALID_TOKEN),
+        }
+    }
+
+    // ---- administration (CLI) ----
+
+    pub async fn admin_create_user(&self, new: AdminNewUser) -> Result<User> {
+        let role_name = new
+            .role
+            .clone()
+            .unwrap_or_else(|| self.settings.default_role.clone());
+        let role = self
+            .store
+            .role_by_name_or_kind(&role_name)
+            .await?
+            .ok_or_else(|| Error::Application(format!("No role named '{role_name}'")))?;
+        self.create_account(
+            new.username,
+            new.email,
+            new.password,
+            role.id,
+            new.confirmed,
+            new.blocked,
+        )
+        .await
+    }
+
+    pub async fn find_by_username(&self, username: &str) -> Result<Option<User>> {
+        Ok(self.store.user_by_username(username).await?)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        Ok(self.store.list_users().await?)
+    }
+
+    /// Blocks or unblocks an account; a blocked account's tokens stop working at once.
+    pub async fn set_blocked(&self, username: &str, blocked: bool) -> Result<User> {
+        let user = self.require_user(username).await?;
+        self.store
+            .set_blocked(user.id, blocked, self.clock.now_millis())
+            .await?;
+        self.require_user(username).await
+    }
+
+    /// Deletes an account and its sessions.
+    pub async fn delete_user(&self, username: &str) -> Result<User> {
+        let user = self.require_user(username).await?;
+        self.store.delete_user(user.id).await?;
+        Ok(user)
+    }
+
+    async fn require_user(&self, username: &str) -> Result<User> {
+        self.store
+            .user_by_username(username)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("No user named '{username}'")))
+    }
+}
+
+/// A random identifier of `bytes` bytes of entropy, URL-safe.
+pub fn random_id(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::fill(&mut buf[..]);
+    password::base64_url(&buf)
+}
+
+/// Strapi 5's `documentId` shape: 24 lower-case alphanumerics.
+fn document_id() -> String {
+    use rand::RngExt;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..24)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+fn truncate(mut s: String, max_bytes: usize) -> String {
+    if s.len() > max_bytes {
+        let mut cut = max_bytes;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_ids_look_like_strapis() {
+        let id = document_id();
+        assert_eq!(id.len(), 24);
+        assert!(
+            id.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
+        assert_ne!(document_id(), id);
+    }
+
+    #[test]
+    fn random_ids_carry_the_requested_entropy() {
+        // 16 bytes = 128 bits = 22 base64url characters.
+        assert_eq!(random_id(16).len(), 22);
+        assert_ne!(random_id(16), random_id(16));
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo".into(), 2), "h");
+        assert_eq!(truncate("hello".into(), 10), "hello");
+    }
+}

@@ -1,0 +1,470 @@
+//! Configuration, resolved once at start-up: built-in defaults, then `keyway.toml` (or `--config`), then
+//! `KEYWAY_*` environment variables, then command-line flags. Secrets are read from the environment or
+//! the file, or from a file named by the matching `*_FILE` setting, never from a flag (flags show up in
+//! `ps`). Everything is validated here, so a bad value stops start-up with a message that says what to fix.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::auth::AuthSettings;
+use crate::auth::password::HashParams;
+use crate::auth::tokens::TokenSettings;
+
+/// Shortest HS256 secret accepted: 256 bits, the size of the HMAC-SHA256 output.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub database_url: SecretString,
+    pub tokens: TokenSettings,
+    pub auth: AuthSettings,
+    pub hash: HashParams,
+    /// How many password hashes may run at once.
+    pub hash_concurrency: usize,
+    /// Largest request body accepted, in bytes.
+    pub body_limit_bytes: usize,
+}
+
+impl Config {
+    /// The built-in defaults: what `keyway serve` uses with no file, environment or flags.
+    pub fn defaults() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: SecretString::from("sqlite://keyway.db"),
+            tokens: TokenSettings {
+                secret: None,
+                ttl: Duration::from_secs(30 * 24 * 3600),
+                issuer: "keyway".into(),
+                audience: "keyway".into(),
+            },
+            auth: AuthSettings {
+                allow_register: true,
+                default_role: "authenticated".into(),
+                email_confirmation: false,
+                password_min_chars: 6,
+            },
+            hash: HashParams::default(),
+            hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            body_limit_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field(
+                "database_url",
+                &crate::store::redact_url(self.database_url.expose_secret()),
+            )
+            .field(
+                "jwt_secret",
+                &self.tokens.secret.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("auth", &self.auth)
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings that can come from flags or `KEYWAY_*` variables (clap reads both; the flag wins).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct Overrides {
+    /// Configuration file (TOML). Default: ./keyway.toml when it exists.
+    #[arg(long, env = "KEYWAY_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH (default sqlite://keyway.db).
+    #[arg(
+        long,
+        env = "KEYWAY_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
+    pub database_url: Option<String>,
+    /// File holding the database URL (for URLs with a password).
+    #[arg(long, env = "KEYWAY_DATABASE_URL_FILE", global = true)]
+    pub database_url_file: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "KEYWAY_BIND", global = true)]
+    pub bind: Option<String>,
+    /// File holding the HS256 secret (KEYWAY_JWT_SECRET in the environment also works).
+    #[arg(long, env = "KEYWAY_JWT_SECRET_FILE", global = true)]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Access-token lifetime: seconds, or a number with s, m, h or d (default 30d).
+    #[arg(long, env = "KEYWAY_JWT_TTL", global = true)]
+    pub jwt_ttl: Option<String>,
+    #[arg(long, env = "KEYWAY_JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+    #[arg(long, env = "KEYWAY_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+    /// Whether anyone may register (default true).
+    #[arg(long, env = "KEYWAY_ALLOW_REGISTER", global = true)]
+    pub allow_register: Option<bool>,
+    /// Role given to new accounts (default authenticated).
+    #[arg(long, env = "KEYWAY_DEFAULT_ROLE", global = true)]
+    pub default_role: Option<String>,
+    /// Require a confirmed email before login (default false).
+    #[arg(long, env = "KEYWAY_EMAIL_CONFIRMATION", global = true)]
+    pub email_confirmation: Option<bool>,
+    /// Minimum password length in characters (default 6, as Strapi).
+    #[arg(long, env = "KEYWAY_PASSWORD_MIN_LENGTH", global = true)]
+    pub password_min_length: Option<usize>,
+    /// argon2id memory cost in KiB (default 19456).
+    #[arg(long, env = "KEYWAY_ARGON2_MEMORY_KIB", global = true)]
+    pub argon2_memory_kib: Option<u32>,
+    /// argon2id iterations (default 2).
+    #[arg(long, env = "KEYWAY_ARGON2_ITERATIONS", global = true)]
+    pub argon2_iterations: Option<u32>,
+    /// argon2id parallelism (default 1).
+    #[arg(long, env = "KEYWAY_ARGON2_PARALLELISM", global = true)]
+    pub argon2_parallelism: Option<u32>,
+    /// Password hashes allowed to run at once (default: number of CPUs).
+    #[arg(long, env = "KEYWAY_HASH_CONCURRENCY", global = true)]
+    pub hash_concurrency: Option<usize>,
+}
+
+/// The configuration file. Same names as the flags, in snake_case; unknown keys are an error so a typo
+/// does not silently fall back to a default.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub bind: Option<String>,
+    pub database_url: Option<String>,
+    pub database_url_file: Option<PathBuf>,
+    pub jwt_secret: Option<String>,
+    pub jwt_secret_file: Option<PathBuf>,
+    pub jwt_ttl: Option<TtlValue>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub allow_register: Option<bool>,
+    pub default_role: Option<String>,
+    pub email_confirmation: Option<bool>,
+    pub password_min_length: Option<usize>,
+    pub argon2_memory_kib: Option<u32>,
+    pub argon2_iterations: Option<u32>,
+    pub argon2_parallelism: Option<u32>,
+    pub hash_concurrency: Option<usize>,
+}
+
+/// A TTL in the file may be a number of seconds or a string like "30d".
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum TtlValue {
+    Seconds(u64),
+    Text(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Overrides {
+    /// Resolves the final configuration. `env` looks up environment variables (injected so tests do
+    /// not depend on the process environment).
+    pub fn resolve(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let file = self.read_file()?;
+        let mut c = Config::defaults();
+        let invalid = ConfigError::Invalid;
+
+        if let Some(bind) = self.bind.clone().or(file.bind) {
+            c.bind = bind.parse().map_err(|_| {
+                invalid(format!(
+                    "bind: '{bind}' is not an address like 127.0.0.1:8080"
+                ))
+            })?;
+        }
+
+        let url_file = self.database_url_file.clone().or(file.database_url_file);
+        let url = match (&self.database_url, url_file, file.database_url) {
+            (Some(u), _, _) => Some(u.clone()),
+            (None, Some(path), _) => Some(read_secret_file(&path)?),
+            (None, None, u) => u,
+        };
+        if let Some(url) = url {
+            c.database_url = SecretString::from(url);
+        }
+
+        // Secret precedence: a *_FILE setting over the value itself, environment over the file config.
+        let secret_file = self.jwt_secret_file.clone().or(file.jwt_secret_file);
+        let secret = match secret_file {
+            Some(path) => Some(read_secret_file(&path)?),
+            None => env("KEYWAY_JWT_SECRET").or(file.jwt_secret),
+        };
+        if let Some(secret) = secret.filter(|s| !s.is_empty()) {
+            if secret.len() < MIN_JWT_SECRET_BYTES {
+                return Err(invalid(format!(
+                    "the JWT secret is {} bytes; it must be at least {MIN_JWT_SECRET_BYTES} \
+                     (generate one with: openssl rand -base64 48)",
+                    secret.len()
+                )));
+            }
+            c.tokens.secret = Some(SecretString::from(secret));
+        }
+
+        let ttl = match (&self.jwt_ttl, file.jwt_ttl) {
+            (Some(t), _) => Some(parse_duration(t)),
+            (None, Some(TtlValue::Seconds(s))) => Some(Ok(Duration::from_secs(s))),
+            (None, Some(TtlValue::Text(t))) => Some(parse_duration(&t)),
+            (None, None) => None,
+        };
+        if let Some(ttl) = ttl {
+            let ttl = ttl.map_err(|e| invalid(format!("jwt_ttl: {e}")))?;
+            if ttl.is_zero() {
+                return Err(invalid("jwt_ttl must be longer than zero".into()));
+            }
+            c.tokens.ttl = ttl;
+        }
+        if let Some(v) = self.jwt_issuer.clone().or(file.jwt_issuer) {
+            c.tokens.issuer = v;
+        }
+        if let Some(v) = self.jwt_audience.clone().or(file.jwt_audience) {
+            c.tokens.audience = v;
+        }
+        if let Some(v) = self.allow_register.or(file.allow_register) {
+            c.auth.allow_register = v;
+        }
+        if let Some(v) = self.default_role.clone().or(file.default_role) {
+            c.auth.default_role = v;
+        }
+        if let Some(v) = self.email_confirmation.or(file.email_confirmation) {
+            c.auth.email_confirmation = v;
+        }
+        if let Some(v) = self.password_min_length.or(file.password_min_length) {
+            if !(1..=crate::domain::PASSWORD_MAX_BYTES).contains(&v) {
+                return Err(invalid(format!(
+                    "password_min_length must be between 1 and {}",
+                    crate::domain::PASSWORD_MAX_BYTES
+                )));
+            }
+            c.auth.password_min_chars = v;
+        }
+        if let Some(v) = self.argon2_memory_kib.or(file.argon2_memory_kib) {
+            c.hash.m_cost_kib = v;
+        }
+        if let Some(v) = self.argon2_iterations.or(file.argon2_iterations) {
+            c.hash.t_cost = v;
+        }
+        if let Some(v) = self.argon2_parallelism.or(file.argon2_parallelism) {
+            c.hash.p_cost = v;
+        }
+        if let Some(v) = self.hash_concurrency.or(file.hash_concurrency) {
+            if v == 0 {
+                return Err(invalid("hash_concurrency must be at least 1".into()));
+            }
+            c.hash_concurrency = v;
+        }
+        Ok(c)
+    }
+
+    fn read_file(&self) -> Result<FileConfig, ConfigError> {
+        let (path, required) = match &self.config {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from("keyway.toml"), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(FileConfig::default());
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path,
+            message: e.to_string(),
+        })
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    // Files written with `echo` end in a newline that is not part of the secret.
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Parses `90`, `90s`, `15m`, `12h` or `30d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration like 3600, 15m, 12h or 30d"))?;
+    let secs = match unit {
+        "" | "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    }
+    .ok_or_else(|| format!("'{text}' is not a duration like 3600, 15m, 12h or 30d"))?;
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn file_with(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let c = Overrides {
+            config: Some(file_with("").path().to_owned()),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url.expose_secret(), "sqlite://keyway.db");
+        assert_eq!(c.tokens.ttl, Duration::from_secs(2_592_000));
+        assert!(c.tokens.secret.is_none());
+        assert!(c.auth.allow_register);
+        assert_eq!(c.auth.password_min_chars, 6);
+        assert_eq!(c.hash, HashParams::default());
+        assert_eq!(c.body_limit_bytes, 65_536);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let f = file_with("bind = \"0.0.0.0:9000\"\njwt_ttl = 60\nallow_register = false\n");
+        let from_file = Overrides {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        let c = from_file.resolve(&no_env).unwrap();
+        assert_eq!(c.bind.to_string(), "0.0.0.0:9000");
+        assert_eq!(c.tokens.ttl, Duration::from_secs(60));
+        assert!(!c.auth.allow_register);
+
+        let flagged = Overrides {
+            bind: Some("127.0.0.1:7000".into()),
+            jwt_ttl: Some("2h".into()),
+            ..from_file
+        };
+        let c = flagged.resolve(&no_env).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:7000");
+        assert_eq!(c.tokens.ttl, Duration::from_secs(7200));
+        assert!(
+            !c.auth.allow_register,
+            "untouched settings keep the file's value"
+        );
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let f = file_with("bnid = \"0.0.0.0:9000\"\n");
+        let err = Overrides {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap_err();
+        assert!(err.to_string().contains("bnid"), "{err}");
+    }
+
+    #[test]
+    fn short_jwt_secret_is_refused() {
+        let f = file_with("");
+        let o = Overrides {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        let err = o
+            .resolve(&|k| (k == "KEYWAY_JWT_SECRET").then(|| "too-short".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 32"), "{err}");
+        let ok = o
+            .resolve(&|k| (k == "KEYWAY_JWT_SECRET").then(|| "x".repeat(32)))
+            .unwrap();
+        assert!(ok.tokens.secret.is_some());
+    }
+
+    #[test]
+    fn secret_files_win_and_lose_their_trailing_newline() {
+        let secret = file_with(&format!("{}\n", "s".repeat(40)));
+        let cfg = file_with(&format!("jwt_secret = \"{}\"\n", "f".repeat(40)));
+        let c = Overrides {
+            config: Some(cfg.path().to_owned()),
+            jwt_secret_file: Some(secret.path().to_owned()),
+            ..Default::default()
+        }
+        .resolve(&|k| (k == "KEYWAY_JWT_SECRET").then(|| "e".repeat(40)))
+        .unwrap();
+        assert_eq!(c.tokens.secret.unwrap().expose_secret(), "s".repeat(40));
+    }
+
+    #[test]
+    fn environment_secret_overrides_the_file() {
+        let cfg = file_with(&format!("jwt_secret = \"{}\"\n", "f".repeat(40)));
+        let c = Overrides {
+            config: Some(cfg.path().to_owned()),
+            ..Default::default()
+        }
+        .resolve(&|k| (k == "KEYWAY_JWT_SECRET").then(|| "e".repeat(40)))
+        .unwrap();
+        assert_eq!(c.tokens.secret.unwrap().expose_secret(), "e".repeat(40));
+    }
+
+    #[test]
+    fn database_url_file_is_read() {
+        let url = file_with("sqlite:///tmp/from-file.db\n");
+        let c = Overrides {
+            config: Some(file_with("").path().to_owned()),
+            database_url_file: Some(url.path().to_owned()),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap();
+        assert_eq!(c.database_url.expose_secret(), "sqlite:///tmp/from-file.db");
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let mut c = Config::defaults();
+        c.database_url = SecretString::from("postgres://u:hunter2@db/k");
+        c.tokens.secret = Some(SecretString::from("x".repeat(40)));
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains(&"x".repeat(40)),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(2_592_000)
+        );
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5w").is_err());
+        assert!(parse_duration("99999999999999999999d").is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! `/api/users/*` and the user's public shape.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat};
+use serde::Serialize;
+
+use super::extract::Authenticated;
+use crate::store::{Millis, Role, User};
+
+/// A user as Strapi 5 sends it, plus the populated `role` (as Strapi v3 did). Never a password hash or
+/// a token: this type has no field that could hold one.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView<'a> {
+    pub id: i64,
+    pub document_id: &'a str,
+    pub username: &'a str,
+    pub email: &'a str,
+    pub provider: &'a str,
+    pub confirmed: bool,
+    pub blocked: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub published_at: String,
+    pub role: RoleView<'a>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RoleView<'a> {
+    pub id: i64,
+    pub name: &'a str,
+    pub description: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+}
+
+impl<'a> From<&'a Role> for RoleView<'a> {
+    fn from(r: &'a Role) -> Self {
+        Self {
+            id: r.id,
+            name: &r.name,
+            description: &r.description,
+            kind: &r.kind,
+        }
+    }
+}
+
+impl<'a> From<&'a User> for UserView<'a> {
+    fn from(u: &'a User) -> Self {
+        Self {
+            id: u.id,
+            document_id: &u.document_id,
+            username: &u.username,
+            email: &u.email,
+            provider: &u.provider,
+            confirmed: u.confirmed,
+            blocked: u.blocked,
+            created_at: iso(u.created_at),
+            updated_at: iso(u.updated_at),
+            // Users are never drafts; Strapi 5 sets publishedAt at creation.
+            published_at: iso(u.created_at),
+            role: RoleView::from(&u.role),
+        }
+    }
+}
+
+/// `2026-11-26T20:32:17.407Z`, the format Strapi uses.
+pub fn iso(ms: Millis) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// `GET /api/users/me` → the bare user object.
+pub async fn me(Authenticated(user): Authenticated) -> Response {
+    Json(UserView::from(&user)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso;
+
+    #[test]
+    fn timestamps_use_strapis_format() {
+        assert_eq!(iso(1_795_725_137_407), "2026-11-26T20:32:17.407Z");
+    }
+}

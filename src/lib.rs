@@ -1,0 +1,100 @@
+//! Keyway: a Strapi-compatible authentication API in one binary.
+//!
+//! Layers, arrows pointing down only: [`http`] (axum handlers, extractors, the error envelope) →
+//! [`auth`] (the core: passwords, tokens, sessions) → [`store`] (persistence behind one trait).
+//! [`App::build`] wires them from a [`Config`] and a pre-bound listener, so tests can bind port 0.
+
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod store;
+
+pub use config::Config;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+use auth::password::Hasher;
+use auth::tokens::Keys;
+use auth::{Auth, Clock, SystemClock};
+use http::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("{0}")]
+    Setup(#[from] error::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Builds the authentication core from configuration: opens (and migrates) the database, loads or
+/// creates the signing key, prepares the hasher. Used by `serve` and by the admin commands alike.
+pub async fn build_auth(config: &Config) -> Result<Arc<Auth>, StartError> {
+    build_auth_with_clock(config, Arc::new(SystemClock)).await
+}
+
+pub async fn build_auth_with_clock(
+    config: &Config,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<Auth>, StartError> {
+    let store = store::connect(&config.database_url).await?;
+    let keys = Keys::load(store.as_ref(), config.tokens.clone(), clock.now_millis()).await?;
+    let hasher = Hasher::new(config.hash, config.hash_concurrency).await?;
+    Ok(Arc::new(Auth::new(
+        store,
+        hasher,
+        keys,
+        config.auth.clone(),
+        clock,
+    )))
+}
+
+/// A ready-to-run server: state built, listener bound.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    body_limit_bytes: usize,
+}
+
+impl App {
+    pub async fn build(config: Config, listener: TcpListener) -> Result<Self, StartError> {
+        let auth = build_auth(&config).await?;
+        Ok(Self::with_auth(auth, &config, listener))
+    }
+
+    pub fn with_auth(auth: Arc<Auth>, config: &Config, listener: TcpListener) -> Self {
+        Self {
+            listener,
+            state: AppState { auth },
+            body_limit_bytes: config.body_limit_bytes,
+        }
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn auth(&self) -> &Arc<Auth> {
+        &self.state.auth
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = http::router(self.state, self.body_limit_bytes);
+        axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+    }
+}

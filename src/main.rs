@@ -1,0 +1,269 @@
+//! The `keyway` command: parses the command line and calls the library.
+
+use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use keyway::auth::{AdminNewUser, Auth};
+use keyway::config::Overrides;
+use keyway::domain::{Email, Password, Username};
+use keyway::store::User;
+use keyway::{App, Config, StartError};
+
+const DEMO_USERNAME: &str = "appsmith_user";
+const DEMO_PASSWORD: &str = "appsmith_password";
+const DEMO_EMAIL: &str = "appsmith_user@example.com";
+
+#[derive(Parser)]
+#[command(
+    name = "keyway",
+    version,
+    about = "A Strapi-compatible authentication API"
+)]
+struct Cli {
+    #[command(flatten)]
+    settings: Overrides,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API.
+    Serve {
+        /// Also create the confirmed demo account appsmith_user / appsmith_password.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Manage accounts in the configured database.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account; the password is read from the first line of standard input.
+    Add {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (required: passwords never go on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// Role name or type (default: the configured default role).
+        #[arg(long)]
+        role: Option<String>,
+        #[arg(long)]
+        confirmed: bool,
+        #[arg(long)]
+        blocked: bool,
+    },
+    /// List accounts.
+    List,
+    /// Block an account: its tokens stop working at once.
+    Block { username: String },
+    /// Unblock an account.
+    Unblock { username: String },
+    /// Delete an account and its sessions.
+    Delete { username: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let config = match cli.settings.resolve(&|k| std::env::var(k).ok()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("keyway: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("keyway: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { demo } => serve(config, demo).await,
+            Command::User(cmd) => user_command(config, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("keyway: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("KEYWAY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(config: Config, demo: bool) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+    let app = App::build(config.clone(), listener)
+        .await
+        .map_err(|e| start_error(&e))?;
+    let addr = app.local_addr().map_err(|e| e.to_string())?;
+    if demo {
+        ensure_demo_account(app.auth()).await?;
+    }
+    println!(
+        "Keyway listening on http://{addr} (database {})",
+        keyway::store::redact_url(config.database_url.expose_secret())
+    );
+    if demo {
+        println!(
+            "Demo account: {DEMO_USERNAME} / {DEMO_PASSWORD}. Try:\n  \
+             curl -s http://{addr}/api/auth/local -H 'Content-Type: application/json' \
+             -d '{{\"identifier\":\"{DEMO_USERNAME}\",\"password\":\"{DEMO_PASSWORD}\"}}'\n  \
+             curl -s http://{addr}/api/users/me -H \"Authorization: Bearer $JWT\""
+        );
+    }
+    app.run(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("Keyway stopped");
+    Ok(())
+}
+
+async fn ensure_demo_account(auth: &Arc<Auth>) -> Result<(), String> {
+    if auth
+        .find_by_username(DEMO_USERNAME)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let new = AdminNewUser {
+        username: Username::parse(DEMO_USERNAME)?,
+        email: Email::parse(DEMO_EMAIL)?,
+        password: Password::parse(DEMO_PASSWORD, 1)?,
+        role: Some("authenticated".into()),
+        confirmed: true,
+        blocked: false,
+    };
+    auth.admin_create_user(new)
+        .await
+        .map_err(|e| format!("cannot create the demo account: {e}"))?;
+    tracing::warn!("demo account {DEMO_USERNAME} created: do not use --demo in production");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn start_error(e: &StartError) -> String {
+    format!("cannot start: {e}")
+}
+
+async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
+    let auth = keyway::build_auth(&config)
+        .await
+        .map_err(|e| start_error(&e))?;
+    let show_err = |e: keyway::error::Error| e.to_string();
+    match cmd {
+        UserCommand::Add {
+            username,
+            email,
+            password_stdin: _,
+            role,
+            confirmed,
+            blocked,
+        } => {
+            let password = read_password_line()?;
+            let new = AdminNewUser {
+                username: Username::parse(&username)?,
+                email: Email::parse(&email)?,
+                password: Password::parse(&password, config.auth.password_min_chars)?,
+                role,
+                confirmed,
+                blocked,
+            };
+            let user = auth.admin_create_user(new).await.map_err(show_err)?;
+            println!("created {}", describe(&user));
+        }
+        UserCommand::List => {
+            let users = auth.list_users().await.map_err(show_err)?;
+            println!(
+                "{:>6}  {:<24} {:<32} {:<14} {:<9} {:<7}",
+                "ID", "USERNAME", "EMAIL", "ROLE", "CONFIRMED", "BLOCKED"
+            );
+            for u in &users {
+                println!(
+                    "{:>6}  {:<24} {:<32} {:<14} {:<9} {:<7}",
+                    u.id, u.username, u.email, u.role.name, u.confirmed, u.blocked
+                );
+            }
+            println!("{} user(s)", users.len());
+        }
+        UserCommand::Block { username } => {
+            let user = auth.set_blocked(&username, true).await.map_err(show_err)?;
+            println!("blocked {}", describe(&user));
+        }
+        UserCommand::Unblock { username } => {
+            let user = auth.set_blocked(&username, false).await.map_err(show_err)?;
+            println!("unblocked {}", describe(&user));
+        }
+        UserCommand::Delete { username } => {
+            let user = auth.delete_user(&username).await.map_err(show_err)?;
+            println!("deleted {}", describe(&user));
+        }
+    }
+    Ok(())
+}
+
+fn read_password_line() -> Result<String, String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        return Err("no password on standard input".into());
+    }
+    Ok(password)
+}
+
+fn describe(u: &User) -> String {
+    format!(
+        "user {} '{}' <{}> (role {}, confirmed {}, blocked {})",
+        u.id, u.username, u.email, u.role.name, u.confirmed, u.blocked
+    )
+}

@@ -1,0 +1,194 @@
+//! Persistence. One object-safe trait, [`Store`], that the core talks to; one implementation per
+//! database engine. Handlers never see a database type: engine errors become [`StoreError`] here, and a
+//! unique-constraint violation becomes [`StoreError::Conflict`] so the core can answer "already taken"
+//! without a racy read-then-write.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use std::sync::Arc;
+
+/// Milliseconds since the Unix epoch. Stored as a 64-bit integer on every engine so that timestamps
+/// mean the same thing everywhere and sort cheaply.
+pub type Millis = i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unique constraint violated")]
+    Conflict,
+    #[error("database error: {0}")]
+    Database(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("unsupported database URL: {0}")]
+    UnsupportedUrl(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub id: i64,
+    pub name: String,
+    pub description: String,
+    /// Strapi's machine name: `public`, `authenticated`, or an operator's own.
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub document_id: String,
+    pub username: String,
+    pub email: String,
+    pub provider: String,
+    pub confirmed: bool,
+    pub blocked: bool,
+    pub role: Role,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A user together with the stored password hash, for the few operations that verify a password.
+/// Kept apart from [`User`] so the hash cannot end up in a response by accident.
+#[derive(Clone)]
+pub struct UserCredentials {
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub document_id: String,
+    pub username: String,
+    pub email: String,
+    pub provider: String,
+    pub password_hash: Option<String>,
+    pub confirmed: bool,
+    pub blocked: bool,
+    pub role_id: i64,
+    pub now: Millis,
+}
+
+/// One login: every access token names its session (`sid`), and a token whose session is gone, revoked
+/// or expired is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: String,
+    pub user_id: i64,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub revoked_at: Option<Millis>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A signing key the server generated for itself. The private half is PKCS#8 DER.
+#[derive(Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: String,
+    pub private_der: Vec<u8>,
+    pub public_raw: Vec<u8>,
+    pub created_at: Millis,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `Ok` when the database answers a trivial query.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn role_by_kind(&self, kind: &str) -> StoreResult<Option<Role>>;
+    async fn role_by_name_or_kind(&self, name: &str) -> StoreResult<Option<Role>>;
+
+    /// Inserts a user; [`StoreError::Conflict`] when the username or email is taken.
+    async fn create_user(&self, user: NewUser) -> StoreResult<User>;
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
+    /// The local-provider account whose email equals `email_lowercase` or whose username equals
+    /// `username` exactly; the lowest id wins if both match different accounts.
+    async fn local_credentials(
+        &self,
+        email_lowercase: &str,
+        username: &str,
+    ) -> StoreResult<Option<UserCredentials>>;
+    /// Whether any account has this username or email, checked across both columns (an email may not
+    /// be taken as someone's username and vice versa, as in Strapi).
+    async fn identity_taken(&self, username: &str, email: &str) -> StoreResult<bool>;
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    async fn set_password_hash(&self, user_id: i64, hash: &str, now: Millis) -> StoreResult<()>;
+    /// Returns false when no such user exists.
+    async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool>;
+    /// Deletes the user and, with them, their sessions. Returns false when no such user exists.
+    async fn delete_user(&self, user_id: i64) -> StoreResult<bool>;
+
+    async fn create_session(&self, session: &Session) -> StoreResult<()>;
+    async fn session(&self, id: &str) -> StoreResult<Option<Session>>;
+
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
+}
+
+/// Opens the store named by a database URL: `sqlite://path`, `sqlite::memory:`, or a bare file path.
+pub async fn connect(url: &SecretString) -> StoreResult<Arc<dyn Store>> {
+    let url = url.expose_secret();
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+    match scheme {
+        "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
+        "postgres" | "postgresql" => Err(StoreError::UnsupportedUrl(
+            "PostgreSQL is not supported by this build yet; use a sqlite:// URL".into(),
+        )),
+        _ if !url.contains("://") => Ok(Arc::new(
+            SqliteStore::connect(&format!("sqlite://{url}")).await?,
+        )),
+        other => Err(StoreError::UnsupportedUrl(format!(
+            "unknown scheme '{other}'; use sqlite://PATH"
+        ))),
+    }
+}
+
+/// The URL with any password replaced by `***`, for logs and the start-up line.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                format!("{scheme}://{user}@{host}{tail}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/keyway"),
+            "postgres://app:***@db:5432/keyway"
+        );
+        assert_eq!(
+            redact_url("postgres://app@db/keyway"),
+            "postgres://app@db/keyway"
+        );
+        assert_eq!(redact_url("sqlite://keyway.db"), "sqlite://keyway.db");
+        assert_eq!(redact_url("keyway.db"), "keyway.db");
+        assert_eq!(
+            redact_url("postgres://u:p@ss@host/db?sslmode=require"),
+            "postgres://u:***@host/db?sslmode=require"
+        );
+    }
+}

@@ -160,6 +160,14 @@ impl Auth {
         });
     }
 
+    pub fn ensure_registration_open(&self) -> Result<()> {
+        if self.settings.allow_register {
+            Ok(())
+        } else {
+            Err(Error::Application(MSG_REGISTER_DISABLED.into()))
+        }
+    }
+
     /// `POST /api/auth/local/register`.
     #[tracing::instrument(skip_all)]
     pub async fn register(
@@ -169,9 +177,7 @@ impl Auth {
         password: Password,
         client: ClientInfo,
     ) -> Result<Issued> {
-        if !self.settings.allow_register {
-            return Err(Error::Application(MSG_REGISTER_DISABLED.into()));
-        }
+        self.ensure_registration_open()?;
         let role = self
             .store
             .role_by_name_or_kind(&self.settings.default_role)

@@ -141,9 +141,11 @@ impl Hasher {
             if !(ok && real) {
                 return Ok(Verified::Mismatch);
             }
-            let current = params.argon2()?;
             let same_params = hash.algorithm.as_str() == "argon2id"
-                && Params::try_from(&hash).is_ok_and(|p| p == *current.params());
+                && Params::try_from(&hash).is_ok_and(|p| {
+                    (p.m_cost(), p.t_cost(), p.p_cost())
+                        == (params.m_cost_kib, params.t_cost, params.p_cost)
+                });
             Ok(Verified::Match {
                 rehash: !same_params,
             })

@@ -32,11 +32,8 @@ pub async fn register(
     Client(client): Client,
     Body(body): Body,
 ) -> Result<Json<Value>> {
-    if !state.auth.settings().allow_register {
-        return Err(crate::error::Error::Application(
-            crate::auth::MSG_REGISTER_DISABLED.into(),
-        ));
-    }
+    // Strapi answers "disabled" before looking at the body.
+    state.auth.ensure_registration_open()?;
     reject_unknown_keys(&body, &["username", "email", "password"])?;
     let min = state.auth.settings().password_min_chars;
     let mut fields = Fields::new(&body);

@@ -95,14 +95,17 @@ fn content_kind(headers: &HeaderMap) -> ContentKind {
 
 /// The token of an `Authorization: Bearer <token>` header. As in Strapi, a header that is not exactly a
 /// case-insensitive `Bearer` followed by one token is ignored: the request is anonymous.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+///
+/// A header that is a Bearer token but not valid UTF-8 is still a (bad) token: it gets a 401 like any
+/// other token that fails verification, not the anonymous 403.
+pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    let value = String::from_utf8_lossy(headers.get(header::AUTHORIZATION)?.as_bytes());
     let mut parts = value.split_whitespace();
     let (scheme, token) = (parts.next()?, parts.next()?);
     if parts.next().is_some() || !scheme.eq_ignore_ascii_case("bearer") {
         return None;
     }
-    Some(token)
+    Some(token.to_owned())
 }
 
 /// The user behind a valid bearer token. No token → 403 (the public role may not call the route);
@@ -114,7 +117,7 @@ impl FromRequestParts<AppState> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let token = bearer_token(&parts.headers).ok_or(Error::Forbidden)?;
-        Ok(Authenticated(state.auth.authenticate(token).await?))
+        Ok(Authenticated(state.auth.authenticate(&token).await?))
     }
 }
 
@@ -247,10 +250,23 @@ mod tests {
     }
 
     #[test]
+    fn non_utf8_bearer_tokens_are_still_tokens() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xff.\xfe").unwrap(),
+        );
+        assert!(bearer_token(&h).is_some());
+    }
+
+    #[test]
     fn bearer_parsing_follows_strapi() {
-        assert_eq!(bearer_token(&auth("Bearer abc")), Some("abc"));
-        assert_eq!(bearer_token(&auth("bearer abc")), Some("abc"));
-        assert_eq!(bearer_token(&auth("BEARER   abc  ")), Some("abc"));
+        assert_eq!(bearer_token(&auth("Bearer abc")).as_deref(), Some("abc"));
+        assert_eq!(bearer_token(&auth("bearer abc")).as_deref(), Some("abc"));
+        assert_eq!(
+            bearer_token(&auth("BEARER   abc  ")).as_deref(),
+            Some("abc")
+        );
         assert_eq!(bearer_token(&auth("Token abc")), None);
         assert_eq!(bearer_token(&auth("Bearer")), None);
         assert_eq!(bearer_token(&auth("Bearer a b")), None);

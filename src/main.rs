@@ -123,6 +123,9 @@ async fn serve(config: Config, demo: bool) -> Result<(), String> {
     if demo {
         ensure_demo_account(app.auth()).await?;
     }
+    // Handlers go in before the start line: whoever waits for that line may signal at once.
+    let shutdown =
+        shutdown_signal().map_err(|e| format!("cannot install the signal handlers: {e}"))?;
     println!(
         "Keyway listening on http://{addr} (database {})",
         keyway::store::redact_url(config.database_url.expose_secret())
@@ -135,9 +138,7 @@ async fn serve(config: Config, demo: bool) -> Result<(), String> {
              curl -s http://{addr}/api/users/me -H \"Authorization: Bearer $JWT\""
         );
     }
-    app.run(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())?;
+    app.run(shutdown).await.map_err(|e| e.to_string())?;
     println!("Keyway stopped");
     Ok(())
 }
@@ -166,26 +167,29 @@ async fn ensure_demo_account(auth: &Arc<Auth>) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Registers the SIGINT and SIGTERM handlers now and returns a future that completes on the first
+/// of them. Registering is done eagerly: a signal that arrives before the future is first polled
+/// would otherwise kill the process without a graceful shutdown.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = terminate.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutting down: finishing in-flight requests");
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+    })
 }
 
 fn start_error(e: &StartError) -> String {

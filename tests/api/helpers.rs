@@ -1,0 +1,212 @@
+//! Fixtures that read like prose: `TestApp::spawn().await.with_user("alice")`.
+
+use keyway::auth::AdminNewUser;
+use keyway::auth::password::HashParams;
+use keyway::domain::{Email, Password, Username};
+use keyway::{App, Config};
+use reqwest::{Response, StatusCode};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// A secret long enough for HS256, for tests that need to mint their own tokens.
+pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+
+/// argon2id parameters small enough for a fast suite. Production defaults are covered by unit tests.
+pub fn cheap_hash() -> HashParams {
+    HashParams {
+        m_cost_kib: 1024,
+        t_cost: 1,
+        p_cost: 1,
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub dir: Arc<TempDir>,
+    pub config: Config,
+    pub auth: Arc<keyway::auth::Auth>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns with a fresh database and the given configuration changes.
+    pub async fn spawn_with(change: impl FnOnce(&mut Config)) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut config = Config::defaults();
+        config.database_url = SecretString::from(format!(
+            "sqlite://{}",
+            dir.path().join("keyway.db").display()
+        ));
+        config.hash = cheap_hash();
+        change(&mut config);
+        Self::start(config, dir).await
+    }
+
+    /// Starts another server on the same database and directory (a restart, or a second node).
+    pub async fn restart(mut self) -> Self {
+        self.stop().await;
+        Self::start(self.config.clone(), self.dir.clone()).await
+    }
+
+    async fn start(config: Config, dir: Arc<TempDir>) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let app = App::build(config.clone(), listener)
+            .await
+            .expect("app builds");
+        let addr = app.local_addr().unwrap();
+        let auth = app.auth().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            app.run(async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        Self {
+            addr,
+            client: reqwest::Client::new(),
+            dir,
+            config,
+            auth,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Creates a confirmed account `name` with email `name@example.com` and password
+    /// [`password_of`]`(name)`.
+    pub async fn with_user(self, name: &str) -> Self {
+        self.create_user(name, |_| {}).await;
+        self
+    }
+
+    pub async fn create_user(&self, name: &str, change: impl FnOnce(&mut AdminNewUser)) {
+        let mut new = AdminNewUser {
+            username: Username::parse(name).unwrap(),
+            email: Email::parse(&format!("{name}@example.com")).unwrap(),
+            password: Password::parse(&password_of(name), 1).unwrap(),
+            role: None,
+            confirmed: true,
+            blocked: false,
+        };
+        change(&mut new);
+        self.auth
+            .admin_create_user(new)
+            .await
+            .expect("user created");
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn login(&self, identifier: &str, password: &str) -> Response {
+        self.post(
+            "/api/auth/local",
+            json!({ "identifier": identifier, "password": password }),
+        )
+        .await
+    }
+
+    /// Logs in as `name` (created by `with_user`) and returns the jwt.
+    pub async fn token_for(&self, name: &str) -> String {
+        let res = self.login(name, &password_of(name)).await;
+        assert_eq!(res.status(), StatusCode::OK, "login of {name} failed");
+        let body: Value = res.json().await.unwrap();
+        body["jwt"]
+            .as_str()
+            .expect("jwt in login response")
+            .to_owned()
+    }
+
+    pub async fn me(&self, token: &str) -> Response {
+        self.client
+            .get(self.url("/api/users/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A direct connection to the app's database, for checks and tampering the API does not allow.
+    pub async fn db(&self) -> sqlx::SqlitePool {
+        use secrecy::ExposeSecret;
+        sqlx::SqlitePool::connect(self.config.database_url.expose_secret())
+            .await
+            .expect("open test database")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn password_of(name: &str) -> String {
+    format!("{name}-password")
+}
+
+/// Asserts a Strapi error envelope and returns its `error` object.
+pub async fn assert_error(res: Response, status: u16, name: &str, message: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status");
+    let body: Value = res.json().await.expect("JSON error body");
+    assert_eq!(body["data"], Value::Null, "{body}");
+    assert_eq!(body["error"]["status"], status, "{body}");
+    assert_eq!(body["error"]["name"], name, "{body}");
+    assert_eq!(body["error"]["message"], message, "{body}");
+    assert!(body["error"]["details"].is_object(), "{body}");
+    body["error"].clone()
+}
+
+/// Decodes a JWT's payload without verifying it (tests inspect what the server issued).
+pub fn jwt_payload(token: &str) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(1).expect("three-part JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url payload");
+    serde_json::from_slice(&bytes).expect("JSON payload")
+}
+
+pub fn jwt_header(token: &str) -> Value {
+    use base64::Engine;
+    let part = token.split('.').next().unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}

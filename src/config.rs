@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use crate::auth::AuthSettings;
 use crate::auth::password::HashParams;
-use crate::auth::tokens::TokenSettings;
+use crate::auth::sessions::SessionSettings;
+use crate::auth::tokens::{KeyAlgorithm, TokenSettings};
 
 /// Shortest HS256 secret accepted: 256 bits, the size of the HMAC-SHA256 output.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -22,6 +23,8 @@ pub struct Config {
     pub database_url: SecretString,
     pub tokens: TokenSettings,
     pub auth: AuthSettings,
+    pub sessions: SessionSettings,
+    pub cookie: CookieSettings,
     pub hash: HashParams,
     /// How many password hashes may run at once.
     pub hash_concurrency: usize,
@@ -37,9 +40,11 @@ impl Config {
             database_url: SecretString::from("sqlite://keyway.db"),
             tokens: TokenSettings {
                 secret: None,
+                algorithm: KeyAlgorithm::EdDsa,
                 ttl: Duration::from_secs(30 * 24 * 3600),
                 issuer: "keyway".into(),
                 audience: "keyway".into(),
+                accept_strapi_tokens: false,
             },
             auth: AuthSettings {
                 allow_register: true,
@@ -47,11 +52,44 @@ impl Config {
                 email_confirmation: false,
                 password_min_chars: 6,
             },
+            sessions: SessionSettings::default(),
+            cookie: CookieSettings::default(),
             hash: HashParams::default(),
             hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             body_limit_bytes: 64 * 1024,
         }
     }
+}
+
+/// The refresh-token cookie (Strapi's `sessions.cookie`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieSettings {
+    /// Always deliver the refresh token as a cookie, not only when the client asks with
+    /// `x-strapi-refresh-cookie: httpOnly`.
+    pub always: bool,
+    pub name: String,
+    pub secure: CookieSecure,
+}
+
+impl Default for CookieSettings {
+    fn default() -> Self {
+        Self {
+            always: false,
+            // Strapi's name, so clients written for Strapi find it.
+            name: "strapi_up_refresh".into(),
+            secure: CookieSecure::Auto,
+        }
+    }
+}
+
+/// Whether the cookie gets the `Secure` attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieSecure {
+    /// Secure, except for plain-http development on localhost.
+    Auto,
+    Always,
+    Never,
 }
 
 impl std::fmt::Debug for Config {
@@ -102,6 +140,33 @@ pub struct Overrides {
     pub jwt_issuer: Option<String>,
     #[arg(long, env = "KEYWAY_JWT_AUDIENCE", global = true)]
     pub jwt_audience: Option<String>,
+    /// Algorithm of generated signing keys: EdDSA (default), ES256 or RS256.
+    #[arg(long, env = "KEYWAY_JWT_ALGORITHM", global = true)]
+    pub jwt_algorithm: Option<KeyAlgorithm>,
+    /// Accept tokens Strapi issued with the same secret until they expire (default false).
+    #[arg(long, env = "KEYWAY_ACCEPT_STRAPI_TOKENS", global = true)]
+    pub accept_strapi_tokens: Option<bool>,
+    /// Issue refresh tokens at login (default true).
+    #[arg(long, env = "KEYWAY_REFRESH_TOKENS", global = true)]
+    pub refresh_tokens: Option<bool>,
+    /// Sessions not refreshed for this long end (default 14d).
+    #[arg(long, env = "KEYWAY_SESSION_IDLE_TTL", global = true)]
+    pub session_idle_ttl: Option<String>,
+    /// Sessions end this long after login (default 30d).
+    #[arg(long, env = "KEYWAY_SESSION_ABSOLUTE_TTL", global = true)]
+    pub session_absolute_ttl: Option<String>,
+    /// How long a used refresh token may be replayed for the same successor (default 10s).
+    #[arg(long, env = "KEYWAY_REFRESH_GRACE", global = true)]
+    pub refresh_grace: Option<String>,
+    /// Always deliver refresh tokens in an HttpOnly cookie (default false: only when asked).
+    #[arg(long, env = "KEYWAY_REFRESH_COOKIE", global = true)]
+    pub refresh_cookie: Option<bool>,
+    /// Name of the refresh cookie (default strapi_up_refresh).
+    #[arg(long, env = "KEYWAY_REFRESH_COOKIE_NAME", global = true)]
+    pub refresh_cookie_name: Option<String>,
+    /// Secure attribute of the refresh cookie: auto (default), always or never.
+    #[arg(long, env = "KEYWAY_REFRESH_COOKIE_SECURE", global = true)]
+    pub refresh_cookie_secure: Option<CookieSecure>,
     /// Whether anyone may register (default true).
     #[arg(long, env = "KEYWAY_ALLOW_REGISTER", global = true)]
     pub allow_register: Option<bool>,
@@ -141,6 +206,15 @@ pub struct FileConfig {
     pub jwt_ttl: Option<TtlValue>,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
+    pub jwt_algorithm: Option<KeyAlgorithm>,
+    pub accept_strapi_tokens: Option<bool>,
+    pub refresh_tokens: Option<bool>,
+    pub session_idle_ttl: Option<TtlValue>,
+    pub session_absolute_ttl: Option<TtlValue>,
+    pub refresh_grace: Option<TtlValue>,
+    pub refresh_cookie: Option<bool>,
+    pub refresh_cookie_name: Option<String>,
+    pub refresh_cookie_secure: Option<CookieSecure>,
     pub allow_register: Option<bool>,
     pub default_role: Option<String>,
     pub email_confirmation: Option<bool>,
@@ -215,18 +289,72 @@ impl Overrides {
             c.tokens.secret = Some(SecretString::from(secret));
         }
 
-        let ttl = match (&self.jwt_ttl, file.jwt_ttl) {
-            (Some(t), _) => Some(parse_duration(t)),
-            (None, Some(TtlValue::Seconds(s))) => Some(Ok(Duration::from_secs(s))),
-            (None, Some(TtlValue::Text(t))) => Some(parse_duration(&t)),
-            (None, None) => None,
-        };
-        if let Some(ttl) = ttl {
-            let ttl = ttl.map_err(|e| invalid(format!("jwt_ttl: {e}")))?;
-            if ttl.is_zero() {
-                return Err(invalid("jwt_ttl must be longer than zero".into()));
+        let ttl = |name: &str, flag: &Option<String>, file: Option<TtlValue>| {
+            let parsed = match (flag, file) {
+                (Some(t), _) => parse_duration(t),
+                (None, Some(TtlValue::Seconds(s))) => Ok(Duration::from_secs(s)),
+                (None, Some(TtlValue::Text(t))) => parse_duration(&t),
+                (None, None) => return Ok(None),
+            };
+            match parsed {
+                Ok(d) if d.is_zero() => Err(invalid(format!("{name} must be longer than zero"))),
+                Ok(d) => Ok(Some(d)),
+                Err(e) => Err(invalid(format!("{name}: {e}"))),
             }
-            c.tokens.ttl = ttl;
+        };
+        if let Some(d) = ttl("jwt_ttl", &self.jwt_ttl, file.jwt_ttl)? {
+            c.tokens.ttl = d;
+        }
+        if let Some(d) = ttl(
+            "session_idle_ttl",
+            &self.session_idle_ttl,
+            file.session_idle_ttl,
+        )? {
+            c.sessions.idle_ttl = d;
+        }
+        if let Some(d) = ttl(
+            "session_absolute_ttl",
+            &self.session_absolute_ttl,
+            file.session_absolute_ttl,
+        )? {
+            c.sessions.absolute_ttl = d;
+        }
+        if let Some(d) = ttl("refresh_grace", &self.refresh_grace, file.refresh_grace)? {
+            c.sessions.refresh_grace = d;
+        }
+        if let Some(v) = self.jwt_algorithm.or(file.jwt_algorithm) {
+            c.tokens.algorithm = v;
+        }
+        if let Some(v) = self.accept_strapi_tokens.or(file.accept_strapi_tokens) {
+            if v && c.tokens.secret.is_none() {
+                return Err(invalid(
+                    "accept_strapi_tokens needs the Strapi JWT secret (KEYWAY_JWT_SECRET)".into(),
+                ));
+            }
+            c.tokens.accept_strapi_tokens = v;
+        }
+        if let Some(v) = self.refresh_tokens.or(file.refresh_tokens) {
+            c.sessions.refresh_tokens = v;
+        }
+        if let Some(v) = self.refresh_cookie.or(file.refresh_cookie) {
+            c.cookie.always = v;
+        }
+        if let Some(v) = self
+            .refresh_cookie_name
+            .clone()
+            .or(file.refresh_cookie_name)
+        {
+            let token_char =
+                |ch: char| ch.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(ch);
+            if v.is_empty() || !v.chars().all(token_char) {
+                return Err(invalid(format!(
+                    "refresh_cookie_name '{v}' is not a valid cookie name"
+                )));
+            }
+            c.cookie.name = v;
+        }
+        if let Some(v) = self.refresh_cookie_secure.or(file.refresh_cookie_secure) {
+            c.cookie.secure = v;
         }
         if let Some(v) = self.jwt_issuer.clone().or(file.jwt_issuer) {
             c.tokens.issuer = v;

@@ -16,6 +16,7 @@ pub use config::Config;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 use auth::password::Hasher;
@@ -51,9 +52,16 @@ pub async fn build_auth_with_clock(
         hasher,
         keys,
         config.auth.clone(),
+        config.sessions.clone(),
         clock,
     )))
 }
+
+/// How often a server looks for changes other processes made (a CLI `user block`, another node):
+/// the longest a revocation made elsewhere takes to reach this server's caches.
+const SYNC_INTERVAL: Duration = Duration::from_millis(500);
+/// How often ended sessions and old invalidations are deleted.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A ready-to-run server: state built, listener bound.
 pub struct App {
@@ -71,7 +79,10 @@ impl App {
     pub fn with_auth(auth: Arc<Auth>, config: &Config, listener: TcpListener) -> Self {
         Self {
             listener,
-            state: AppState { auth },
+            state: AppState {
+                auth,
+                cookie: Arc::new(config.cookie.clone()),
+            },
             body_limit_bytes: config.body_limit_bytes,
         }
     }
@@ -89,12 +100,41 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let maintenance = tokio::spawn(maintain(self.state.auth.clone()));
         let router = http::router(self.state, self.body_limit_bytes);
-        axum::serve(
+        let served = axum::serve(
             self.listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+        maintenance.abort();
+        served
+    }
+}
+
+/// Background upkeep of a serving process: applies invalidations recorded by other processes, and
+/// now and then deletes what can no longer matter.
+async fn maintain(auth: Arc<Auth>) {
+    let mut seen = match auth.store().last_invalidation().await {
+        Ok(seq) => seq,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the invalidation log");
+            0
+        }
+    };
+    let mut sync = tokio::time::interval(SYNC_INTERVAL);
+    let mut prune = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = sync.tick() => seen = auth.sync_invalidations(seen).await,
+            _ = prune.tick() => {
+                // Ended sessions are kept a day (reuse detection, and a trail for whoever looks).
+                let day_ago = auth.now_millis() - 86_400_000;
+                if let Err(e) = auth.store().prune(day_ago, day_ago).await {
+                    tracing::warn!(error = %e, "pruning failed");
+                }
+            }
+        }
     }
 }

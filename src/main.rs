@@ -6,6 +6,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use keyway::auth::tokens::{KeyAlgorithm, Keys};
 use keyway::auth::{AdminNewUser, Auth};
 use keyway::config::Overrides;
 use keyway::domain::{Email, Password, Username};
@@ -40,6 +41,22 @@ enum Command {
     /// Manage accounts in the configured database.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage token signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Generate a new signing key; it signs from now on, older keys keep verifying their tokens.
+    /// Running servers pick it up within a second.
+    Rotate {
+        /// Algorithm of the new key (default: the configured jwt_algorithm).
+        #[arg(long)]
+        algorithm: Option<KeyAlgorithm>,
+    },
+    /// List the signing keys and what each is doing.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -92,6 +109,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve { demo } => serve(config, demo).await,
             Command::User(cmd) => user_command(config, cmd).await,
+            Command::Keys(cmd) => keys_command(config, cmd).await,
         }
     });
     match result {
@@ -247,6 +265,52 @@ async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
         UserCommand::Delete { username } => {
             let user = auth.delete_user(&username).await.map_err(show_err)?;
             println!("deleted {}", describe(&user));
+        }
+    }
+    Ok(())
+}
+
+async fn keys_command(config: Config, cmd: KeysCommand) -> Result<(), String> {
+    let auth = keyway::build_auth(&config)
+        .await
+        .map_err(|e| start_error(&e))?;
+    let store = auth.store().as_ref();
+    let iso = keyway::http::users::iso;
+    match cmd {
+        KeysCommand::Rotate { algorithm } => {
+            let alg = algorithm.unwrap_or(config.tokens.algorithm);
+            let key = Keys::rotate(store, alg, auth.now_millis())
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "new signing key {} ({}); older keys verify until their tokens expire",
+                key.kid, key.alg
+            );
+            if config.tokens.secret.is_some() {
+                println!(
+                    "note: a JWT secret is configured, so HS256 still signs; the new key is published and verifies"
+                );
+            }
+        }
+        KeysCommand::List => {
+            let keys = Keys::describe(store, config.tokens.ttl)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{:<18} {:<6} {:<25} STATUS", "KID", "ALG", "CREATED");
+            let now = auth.now_millis();
+            for k in keys {
+                let status = match k.verifies_until {
+                    None => "signing".to_owned(),
+                    Some(t) if t > now => format!("verifying until {}", iso(t)),
+                    Some(t) => format!("retired since {}", iso(t)),
+                };
+                println!(
+                    "{:<18} {:<6} {:<25} {status}",
+                    k.kid,
+                    k.alg,
+                    iso(k.created_at)
+                );
+            }
         }
     }
     Ok(())

@@ -2,6 +2,7 @@
 //! no HTTP types: the `http` layer extracts and translates, this module decides.
 
 pub mod password;
+pub mod sessions;
 pub mod tokens;
 
 use secrecy::SecretString;
@@ -9,8 +10,9 @@ use std::sync::Arc;
 
 use crate::domain::{Email, LoginPassword, Password, Username};
 use crate::error::{Error, Result};
-use crate::store::{Millis, NewUser, Session, Store, StoreError, User};
+use crate::store::{Invalidation, Millis, NewUser, Revoke, Store, StoreError, User};
 use password::{Hasher, Verified};
+use sessions::{Caches, SessionSettings};
 use tokens::Keys;
 
 /// Where the current time comes from. A trait so tests can move time without sleeping.
@@ -43,11 +45,20 @@ pub struct AuthSettings {
 }
 
 /// What a successful login or registration hands back. `jwt` is `None` when the account must confirm
-/// its email first.
+/// its email first; `refresh_token` is set in refresh mode.
 #[derive(Debug)]
 pub struct Issued {
     pub jwt: Option<String>,
+    pub refresh_token: Option<String>,
     pub user: User,
+}
+
+/// The caller behind a verified access token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: Arc<User>,
+    /// The session the token belongs to; `None` for a Strapi-issued token.
+    pub session_id: Option<String>,
 }
 
 /// Options for an account created by an operator (CLI) rather than by the user.
@@ -72,6 +83,8 @@ pub struct Auth {
     hasher: Hasher,
     keys: Keys,
     settings: AuthSettings,
+    sessions: SessionSettings,
+    caches: Caches,
     clock: Arc<dyn Clock>,
 }
 
@@ -81,15 +94,30 @@ impl Auth {
         hasher: Hasher,
         keys: Keys,
         settings: AuthSettings,
+        sessions: SessionSettings,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
+            caches: Caches::new(sessions.cache_capacity),
             store,
             hasher,
             keys,
             settings,
+            sessions,
             clock,
         }
+    }
+
+    pub fn session_settings(&self) -> &SessionSettings {
+        &self.sessions
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    pub fn now_millis(&self) -> Millis {
+        self.clock.now_millis()
     }
 
     pub fn settings(&self) -> &AuthSettings {
@@ -111,6 +139,7 @@ impl Auth {
         &self,
         identifier: &str,
         password: LoginPassword,
+        device_id: Option<String>,
         client: ClientInfo,
     ) -> Result<Issued> {
         let found = self
@@ -133,9 +162,10 @@ impl Auth {
         if rehash {
             self.upgrade_hash(user.id, secret);
         }
-        let jwt = self.start_session(&user, client).await?;
+        let (jwt, refresh_token) = self.start_session(&user, device_id, client).await?;
         Ok(Issued {
             jwt: Some(jwt),
+            refresh_token,
             user,
         })
     }
@@ -188,11 +218,16 @@ impl Auth {
             .create_account(username, email, password, role.id, confirmed, false)
             .await?;
         if !confirmed {
-            return Ok(Issued { jwt: None, user });
+            return Ok(Issued {
+                jwt: None,
+                refresh_token: None,
+                user,
+            });
         }
-        let jwt = self.start_session(&user, client).await?;
+        let (jwt, refresh_token) = self.start_session(&user, None, client).await?;
         Ok(Issued {
             jwt: Some(jwt),
+            refresh_token,
             user,
         })
     }
@@ -238,40 +273,34 @@ impl Auth {
         }
     }
 
-    async fn start_session(&self, user: &User, client: ClientInfo) -> Result<String> {
-        let now = self.clock.now_millis();
-        let session = Session {
-            id: random_id(16),
-            user_id: user.id,
-            created_at: now,
-            expires_at: now + self.keys.ttl().as_millis() as Millis,
-            revoked_at: None,
-            user_agent: client.user_agent.map(|ua| truncate(ua, 512)),
-            ip: client.ip,
-        };
-        self.store.create_session(&session).await?;
-        self.keys.issue(user.id, &session.id, now)
-    }
-
-    /// Resolves a bearer token to its user: signature and claims first, then the user (deleted or
-    /// blocked → "Invalid credentials"), then the session (gone, revoked or expired → refused).
-    pub async fn authenticate(&self, token: &str) -> Result<User> {
-        let claims = self.keys.verify(token)?;
+    /// Resolves a bearer token to its caller: signature and claims first, then the user (deleted or
+    /// blocked → "Invalid credentials"), then the session (gone, revoked or expired → refused). On the
+    /// hot path both lookups are served from the caches, with no database round trip.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal> {
+        let verified = self.keys.verify(token)?;
         let user = self
-            .store
-            .user_by_id(claims.id)
+            .user(verified.user_id)
             .await?
             .ok_or(Error::INVALID_USER)?;
-        if user.blocked || (self.settings.email_confirmation && !user.confirmed) {
+        if !self.may_act(&user) {
             return Err(Error::INVALID_USER);
         }
-        let now = self.clock.now_millis();
-        match self.store.session(&claims.sid).await? {
-            Some(s) if s.user_id == user.id && s.revoked_at.is_none() && s.expires_at > now => {
-                Ok(user)
+        if let Some(sid) = &verified.session_id {
+            let now = self.clock.now_millis();
+            match self.session(sid).await? {
+                Some(s) if s.user_id == user.id && s.is_live(now) => {}
+                _ => return Err(Error::INVALID_TOKEN),
             }
-            _ => Err(Error::INVALID_TOKEN),
         }
+        Ok(Principal {
+            user,
+            session_id: verified.session_id,
+        })
+    }
+
+    /// Whether the account may use its tokens: not blocked, and confirmed when confirmation is on.
+    fn may_act(&self, user: &User) -> bool {
+        !user.blocked && (user.confirmed || !self.settings.email_confirmation)
     }
 
     // ---- administration (CLI) ----
@@ -305,19 +334,29 @@ impl Auth {
         Ok(self.store.list_users().await?)
     }
 
-    /// Blocks or unblocks an account; a blocked account's tokens stop working at once.
+    /// Blocks or unblocks an account. Blocking ends all its sessions, so its tokens stop working at
+    /// once and stay dead after an unblock.
     pub async fn set_blocked(&self, username: &str, blocked: bool) -> Result<User> {
         let user = self.require_user(username).await?;
         self.store
             .set_blocked(user.id, blocked, self.clock.now_millis())
             .await?;
+        self.caches.apply(&Invalidation::User(user.id));
+        if blocked {
+            self.revoke(Revoke::AllOfUser(user.id), "blocked").await?;
+        }
         self.require_user(username).await
     }
 
     /// Deletes an account and its sessions.
     pub async fn delete_user(&self, username: &str) -> Result<User> {
         let user = self.require_user(username).await?;
+        let sessions = self.store.sessions_of_user(user.id).await?;
         self.store.delete_user(user.id).await?;
+        self.caches.apply(&Invalidation::User(user.id));
+        for s in sessions {
+            self.caches.apply(&Invalidation::Session(s.id));
+        }
         Ok(user)
     }
 

@@ -1,21 +1,26 @@
-//! Access tokens: signing keys, issuing and verifying JWTs.
+//! Access tokens: signing keys, issuing and verifying JWTs, and the public JWKS.
 //!
-//! Two kinds of key: a shared HS256 secret when the operator configures one (so a Strapi deployment's
-//! secret can carry over), otherwise an Ed25519 key the server generates on first start and keeps in the
-//! database, so restarts keep tokens valid. Keys live in memory; verification never fetches anything a
-//! token points at (`jku`, `x5u`, embedded `jwk` are ignored) and pins the algorithm to the key named by
-//! `kid`, so `alg: none` and algorithm confusion are refused.
+//! Keys: an asymmetric key the server generates and keeps in the database (EdDSA/Ed25519 by default,
+//! ES256 or RS256 on request), or a shared HS256 secret when the operator configures one (so a Strapi
+//! deployment's secret carries over). Every key has a `kid`. Keys live in memory; verification never
+//! fetches anything a token points at and refuses tokens that carry `jku`, `x5u`, `x5c` or `jwk`. The
+//! algorithm is pinned to the key named by `kid`, so `alg: none` and algorithm confusion are refused.
+//!
+//! Rotation: the newest stored key signs; an older key keeps verifying until every token it could
+//! have signed has expired (its successor's creation plus the token lifetime).
 
+use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::store::{Millis, Store, StoreError, StoredKey};
 
-/// The `type` claim of an access token; any other token type can never pass for one.
+/// The `type` claim of an access token; nothing else can pass for one.
 pub const ACCESS: &str = "access";
 
 /// `kid` of the configured HS256 secret. The secret itself is never stored.
@@ -23,6 +28,45 @@ const HS256_KID: &str = "hs256";
 
 /// Clock skew tolerated on `exp`/`nbf`, in seconds: enough for nodes whose clocks drift a little.
 const LEEWAY_SECS: u64 = 5;
+
+/// The asymmetric algorithms Keyway can generate keys for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+pub enum KeyAlgorithm {
+    #[default]
+    #[value(name = "EdDSA")]
+    #[serde(rename = "EdDSA")]
+    EdDsa,
+    #[value(name = "ES256")]
+    #[serde(rename = "ES256")]
+    Es256,
+    #[value(name = "RS256")]
+    #[serde(rename = "RS256")]
+    Rs256,
+}
+
+impl KeyAlgorithm {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EdDsa => "EdDSA",
+            Self::Es256 => "ES256",
+            Self::Rs256 => "RS256",
+        }
+    }
+
+    fn jwt(self) -> Algorithm {
+        match self {
+            Self::EdDsa => Algorithm::EdDSA,
+            Self::Es256 => Algorithm::ES256,
+            Self::Rs256 => Algorithm::RS256,
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::EdDsa, Self::Es256, Self::Rs256]
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name))
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
@@ -39,12 +83,29 @@ pub struct Claims {
     pub aud: String,
 }
 
+/// A token Strapi issued before the switch: `{id, iat, exp}`, HS256, no session.
+#[derive(Debug, Deserialize)]
+struct StrapiClaims {
+    id: i64,
+}
+
+/// What a verified token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub user_id: i64,
+    /// `None` for a Strapi-issued token, which belongs to no session.
+    pub session_id: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct TokenSettings {
     pub secret: Option<SecretString>,
+    pub algorithm: KeyAlgorithm,
     pub ttl: Duration,
     pub issuer: String,
     pub audience: String,
+    /// Accept Strapi's own `{id, iat, exp}` HS256 tokens (needs `secret`).
+    pub accept_strapi_tokens: bool,
 }
 
 struct Verifier {
@@ -52,77 +113,78 @@ struct Verifier {
     key: DecodingKey,
 }
 
-pub struct Keys {
+/// One loaded generation of keys. Replaced whole on reload, never mutated.
+struct KeySet {
     signer_kid: String,
     signer_alg: Algorithm,
     signer: EncodingKey,
     verifiers: HashMap<String, Verifier>,
+    jwks: Arc<JwkSet>,
+}
+
+pub struct Keys {
     settings: TokenSettings,
+    current: RwLock<Arc<KeySet>>,
+}
+
+/// A stored key as `keyway keys list` shows it.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: String,
+    pub created_at: Millis,
+    pub signing: bool,
+    /// When it stops verifying; `None` while it signs.
+    pub verifies_until: Option<Millis>,
 }
 
 impl Keys {
-    /// Loads the signing keys: the configured secret if there is one, else the stored Ed25519 key,
-    /// generating and storing one on first start.
+    /// Loads the keys, generating a first key (or a new one, when the configured algorithm changed)
+    /// if needed.
     pub async fn load(store: &dyn Store, settings: TokenSettings, now: Millis) -> Result<Self> {
-        if let Some(secret) = &settings.secret {
-            let bytes = secret.expose_secret().as_bytes();
-            let mut verifiers = HashMap::new();
-            verifiers.insert(
-                HS256_KID.to_owned(),
-                Verifier {
-                    alg: Algorithm::HS256,
-                    key: DecodingKey::from_secret(bytes),
-                },
-            );
-            return Ok(Self {
-                signer_kid: HS256_KID.to_owned(),
-                signer_alg: Algorithm::HS256,
-                signer: EncodingKey::from_secret(bytes),
-                verifiers,
-                settings,
-            });
-        }
-
-        let mut stored = store.signing_keys().await?;
-        if stored.is_empty() {
-            let key = generate_ed25519(now)?;
+        let newest = store.signing_keys().await?.into_iter().next();
+        if newest.is_none_or(|k| k.alg != settings.algorithm.name()) {
+            let key = generate(settings.algorithm, now)?;
             match store.insert_signing_key(&key).await {
-                // Another node or process won the race to create the first key: use theirs.
+                // Another process won the race to create the key: use theirs.
                 Ok(()) | Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),
             }
-            stored = store.signing_keys().await?;
         }
-        let newest = stored
-            .first()
-            .ok_or_else(|| Error::internal("no signing key after generating one"))?;
-        let mut verifiers = HashMap::new();
-        for k in &stored {
-            if k.alg == "EdDSA" {
-                verifiers.insert(
-                    k.kid.clone(),
-                    Verifier {
-                        alg: Algorithm::EdDSA,
-                        key: DecodingKey::from_ed_der(&k.public_raw),
-                    },
-                );
-            }
-        }
+        let set = build_set(&settings, &store.signing_keys().await?, now)?;
         Ok(Self {
-            signer_kid: newest.kid.clone(),
-            signer_alg: Algorithm::EdDSA,
-            signer: EncodingKey::from_ed_der(&newest.private_der),
-            verifiers,
             settings,
+            current: RwLock::new(Arc::new(set)),
         })
+    }
+
+    /// Re-reads the stored keys (after a rotation by another process).
+    pub async fn reload(&self, store: &dyn Store, now: Millis) -> Result<()> {
+        let set = build_set(&self.settings, &store.signing_keys().await?, now)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        Ok(())
+    }
+
+    fn set(&self) -> Arc<KeySet> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn ttl(&self) -> Duration {
         self.settings.ttl
     }
 
-    /// Signs an access token for `user_id` in session `sid`, valid from `now` for the configured TTL.
-    pub fn issue(&self, user_id: i64, sid: &str, now: Millis) -> Result<String> {
+    /// The public keys, for `/.well-known/jwks.json`. A configured HS256 secret is never published.
+    pub fn jwks(&self) -> Arc<JwkSet> {
+        self.set().jwks.clone()
+    }
+
+    /// Signs an access token for `user_id` in session `sid`; it expires after the configured lifetime
+    /// or at `not_after` (the session's end), whichever comes first.
+    pub fn issue(&self, user_id: i64, sid: &str, now: Millis, not_after: Millis) -> Result<String> {
+        let set = self.set();
         let iat = now / 1000;
         let claims = Claims {
             id: user_id,
@@ -130,21 +192,31 @@ impl Keys {
             sid: sid.to_owned(),
             kind: ACCESS.to_owned(),
             iat,
-            exp: iat + self.settings.ttl.as_secs() as i64,
+            exp: (iat + self.settings.ttl.as_secs() as i64).min(not_after / 1000),
             iss: self.settings.issuer.clone(),
             aud: self.settings.audience.clone(),
         };
-        let mut header = Header::new(self.signer_alg);
-        header.kid = Some(self.signer_kid.clone());
-        jsonwebtoken::encode(&header, &claims, &self.signer).map_err(Error::internal)
+        let mut header = Header::new(set.signer_alg);
+        header.kid = Some(set.signer_kid.clone());
+        jsonwebtoken::encode(&header, &claims, &set.signer).map_err(Error::internal)
     }
 
-    /// Verifies signature, algorithm, `exp`, `nbf`, `iss`, `aud` and the token type. Any failure is
+    /// Verifies signature, algorithm, `exp`, `nbf`, `iss`, `aud` and the token type. Every failure is
     /// the same opaque error: the client learns nothing about which check failed.
-    pub fn verify(&self, token: &str) -> Result<Claims> {
+    pub fn verify(&self, token: &str) -> Result<Verified> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Error::INVALID_TOKEN)?;
-        let kid = header.kid.as_deref().ok_or(Error::INVALID_TOKEN)?;
-        let verifier = self.verifiers.get(kid).ok_or(Error::INVALID_TOKEN)?;
+        if header.jku.is_some()
+            || header.x5u.is_some()
+            || header.jwk.is_some()
+            || header.x5c.is_some()
+        {
+            return Err(Error::INVALID_TOKEN);
+        }
+        let set = self.set();
+        let Some(kid) = header.kid.as_deref() else {
+            return self.verify_strapi(token, header.alg, &set);
+        };
+        let verifier = set.verifiers.get(kid).ok_or(Error::INVALID_TOKEN)?;
         if header.alg != verifier.alg {
             return Err(Error::INVALID_TOKEN);
         }
@@ -154,31 +226,267 @@ impl Keys {
         validation.set_issuer(&[&self.settings.issuer]);
         validation.set_audience(&[&self.settings.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(token, &verifier.key, &validation)
-            .map_err(|_| Error::INVALID_TOKEN)?;
-        let claims = data.claims;
+        let claims = jsonwebtoken::decode::<Claims>(token, &verifier.key, &validation)
+            .map_err(|_| Error::INVALID_TOKEN)?
+            .claims;
         if claims.kind != ACCESS || claims.sub != claims.id.to_string() {
             return Err(Error::INVALID_TOKEN);
         }
-        Ok(claims)
+        Ok(Verified {
+            user_id: claims.id,
+            session_id: Some(claims.sid),
+        })
+    }
+
+    /// Strapi's own tokens carry no `kid`; they are accepted only when the operator asked for it and
+    /// configured the Strapi secret.
+    fn verify_strapi(&self, token: &str, alg: Algorithm, set: &KeySet) -> Result<Verified> {
+        if !self.settings.accept_strapi_tokens || alg != Algorithm::HS256 {
+            return Err(Error::INVALID_TOKEN);
+        }
+        let verifier = set.verifiers.get(HS256_KID).ok_or(Error::INVALID_TOKEN)?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp"]);
+        let claims = jsonwebtoken::decode::<StrapiClaims>(token, &verifier.key, &validation)
+            .map_err(|_| Error::INVALID_TOKEN)?
+            .claims;
+        Ok(Verified {
+            user_id: claims.id,
+            session_id: None,
+        })
+    }
+
+    /// The stored keys and what each is doing now.
+    pub async fn describe(store: &dyn Store, ttl: Duration) -> Result<Vec<KeyInfo>> {
+        let stored = store.signing_keys().await?;
+        Ok(stored
+            .iter()
+            .enumerate()
+            .map(|(i, k)| KeyInfo {
+                kid: k.kid.clone(),
+                alg: k.alg.clone(),
+                created_at: k.created_at,
+                signing: i == 0,
+                verifies_until: (i > 0).then(|| retirement(&stored[i - 1], ttl)),
+            })
+            .collect())
+    }
+
+    /// Generates a new key that becomes the signer; older keys keep verifying their tokens.
+    pub async fn rotate(
+        store: &dyn Store,
+        algorithm: KeyAlgorithm,
+        now: Millis,
+    ) -> Result<KeyInfo> {
+        let key = generate(algorithm, now)?;
+        store.insert_signing_key(&key).await?;
+        Ok(KeyInfo {
+            kid: key.kid,
+            alg: key.alg,
+            created_at: key.created_at,
+            signing: true,
+            verifies_until: None,
+        })
     }
 }
 
-fn generate_ed25519(now: Millis) -> Result<StoredKey> {
-    use ed25519_dalek::SigningKey;
-    use ed25519_dalek::pkcs8::EncodePrivateKey;
-    let mut seed = [0u8; 32];
-    rand::fill(&mut seed);
-    let signing = SigningKey::from_bytes(&seed);
-    let der = signing.to_pkcs8_der().map_err(Error::internal)?;
-    let public_raw = signing.verifying_key().to_bytes().to_vec();
+/// A key stops verifying once every token it signed has expired: its successor's creation time plus
+/// the token lifetime.
+fn retirement(successor: &StoredKey, ttl: Duration) -> Millis {
+    successor.created_at + ttl.as_millis() as Millis
+}
+
+fn build_set(settings: &TokenSettings, stored: &[StoredKey], now: Millis) -> Result<KeySet> {
+    let mut verifiers = HashMap::new();
+    let mut jwks = Vec::new();
+    for (i, key) in stored.iter().enumerate() {
+        if i > 0 && retirement(&stored[i - 1], settings.ttl) <= now {
+            continue;
+        }
+        let Some(alg) = KeyAlgorithm::parse(&key.alg) else {
+            tracing::warn!(kid = %key.kid, alg = %key.alg, "skipping a signing key of unknown algorithm");
+            continue;
+        };
+        let (encoding, decoding) = key_pair(alg, key);
+        let mut jwk = public_jwk(alg, key, &encoding)?;
+        jwk.common.key_id = Some(key.kid.clone());
+        jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        jwks.push(jwk);
+        verifiers.insert(
+            key.kid.clone(),
+            Verifier {
+                alg: alg.jwt(),
+                key: decoding,
+            },
+        );
+    }
+    let jwks = Arc::new(JwkSet { keys: jwks });
+
+    if let Some(secret) = &settings.secret {
+        let bytes = secret.expose_secret().as_bytes();
+        verifiers.insert(
+            HS256_KID.to_owned(),
+            Verifier {
+                alg: Algorithm::HS256,
+                key: DecodingKey::from_secret(bytes),
+            },
+        );
+        return Ok(KeySet {
+            signer_kid: HS256_KID.to_owned(),
+            signer_alg: Algorithm::HS256,
+            signer: EncodingKey::from_secret(bytes),
+            verifiers,
+            jwks,
+        });
+    }
+
+    let newest = stored
+        .first()
+        .ok_or_else(|| Error::internal("no signing key in the database"))?;
+    let alg = KeyAlgorithm::parse(&newest.alg).ok_or_else(|| {
+        Error::internal(format!("signing key of unknown algorithm {}", newest.alg))
+    })?;
+    Ok(KeySet {
+        signer_kid: newest.kid.clone(),
+        signer_alg: alg.jwt(),
+        signer: key_pair(alg, newest).0,
+        verifiers,
+        jwks,
+    })
+}
+
+/// The public half as a JWK. Ed25519 is built from the stored public point, because the PKCS#8 form
+/// ed25519-dalek writes (v2, public key included) is not one `Jwk::from_encoding_key` reads.
+fn public_jwk(alg: KeyAlgorithm, key: &StoredKey, encoding: &EncodingKey) -> Result<Jwk> {
+    use jsonwebtoken::jwk::{
+        AlgorithmParameters, CommonParameters, EllipticCurve, OctetKeyPairParameters,
+        OctetKeyPairType,
+    };
+    match alg {
+        KeyAlgorithm::EdDsa => Ok(Jwk {
+            common: CommonParameters {
+                key_algorithm: Some(jsonwebtoken::jwk::KeyAlgorithm::EdDSA),
+                ..Default::default()
+            },
+            algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                key_type: OctetKeyPairType::OctetKeyPair,
+                curve: EllipticCurve::Ed25519,
+                x: super::password::base64_url(&key.public_raw),
+            }),
+        }),
+        _ => Jwk::from_encoding_key(encoding, alg.jwt()).map_err(Error::internal),
+    }
+}
+
+fn key_pair(alg: KeyAlgorithm, key: &StoredKey) -> (EncodingKey, DecodingKey) {
+    match alg {
+        KeyAlgorithm::EdDsa => (
+            EncodingKey::from_ed_der(&key.private_der),
+            DecodingKey::from_ed_der(&key.public_raw),
+        ),
+        KeyAlgorithm::Es256 => (
+            EncodingKey::from_ec_der(&key.private_der),
+            DecodingKey::from_ec_der(&key.public_raw),
+        ),
+        KeyAlgorithm::Rs256 => (
+            EncodingKey::from_rsa_der(&key.private_der),
+            DecodingKey::from_rsa_der(&key.public_raw),
+        ),
+    }
+}
+
+/// A fresh key pair: the private half in the DER form the signer takes, the public half in the form
+/// the verifier takes (raw Ed25519 point, SEC1 point, PKCS#1).
+fn generate(alg: KeyAlgorithm, now: Millis) -> Result<StoredKey> {
+    let (private_der, public_raw) = match alg {
+        KeyAlgorithm::EdDsa => {
+            use ed25519_dalek::SigningKey;
+            use ed25519_dalek::pkcs8::EncodePrivateKey;
+            let mut seed = [0u8; 32];
+            rand::fill(&mut seed);
+            let signing = SigningKey::from_bytes(&seed);
+            let der = signing.to_pkcs8_der().map_err(Error::internal)?;
+            (
+                der.as_bytes().to_vec(),
+                signing.verifying_key().to_bytes().to_vec(),
+            )
+        }
+        KeyAlgorithm::Es256 => {
+            use p256::pkcs8::EncodePrivateKey;
+            let secret = p256::SecretKey::random(&mut rsa::rand_core::OsRng);
+            let der = secret.to_pkcs8_der().map_err(Error::internal)?;
+            let point = p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(
+                &secret.public_key(),
+                false,
+            );
+            (der.as_bytes().to_vec(), point.as_bytes().to_vec())
+        }
+        KeyAlgorithm::Rs256 => {
+            use rsa::pkcs1::{EncodeRsaPrivateKey, EncodeRsaPublicKey};
+            let private = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)
+                .map_err(Error::internal)?;
+            let der = private.to_pkcs1_der().map_err(Error::internal)?;
+            let public = private
+                .to_public_key()
+                .to_pkcs1_der()
+                .map_err(Error::internal)?;
+            (der.as_bytes().to_vec(), public.as_bytes().to_vec())
+        }
+    };
     let mut kid = [0u8; 12];
     rand::fill(&mut kid);
     Ok(StoredKey {
         kid: super::password::base64_url(&kid),
-        alg: "EdDSA".into(),
-        private_der: der.as_bytes().to_vec(),
+        alg: alg.name().to_owned(),
+        private_der,
         public_raw,
         created_at: now,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_algorithm_signs_what_its_verifier_accepts() {
+        for alg in [
+            KeyAlgorithm::EdDsa,
+            KeyAlgorithm::Es256,
+            KeyAlgorithm::Rs256,
+        ] {
+            let key = generate(alg, 0).unwrap();
+            let (enc, dec) = key_pair(alg, &key);
+            let token = jsonwebtoken::encode(
+                &Header::new(alg.jwt()),
+                &serde_json::json!({"exp": 4_000_000_000u64}),
+                &enc,
+            )
+            .unwrap();
+            let mut v = Validation::new(alg.jwt());
+            v.set_required_spec_claims(&["exp"]);
+            jsonwebtoken::decode::<serde_json::Value>(&token, &dec, &v)
+                .unwrap_or_else(|e| panic!("{alg:?}: {e}"));
+            // The published JWK verifies too.
+            let jwk = public_jwk(alg, &key, &enc).unwrap();
+            let from_jwk = DecodingKey::from_jwk(&jwk).unwrap();
+            jsonwebtoken::decode::<serde_json::Value>(&token, &from_jwk, &v)
+                .unwrap_or_else(|e| panic!("{alg:?} via JWK: {e}"));
+        }
+    }
+
+    #[test]
+    fn algorithm_names_round_trip() {
+        for alg in [
+            KeyAlgorithm::EdDsa,
+            KeyAlgorithm::Es256,
+            KeyAlgorithm::Rs256,
+        ] {
+            assert_eq!(KeyAlgorithm::parse(alg.name()), Some(alg));
+        }
+        assert_eq!(KeyAlgorithm::parse("HS256"), None);
+        assert_eq!(KeyAlgorithm::parse("none"), None);
+    }
 }

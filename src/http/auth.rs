@@ -1,37 +1,55 @@
-//! `/api/auth/*`: login and registration.
+//! `/api/auth/*`: login, registration, refresh, logout and the forward-auth check.
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
 
 use super::AppState;
-use super::extract::{Body, Client, Fields, reject_unknown_keys};
+use super::cookie;
+use super::extract::{
+    Authenticated, Body, Client, Fields, MaybeAuthenticated, reject_unknown_keys,
+};
 use super::users::UserView;
 use crate::auth::Issued;
+use crate::auth::sessions::{LogoutScope, MSG_MISSING_REFRESH};
 use crate::domain::{Email, LoginPassword, Password, Username};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
-/// `POST /api/auth/local` `{identifier, password}` → `{jwt, user}`.
+/// `POST /api/auth/local` `{identifier, password, deviceId?}` → `{jwt, refreshToken?, user}`.
 pub async fn login(
     State(state): State<AppState>,
     Client(client): Client,
+    headers: HeaderMap,
     Body(body): Body,
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     let mut fields = Fields::new(&body);
     let identifier = fields.string("identifier", false);
     let password = fields.parsed("password", true, LoginPassword::parse);
+    let device_id = fields.optional_string("deviceId").map(str::to_owned);
     let (identifier, password) = fields.finish(identifier.zip(password))?;
-    let issued = state.auth.login(identifier, password, client).await?;
-    Ok(Json(issued_body(&issued)))
+    let issued = state
+        .auth
+        .login(identifier, password, device_id, client)
+        .await?;
+    Ok(deliver(
+        &state,
+        &headers,
+        &issued,
+        cookie::wanted(&state.cookie, &headers),
+    ))
 }
 
-/// `POST /api/auth/local/register` `{username, email, password}` → `{jwt, user}`, or `{user}` when the
-/// address must be confirmed first.
+/// `POST /api/auth/local/register` `{username, email, password}` → `{jwt, refreshToken?, user}`, or
+/// `{user}` when the address must be confirmed first. As in Strapi, the refresh token always comes in
+/// the body here.
 pub async fn register(
     State(state): State<AppState>,
     Client(client): Client,
+    headers: HeaderMap,
     Body(body): Body,
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     // Strapi answers "disabled" before looking at the body.
     state.auth.ensure_registration_open()?;
     reject_unknown_keys(&body, &["username", "email", "password"])?;
@@ -45,13 +63,157 @@ pub async fn register(
         .auth
         .register(username, email, password, client)
         .await?;
-    Ok(Json(issued_body(&issued)))
+    Ok(deliver(&state, &headers, &issued, false))
 }
 
-fn issued_body(issued: &Issued) -> Value {
-    let user = UserView::from(&issued.user);
-    match &issued.jwt {
-        Some(jwt) => json!({ "jwt": jwt, "user": user }),
-        None => json!({ "user": user }),
+/// The `{jwt, refreshToken, user}` body, or `{jwt, user}` plus the cookie in cookie mode.
+fn deliver(state: &AppState, headers: &HeaderMap, issued: &Issued, in_cookie: bool) -> Response {
+    let mut body = Map::new();
+    if let Some(jwt) = &issued.jwt {
+        body.insert("jwt".into(), json!(jwt));
     }
+    let mut set_cookie = None;
+    if let Some(refresh) = &issued.refresh_token {
+        if in_cookie {
+            set_cookie = Some(cookie::set(
+                &state.cookie,
+                headers,
+                refresh,
+                state.auth.session_settings().absolute_ttl,
+            ));
+        } else {
+            body.insert("refreshToken".into(), json!(refresh));
+        }
+    }
+    body.insert("user".into(), json!(UserView::from(&issued.user)));
+    let mut response = Json(Value::Object(body)).into_response();
+    if let Some(c) = set_cookie {
+        response.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    response
+}
+
+/// `POST /api/auth/refresh` `{refreshToken}` (or the cookie) → `{jwt, refreshToken}`, or `{jwt}` and a
+/// new cookie in cookie mode.
+pub async fn refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response> {
+    let from_cookie = cookie::read(&state.cookie, &headers);
+    let in_cookie = from_cookie.is_some() || cookie::wanted(&state.cookie, &headers);
+    let token = match (from_cookie, body.get("refreshToken")) {
+        (Some(c), _) => c,
+        (None, Some(Value::String(t))) if !t.is_empty() => t.clone(),
+        _ => return Err(Error::BadRequest(MSG_MISSING_REFRESH.into())),
+    };
+    let refreshed = state.auth.refresh(&token).await?;
+    if in_cookie {
+        let mut response = Json(json!({ "jwt": refreshed.jwt })).into_response();
+        let c = cookie::set(
+            &state.cookie,
+            &headers,
+            &refreshed.refresh_token,
+            state.auth.session_settings().absolute_ttl,
+        );
+        response.headers_mut().insert(header::SET_COOKIE, c);
+        Ok(response)
+    } else {
+        Ok(
+            Json(json!({ "jwt": refreshed.jwt, "refreshToken": refreshed.refresh_token }))
+                .into_response(),
+        )
+    }
+}
+
+/// `POST /api/auth/logout` `{scope?: "all", deviceId?, refreshToken?}` → `{ok: true}`. Ends the
+/// current session by default. A client whose access token has expired can still end its session
+/// with the refresh token (body or cookie).
+pub async fn logout(
+    State(state): State<AppState>,
+    MaybeAuthenticated(who): MaybeAuthenticated,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response> {
+    let from_cookie = cookie::read(&state.cookie, &headers);
+    let mut fields = Fields::new(&body);
+    let scope = fields.optional_string("scope");
+    let device = fields.optional_string("deviceId");
+    let refresh = fields.optional_string("refreshToken");
+    fields.finish(Some(()))?;
+    let scope = match (
+        scope,
+        device,
+        refresh.map(str::to_owned).or(from_cookie.clone()),
+    ) {
+        (Some("all"), _, _) => LogoutScope::All,
+        (_, Some(d), _) if !d.is_empty() => LogoutScope::Device(d.to_owned()),
+        (_, _, Some(t)) if who.as_ref().is_none_or(|p| p.session_id.is_none()) => {
+            LogoutScope::RefreshToken(t)
+        }
+        _ => LogoutScope::Current,
+    };
+    state.auth.logout(who.as_ref(), scope).await?;
+    let mut response = Json(json!({ "ok": true })).into_response();
+    if from_cookie.is_some() || cookie::wanted(&state.cookie, &headers) {
+        let clear = cookie::clear(&state.cookie, &headers);
+        response.headers_mut().insert(header::SET_COOKIE, clear);
+    }
+    Ok(response)
+}
+
+/// `GET /api/auth/verify`: the forward-auth target (nginx `auth_request`, Traefik ForwardAuth, Caddy
+/// `forward_auth`) and a ready secure query: `200 {"status":"200 OK","user":{…}}` plus `X-Keyway-*`
+/// headers for a valid token, `401` for anything else, including no token.
+pub async fn verify(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
+    let token = super::extract::bearer_token(&headers).ok_or(Error::INVALID_TOKEN)?;
+    let who = state.auth.authenticate(&token).await?;
+    let user = &who.user;
+    let mut response =
+        Json(json!({ "status": "200 OK", "user": UserView::from(user.as_ref()) })).into_response();
+    let h = response.headers_mut();
+    let pairs = [
+        ("x-keyway-user-id", user.id.to_string()),
+        ("x-keyway-username", user.username.clone()),
+        ("x-keyway-email", user.email.clone()),
+        ("x-keyway-role", user.role.kind.clone()),
+    ];
+    for (name, value) in pairs {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(HeaderName::from_static(name), v);
+        }
+    }
+    Ok(response)
+}
+
+/// `GET /api/auth/sessions` → `{data: [{id, deviceId, deviceName, current, loginAt, lastActiveAt}]}`.
+pub async fn sessions(
+    State(state): State<AppState>,
+    Authenticated(who): Authenticated,
+) -> Result<Json<Value>> {
+    let list = state.auth.list_sessions(&who).await?;
+    let data: Vec<Value> = list
+        .into_iter()
+        .map(|s| {
+            json!({
+                "id": s.id,
+                "deviceId": s.device_id,
+                "deviceName": s.device_name,
+                "current": s.current,
+                "loginAt": super::users::iso(s.login_at),
+                "lastActiveAt": super::users::iso(s.last_active_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+/// `DELETE /api/auth/sessions/{id}` → `{data: {}}`; another user's or an unknown session is 404.
+pub async fn end_session(
+    State(state): State<AppState>,
+    Authenticated(who): Authenticated,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<Value>> {
+    state.auth.end_session(&who, &id).await?;
+    Ok(Json(json!({ "data": {} })))
 }

@@ -8,9 +8,8 @@ use serde_json::{Map, Value};
 use std::net::SocketAddr;
 
 use super::AppState;
-use crate::auth::ClientInfo;
+use crate::auth::{ClientInfo, Principal};
 use crate::error::{Error, FieldError, Result};
-use crate::store::User;
 
 /// A request body that must be a JSON object. `application/json` (and `+json` types) and HTML form
 /// encoding are read, as Strapi's body parser does; an empty body is an empty object so the field
@@ -108,9 +107,9 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
     Some(token.to_owned())
 }
 
-/// The user behind a valid bearer token. No token → 403 (the public role may not call the route);
+/// The caller behind a valid bearer token. No token → 403 (the public role may not call the route);
 /// a bad token → 401.
-pub struct Authenticated(pub User);
+pub struct Authenticated(pub Principal);
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = Error;
@@ -118,6 +117,20 @@ impl FromRequestParts<AppState> for Authenticated {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
         let token = bearer_token(&parts.headers).ok_or(Error::Forbidden)?;
         Ok(Authenticated(state.auth.authenticate(&token).await?))
+    }
+}
+
+/// The caller if the request carries a bearer token (which must then be valid), else anonymous.
+pub struct MaybeAuthenticated(pub Option<Principal>);
+
+impl FromRequestParts<AppState> for MaybeAuthenticated {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        match bearer_token(&parts.headers) {
+            Some(token) => Ok(Self(Some(state.auth.authenticate(&token).await?))),
+            None => Ok(Self(None)),
+        }
     }
 }
 
@@ -188,6 +201,22 @@ impl<'a> Fields<'a> {
                     key,
                     format!("{key} must be a `string` type, but the final value was: `{shown}`."),
                     echo(other),
+                ));
+                None
+            }
+        }
+    }
+
+    /// An optional string field: absent or null is `None`; any other non-string is an error.
+    pub fn optional_string(&mut self, key: &str) -> Option<&'a str> {
+        match self.body.get(key) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(other) => {
+                self.errors.push(FieldError::new(
+                    key,
+                    format!("{key} must be a `string` type, but the final value was: `{other}`."),
+                    Some(other.clone()),
                 ));
                 None
             }

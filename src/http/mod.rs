@@ -2,15 +2,17 @@
 //! the `auth` core.
 
 mod auth;
+pub mod cookie;
 pub mod error;
 pub mod extract;
 mod health;
 pub mod users;
+mod wellknown;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, header};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -19,11 +21,13 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::auth::Auth;
+use crate::config::CookieSettings;
 use crate::error::Error;
 
 #[derive(Clone)]
 pub struct AppState {
     pub auth: Arc<Auth>,
+    pub cookie: Arc<CookieSettings>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -34,7 +38,13 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
     Router::new()
         .route("/api/auth/local", post(auth::login))
         .route("/api/auth/local/register", post(auth::register))
+        .route("/api/auth/refresh", post(auth::refresh))
+        .route("/api/auth/logout", post(auth::logout))
+        .route("/api/auth/sessions", get(auth::sessions))
+        .route("/api/auth/sessions/{id}", delete(auth::end_session))
+        .route("/api/auth/verify", get(auth::verify))
         .route("/api/users/me", get(users::me))
+        .route("/.well-known/jwks.json", get(wellknown::jwks))
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .fallback(|| async { Error::NotFound("Not Found".into()) })

@@ -73,8 +73,8 @@ pub fn iso(ms: Millis) -> String {
 }
 
 /// `GET /api/users/me` → the bare user object.
-pub async fn me(Authenticated(user): Authenticated) -> Response {
-    Json(UserView::from(&user)).into_response()
+pub async fn me(Authenticated(who): Authenticated) -> Response {
+    Json(UserView::from(who.user.as_ref())).into_response()
 }
 
 #[cfg(test)]

@@ -72,16 +72,59 @@ pub struct NewUser {
 }
 
 /// One login: every access token names its session (`sid`), and a token whose session is gone, revoked
-/// or expired is refused.
+/// or expired is refused. A session is also the family of its refresh tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub id: String,
     pub user_id: i64,
+    pub device_id: String,
+    pub device_name: Option<String>,
     pub created_at: Millis,
+    pub last_active_at: Millis,
+    /// Refreshing after this is refused; each refresh moves it forward.
+    pub idle_expires_at: Millis,
+    /// The absolute end of the session and of every token it issues.
     pub expires_at: Millis,
     pub revoked_at: Option<Millis>,
+    pub revoked_reason: Option<String>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+}
+
+impl Session {
+    /// Not revoked and not past its absolute end: its access tokens are good.
+    pub fn is_live(&self, now: Millis) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// One refresh token of a session, known only by its SHA-256 hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshRecord {
+    pub hash: String,
+    pub session_id: String,
+    pub created_at: Millis,
+    /// When it was exchanged for its successor.
+    pub used_at: Option<Millis>,
+    /// The nonce its successor was derived with, once used.
+    pub nonce: Option<Vec<u8>>,
+}
+
+/// Which sessions a revocation ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revoke {
+    Session(String),
+    AllOfUser(i64),
+    Device { user_id: i64, device_id: String },
+    AllOfUserExcept { user_id: i64, keep: String },
+}
+
+/// A change another process must apply to its caches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalidation {
+    Session(String),
+    User(i64),
+    Keys,
 }
 
 /// A signing key the server generated for itself. The private half is PKCS#8 DER.
@@ -118,15 +161,56 @@ pub trait Store: Send + Sync + 'static {
     async fn identity_taken(&self, username: &str, email: &str) -> StoreResult<bool>;
     async fn list_users(&self) -> StoreResult<Vec<User>>;
     async fn set_password_hash(&self, user_id: i64, hash: &str, now: Millis) -> StoreResult<()>;
-    /// Returns false when no such user exists.
+    /// Returns false when no such user exists. Records a user invalidation.
     async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool>;
     /// Deletes the user and, with them, their sessions. Returns false when no such user exists.
+    /// Records a user invalidation.
     async fn delete_user(&self, user_id: i64) -> StoreResult<bool>;
 
-    async fn create_session(&self, session: &Session) -> StoreResult<()>;
+    /// Inserts a session and, when given, its first refresh token, in one transaction.
+    async fn create_session(
+        &self,
+        session: &Session,
+        refresh_hash: Option<&str>,
+    ) -> StoreResult<()>;
     async fn session(&self, id: &str) -> StoreResult<Option<Session>>;
+    async fn sessions_of_user(&self, user_id: i64) -> StoreResult<Vec<Session>>;
+    /// Ends the sessions `which` names that are still open; returns their ids. Records an
+    /// invalidation for each, in the same transaction.
+    async fn revoke_sessions(
+        &self,
+        which: Revoke,
+        reason: &str,
+        now: Millis,
+    ) -> StoreResult<Vec<String>>;
 
+    async fn refresh_token(&self, hash: &str) -> StoreResult<Option<RefreshRecord>>;
+    /// Exchanges an unused refresh token for its successor, atomically: marks `old_hash` used with
+    /// `nonce`, records `new_hash`, and moves the session's idle deadline. Returns false (changing
+    /// nothing) when `old_hash` was already used, so two concurrent refreshes cannot both rotate.
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        nonce: &[u8],
+        new_hash: &str,
+        now: Millis,
+        idle_expires_at: Millis,
+    ) -> StoreResult<bool>;
+
+    /// Records a change other processes must apply to their caches.
+    async fn record_invalidation(&self, change: &Invalidation, now: Millis) -> StoreResult<()>;
+    /// Changes recorded after `seq`, oldest first, with their sequence numbers.
+    async fn invalidations_since(&self, seq: i64) -> StoreResult<Vec<(i64, Invalidation)>>;
+    /// The newest sequence number (0 when none).
+    async fn last_invalidation(&self) -> StoreResult<i64>;
+    /// Deletes what can no longer matter: sessions ended before `sessions_before`, invalidations
+    /// recorded before `invalidations_before`.
+    async fn prune(&self, sessions_before: Millis, invalidations_before: Millis)
+    -> StoreResult<()>;
+
+    /// Every signing key, newest first. Which of them still verify is the core's decision.
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    /// Inserts a key and records a `Keys` invalidation so running servers reload.
     async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
 }
 

@@ -2,15 +2,15 @@
 //! needs nothing else installed.
 
 use super::{
-    Millis, NewUser, Role, Session, Store, StoreError, StoreResult, StoredKey, User,
-    UserCredentials,
+    Invalidation, Millis, NewUser, RefreshRecord, Revoke, Role, Session, Store, StoreError,
+    StoreResult, StoredKey, User, UserCredentials,
 };
 use async_trait::async_trait;
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
+use sqlx::{Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -64,16 +64,61 @@ fn role_from_row(row: &SqliteRow) -> Result<Role, sqlx::Error> {
     })
 }
 
+/// The session columns, in a literal so queries stay `&'static str`.
+macro_rules! session_select {
+    () => {
+        "SELECT id, user_id, device_id, device_name, created_at, last_active_at, idle_expires_at, \
+         expires_at, revoked_at, revoked_reason, user_agent, ip FROM sessions "
+    };
+}
+
 fn session_from_row(row: &SqliteRow) -> Result<Session, sqlx::Error> {
     Ok(Session {
         id: row.try_get("id")?,
         user_id: row.try_get("user_id")?,
+        device_id: row.try_get("device_id")?,
+        device_name: row.try_get("device_name")?,
         created_at: row.try_get("created_at")?,
+        last_active_at: row.try_get("last_active_at")?,
+        idle_expires_at: row.try_get("idle_expires_at")?,
         expires_at: row.try_get("expires_at")?,
         revoked_at: row.try_get("revoked_at")?,
+        revoked_reason: row.try_get("revoked_reason")?,
         user_agent: row.try_get("user_agent")?,
         ip: row.try_get("ip")?,
     })
+}
+
+fn invalidation_parts(change: &Invalidation) -> (&'static str, String) {
+    match change {
+        Invalidation::Session(id) => ("session", id.clone()),
+        Invalidation::User(id) => ("user", id.to_string()),
+        Invalidation::Keys => ("keys", String::new()),
+    }
+}
+
+fn invalidation_from_parts(kind: &str, key: &str) -> Option<Invalidation> {
+    match kind {
+        "session" => Some(Invalidation::Session(key.to_owned())),
+        "user" => key.parse().ok().map(Invalidation::User),
+        "keys" => Some(Invalidation::Keys),
+        _ => None,
+    }
+}
+
+async fn record(
+    tx: &mut Transaction<'_, Sqlite>,
+    change: &Invalidation,
+    now: Millis,
+) -> Result<(), sqlx::Error> {
+    let (kind, key) = invalidation_parts(change);
+    sqlx::query("INSERT INTO invalidations (kind, key, at) VALUES (?, ?, ?)")
+        .bind(kind)
+        .bind(key)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 impl SqliteStore {
@@ -229,59 +274,265 @@ impl Store for SqliteStore {
     }
 
     async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
         let done = sqlx::query("UPDATE users SET blocked = ?, updated_at = ? WHERE id = ?")
             .bind(blocked)
             .bind(now)
             .bind(user_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
+        record(&mut tx, &Invalidation::User(user_id), now)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn delete_user(&self, user_id: i64) -> StoreResult<bool> {
-        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let sessions: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = ?")
             .bind(user_id)
-            .execute(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
+        let done = sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let now = chrono::Utc::now().timestamp_millis();
+        for sid in sessions {
+            record(&mut tx, &Invalidation::Session(sid), now)
+                .await
+                .map_err(db)?;
+        }
+        record(&mut tx, &Invalidation::User(user_id), now)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn create_session(&self, s: &Session) -> StoreResult<()> {
+    async fn create_session(&self, s: &Session, refresh_hash: Option<&str>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at, user_agent, ip) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO sessions (id, user_id, device_id, device_name, created_at, last_active_at, \
+             idle_expires_at, expires_at, revoked_at, revoked_reason, user_agent, ip) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&s.id)
         .bind(s.user_id)
+        .bind(&s.device_id)
+        .bind(&s.device_name)
         .bind(s.created_at)
+        .bind(s.last_active_at)
+        .bind(s.idle_expires_at)
         .bind(s.expires_at)
         .bind(s.revoked_at)
+        .bind(&s.revoked_reason)
         .bind(&s.user_agent)
         .bind(&s.ip)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
+        if let Some(hash) = refresh_hash {
+            sqlx::query(
+                "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?, ?, ?)",
+            )
+            .bind(hash)
+            .bind(&s.id)
+            .bind(s.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
         Ok(())
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(concat!(session_select!(), "WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(session_from_row).transpose().map_err(db)
+    }
+
+    async fn sessions_of_user(&self, user_id: i64) -> StoreResult<Vec<Session>> {
+        let rows = sqlx::query(concat!(
+            session_select!(),
+            "WHERE user_id = ? ORDER BY last_active_at DESC"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(session_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(db)
+    }
+
+    async fn revoke_sessions(
+        &self,
+        which: Revoke,
+        reason: &str,
+        now: Millis,
+    ) -> StoreResult<Vec<String>> {
+        const SET: &str = "UPDATE sessions SET revoked_at = ?1, revoked_reason = ?2 \
+                           WHERE revoked_at IS NULL AND ";
+        let (filter, a, b): (&str, String, String) = match &which {
+            Revoke::Session(id) => ("id = ?3", id.clone(), String::new()),
+            Revoke::AllOfUser(user) => ("user_id = ?3", user.to_string(), String::new()),
+            Revoke::Device { user_id, device_id } => (
+                "user_id = ?3 AND device_id = ?4",
+                user_id.to_string(),
+                device_id.clone(),
+            ),
+            Revoke::AllOfUserExcept { user_id, keep } => (
+                "user_id = ?3 AND id <> ?4",
+                user_id.to_string(),
+                keep.clone(),
+            ),
+        };
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let ids: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{SET}{filter} RETURNING id")))
+                .bind(now)
+                .bind(reason)
+                .bind(a)
+                .bind(b)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+        for id in &ids {
+            record(&mut tx, &Invalidation::Session(id.clone()), now)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(ids)
+    }
+
+    async fn refresh_token(&self, hash: &str) -> StoreResult<Option<RefreshRecord>> {
         let row = sqlx::query(
-            "SELECT id, user_id, created_at, expires_at, revoked_at, user_agent, ip \
-             FROM sessions WHERE id = ?",
+            "SELECT hash, session_id, created_at, used_at, nonce FROM refresh_tokens WHERE hash = ?",
         )
-        .bind(id)
+        .bind(hash)
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        row.as_ref().map(session_from_row).transpose().map_err(db)
+        row.map(|r| {
+            Ok(RefreshRecord {
+                hash: r.try_get("hash")?,
+                session_id: r.try_get("session_id")?,
+                created_at: r.try_get("created_at")?,
+                used_at: r.try_get("used_at")?,
+                nonce: r.try_get("nonce")?,
+            })
+        })
+        .transpose()
+        .map_err(db)
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        nonce: &[u8],
+        new_hash: &str,
+        now: Millis,
+        idle_expires_at: Millis,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let session: Option<String> = sqlx::query_scalar(
+            "UPDATE refresh_tokens SET used_at = ?, nonce = ? \
+             WHERE hash = ? AND used_at IS NULL RETURNING session_id",
+        )
+        .bind(now)
+        .bind(nonce)
+        .bind(old_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(session) = session else {
+            return Ok(false);
+        };
+        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?, ?, ?)")
+            .bind(new_hash)
+            .bind(&session)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("UPDATE sessions SET last_active_at = ?, idle_expires_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(idle_expires_at)
+            .bind(&session)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn record_invalidation(&self, change: &Invalidation, now: Millis) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        record(&mut tx, change, now).await.map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn invalidations_since(&self, seq: i64) -> StoreResult<Vec<(i64, Invalidation)>> {
+        let rows =
+            sqlx::query("SELECT seq, kind, key FROM invalidations WHERE seq > ? ORDER BY seq")
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let seq: i64 = r.try_get("seq").map_err(db)?;
+            let kind: String = r.try_get("kind").map_err(db)?;
+            let key: String = r.try_get("key").map_err(db)?;
+            if let Some(change) = invalidation_from_parts(&kind, &key) {
+                out.push((seq, change));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn last_invalidation(&self) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM invalidations")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn prune(
+        &self,
+        sessions_before: Millis,
+        invalidations_before: Millis,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "DELETE FROM sessions WHERE expires_at < ?1 OR (revoked_at IS NOT NULL AND revoked_at < ?1)",
+        )
+        .bind(sessions_before)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        sqlx::query("DELETE FROM invalidations WHERE at < ?")
+            .bind(invalidations_before)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
     }
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
         let rows = sqlx::query(
             "SELECT kid, alg, private_der, public_raw, created_at FROM signing_keys \
-             WHERE retired_at IS NULL ORDER BY created_at DESC",
+             ORDER BY created_at DESC, rowid DESC",
         )
         .fetch_all(&self.pool)
         .await
@@ -301,6 +552,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, alg, private_der, public_raw, created_at) \
              VALUES (?, ?, ?, ?, ?)",
@@ -310,9 +562,12 @@ impl Store for SqliteStore {
         .bind(&key.private_der)
         .bind(&key.public_raw)
         .bind(key.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-        Ok(())
+        record(&mut tx, &Invalidation::Keys, key.created_at)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
     }
 }

@@ -559,13 +559,15 @@ async fn block_unblock_and_delete_act_on_a_running_server() {
     let server = Server::start(serve(keyway(dir.path()), &[])).await;
     let jwt = server.token("alice", password).await;
 
-    // The CLI and the server share the SQLite file; the server must see the change at once.
+    // The CLI and the server share the SQLite file. Logins read the database, so they see the block
+    // at once; the server's caches learn of it from the invalidation log within its sync interval
+    // (half a second), so the old token is given a bounded time to die.
     let out = user_cmd(dir.path(), &["block", "alice"], "").await;
     assert!(out.status.success(), "{}", stderr(&out));
     let res = server.login("alice", password).await;
     let blocked = "Your account has been blocked by an administrator";
     assert_error(res, 400, "ApplicationError", blocked).await;
-    let res = server.me(&jwt).await;
+    let res = until_refused(&server, &jwt).await;
     assert_error(res, 401, "UnauthorizedError", "Invalid credentials").await;
 
     let out = user_cmd(dir.path(), &["unblock", "alice"], "").await;
@@ -575,7 +577,7 @@ async fn block_unblock_and_delete_act_on_a_running_server() {
 
     let out = user_cmd(dir.path(), &["delete", "alice"], "").await;
     assert!(out.status.success(), "{}", stderr(&out));
-    let res = server.me(&jwt).await;
+    let res = until_refused(&server, &jwt).await;
     assert_error(res, 401, "UnauthorizedError", "Invalid credentials").await;
     let res = server.login("alice", password).await;
     assert_error(
@@ -586,6 +588,18 @@ async fn block_unblock_and_delete_act_on_a_running_server() {
     )
     .await;
     server.stop().await;
+}
+
+/// Calls `/api/users/me` until the token is refused, for at most two seconds (four sync intervals).
+async fn until_refused(server: &Server, jwt: &str) -> reqwest::Response {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let res = server.me(jwt).await;
+        if res.status() != StatusCode::OK || tokio::time::Instant::now() > deadline {
+            return res;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

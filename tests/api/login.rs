@@ -16,7 +16,11 @@ async fn login_by_username_returns_jwt_and_user() {
         .keys()
         .map(|k| k.as_str())
         .collect();
-    assert_eq!(keys, ["jwt", "user"]);
+    assert_eq!(
+        keys,
+        ["jwt", "refreshToken", "user"],
+        "Strapi 5 refresh mode's shape"
+    );
     assert!(body["jwt"].as_str().unwrap().split('.').count() == 3);
 
     let user = &body["user"];

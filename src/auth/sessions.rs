@@ -1,0 +1,475 @@
+//! Sessions: creation at login, refresh-token rotation with reuse detection, revocation, listing, and
+//! the bounded in-process caches that keep the per-request session check off the database.
+//!
+//! A session is a refresh-token family. Each refresh marks the presented token used and issues a
+//! successor; the successor is `HMAC(token, nonce)` with a fresh random nonce stored beside the used
+//! token's hash. Presenting a used token again inside the grace window (two tabs refreshing at once)
+//! recomputes and returns the same successor; after it, the token is treated as stolen and the whole
+//! session ends. Tokens themselves are never stored, only their SHA-256 hashes.
+
+use hmac::{Hmac, KeyInit, Mac};
+use moka::sync::Cache;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Auth, ClientInfo, Principal, random_id};
+use crate::error::{Error, Result};
+use crate::store::{Invalidation, Millis, Revoke, Session, User};
+
+pub const MSG_MISSING_REFRESH: &str = "Missing refresh token";
+pub const MSG_INVALID_REFRESH: &str = "Invalid refresh token";
+pub const MSG_SESSION_NOT_FOUND: &str = "Session not found";
+
+/// The longest client-chosen device id kept; longer ones are cut.
+const DEVICE_ID_MAX: usize = 128;
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    /// Issue refresh tokens at login (Strapi 5's refresh mode).
+    pub refresh_tokens: bool,
+    /// A session not refreshed for this long can no longer be refreshed.
+    pub idle_ttl: Duration,
+    /// A session ends this long after login, whatever happens.
+    pub absolute_ttl: Duration,
+    /// How long a used refresh token may be replayed for the same successor.
+    pub refresh_grace: Duration,
+    /// Entries per cache (sessions, users).
+    pub cache_capacity: u64,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            refresh_tokens: true,
+            idle_ttl: Duration::from_secs(14 * 86_400),
+            absolute_ttl: Duration::from_secs(30 * 86_400),
+            refresh_grace: Duration::from_secs(10),
+            cache_capacity: 100_000,
+        }
+    }
+}
+
+/// Bounded caches of session state and users. Every change that can invalidate an entry goes through
+/// [`Caches::apply`], fed both by this process's own changes and by the invalidation log other
+/// processes write. Entries also expire after a minute, a backstop should an invalidation be missed.
+pub struct Caches {
+    sessions: Cache<String, Arc<Session>>,
+    users: Cache<i64, Arc<User>>,
+}
+
+impl Caches {
+    pub fn new(capacity: u64) -> Self {
+        let ttl = Duration::from_secs(60);
+        Self {
+            sessions: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+            users: Cache::builder()
+                .max_capacity(capacity)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+
+    pub fn apply(&self, change: &Invalidation) {
+        match change {
+            Invalidation::Session(id) => self.sessions.invalidate(id),
+            Invalidation::User(id) => self.users.invalidate(id),
+            Invalidation::Keys => {}
+        }
+    }
+
+    /// Forgets everything: used when invalidations may have been missed.
+    pub fn clear(&self) {
+        self.sessions.invalidate_all();
+        self.users.invalidate_all();
+    }
+}
+
+/// The outcome of a successful refresh.
+#[derive(Debug)]
+pub struct Refreshed {
+    pub jwt: String,
+    pub refresh_token: String,
+}
+
+/// What `POST /api/auth/logout` ends.
+#[derive(Debug, Clone)]
+pub enum LogoutScope {
+    All,
+    Device(String),
+    RefreshToken(String),
+    Current,
+}
+
+/// A session as `GET /api/auth/sessions` lists it.
+#[derive(Debug, Clone)]
+pub struct SessionSummary {
+    pub id: String,
+    pub device_id: String,
+    pub device_name: Option<String>,
+    pub current: bool,
+    pub login_at: Millis,
+    pub last_active_at: Millis,
+}
+
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn successor(token: &str, nonce: &[u8]) -> Result<String> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).map_err(Error::internal)?;
+    mac.update(nonce);
+    Ok(super::password::base64_url(&mac.finalize().into_bytes()))
+}
+
+fn invalid_refresh() -> Error {
+    Error::Unauthorized(MSG_INVALID_REFRESH)
+}
+
+impl Auth {
+    /// Opens a session for `user` and returns its access token and, in refresh mode, its first
+    /// refresh token.
+    pub(super) async fn start_session(
+        &self,
+        user: &User,
+        device_id: Option<String>,
+        client: ClientInfo,
+    ) -> Result<(String, Option<String>)> {
+        let now = self.clock.now_millis();
+        let s = &self.sessions;
+        let device_id = device_id
+            .filter(|d| !d.is_empty())
+            .map(|d| d.chars().take(DEVICE_ID_MAX).collect())
+            .unwrap_or_else(|| random_id(12));
+        let session = Session {
+            id: random_id(16),
+            user_id: user.id,
+            device_id,
+            device_name: client.user_agent.as_deref().and_then(device_name),
+            created_at: now,
+            last_active_at: now,
+            idle_expires_at: now + s.idle_ttl.as_millis() as Millis,
+            expires_at: now + s.absolute_ttl.as_millis() as Millis,
+            revoked_at: None,
+            revoked_reason: None,
+            user_agent: client.user_agent.map(|ua| super::truncate(ua, 512)),
+            ip: client.ip,
+        };
+        let refresh = s.refresh_tokens.then(|| random_id(32));
+        self.store
+            .create_session(&session, refresh.as_deref().map(hash_token).as_deref())
+            .await?;
+        let jwt = self
+            .keys
+            .issue(user.id, &session.id, now, session.expires_at)?;
+        // The user was just read from the database: the freshest copy there is, so it replaces
+        // whatever the cache held (say, a block another process has lifted since).
+        self.caches.users.insert(user.id, Arc::new(user.clone()));
+        self.caches
+            .sessions
+            .insert(session.id.clone(), Arc::new(session));
+        Ok((jwt, refresh))
+    }
+
+    /// `POST /api/auth/refresh`: exchanges a refresh token for a new access token and its successor.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, token: &str) -> Result<Refreshed> {
+        let now = self.clock.now_millis();
+        let hash = hash_token(token);
+        let record = self
+            .store
+            .refresh_token(&hash)
+            .await?
+            .ok_or_else(invalid_refresh)?;
+        let session = self
+            .store
+            .session(&record.session_id)
+            .await?
+            .ok_or_else(invalid_refresh)?;
+        if !session.is_live(now) || session.idle_expires_at <= now {
+            return Err(invalid_refresh());
+        }
+        let user = self.user(session.user_id).await?;
+        if user.as_ref().is_none_or(|u| !self.may_act(u)) {
+            return Err(invalid_refresh());
+        }
+
+        let next = match (&record.used_at, &record.nonce) {
+            (None, _) => {
+                let mut nonce = [0u8; 32];
+                rand::fill(&mut nonce);
+                let next = successor(token, &nonce)?;
+                let idle = now + self.sessions.idle_ttl.as_millis() as Millis;
+                let rotated = self
+                    .store
+                    .rotate_refresh(&hash, &nonce, &hash_token(&next), now, idle)
+                    .await?;
+                if rotated {
+                    next
+                } else {
+                    // A concurrent refresh used it first: answer as a replay would be.
+                    let again = self.store.refresh_token(&hash).await?;
+                    self.replayed(
+                        token,
+                        &session,
+                        again.and_then(|r| r.used_at.zip(r.nonce)),
+                        now,
+                    )
+                    .await?
+                }
+            }
+            (Some(used), Some(nonce)) => {
+                self.replayed(token, &session, Some((*used, nonce.clone())), now)
+                    .await?
+            }
+            (Some(_), None) => return Err(invalid_refresh()),
+        };
+        let jwt = self
+            .keys
+            .issue(session.user_id, &session.id, now, session.expires_at)?;
+        Ok(Refreshed {
+            jwt,
+            refresh_token: next,
+        })
+    }
+
+    /// A used refresh token came back: the same successor inside the grace window, otherwise reuse,
+    /// which ends the session.
+    async fn replayed(
+        &self,
+        token: &str,
+        session: &Session,
+        used: Option<(Millis, Vec<u8>)>,
+        now: Millis,
+    ) -> Result<String> {
+        let grace = self.sessions.refresh_grace.as_millis() as Millis;
+        match used {
+            Some((used_at, nonce)) if now - used_at <= grace => successor(token, &nonce),
+            _ => {
+                tracing::warn!(
+                    session = %session.id,
+                    user_id = session.user_id,
+                    "refresh token reuse detected: ending the session"
+                );
+                self.revoke(Revoke::Session(session.id.clone()), "refresh_token_reuse")
+                    .await?;
+                Err(invalid_refresh())
+            }
+        }
+    }
+
+    /// `POST /api/auth/logout`. `who` is the caller's verified access token, when it sent one.
+    pub async fn logout(&self, who: Option<&Principal>, scope: LogoutScope) -> Result<()> {
+        let user_id = who.map(|p| p.user.id);
+        let which = match (scope, user_id) {
+            (LogoutScope::All, Some(uid)) => Revoke::AllOfUser(uid),
+            (LogoutScope::Device(device_id), Some(user_id)) => {
+                Revoke::Device { user_id, device_id }
+            }
+            (LogoutScope::RefreshToken(token), _) => {
+                let Some(record) = self.store.refresh_token(&hash_token(&token)).await? else {
+                    return Ok(());
+                };
+                let Some(session) = self.store.session(&record.session_id).await? else {
+                    return Ok(());
+                };
+                // With an access token, only the caller's own sessions can be ended this way.
+                if user_id.is_some_and(|uid| uid != session.user_id) {
+                    return Ok(());
+                }
+                Revoke::Session(session.id)
+            }
+            (_, Some(uid)) => match who.and_then(|p| p.session_id.clone()) {
+                Some(sid) => Revoke::Session(sid),
+                // A Strapi-era token has no session: ending "this one" means ending them all.
+                None => Revoke::AllOfUser(uid),
+            },
+            (_, None) => return Err(Error::Forbidden),
+        };
+        self.revoke(which, "logout").await?;
+        Ok(())
+    }
+
+    /// The caller's open sessions, the current one first, then the most recently active.
+    pub async fn list_sessions(&self, who: &Principal) -> Result<Vec<SessionSummary>> {
+        let now = self.clock.now_millis();
+        let mut out: Vec<SessionSummary> = self
+            .store
+            .sessions_of_user(who.user.id)
+            .await?
+            .into_iter()
+            .filter(|s| s.is_live(now))
+            .map(|s| SessionSummary {
+                current: who.session_id.as_deref() == Some(s.id.as_str()),
+                id: s.id,
+                device_id: s.device_id,
+                device_name: s.device_name,
+                login_at: s.created_at,
+                last_active_at: s.last_active_at,
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.current
+                .cmp(&a.current)
+                .then(b.last_active_at.cmp(&a.last_active_at))
+        });
+        Ok(out)
+    }
+
+    /// `DELETE /api/auth/sessions/:id`: another user's or an unknown session is "not found".
+    pub async fn end_session(&self, who: &Principal, session_id: &str) -> Result<()> {
+        let now = self.clock.now_millis();
+        match self.store.session(session_id).await? {
+            Some(s) if s.user_id == who.user.id && s.is_live(now) => {
+                self.revoke(Revoke::Session(s.id), "ended_by_user").await?;
+                Ok(())
+            }
+            _ => Err(Error::NotFound(MSG_SESSION_NOT_FOUND.into())),
+        }
+    }
+
+    /// The one place sessions end: the store records the change for other processes, and this
+    /// process's cache forgets the sessions at once, so their tokens fail on the very next request.
+    pub async fn revoke(&self, which: Revoke, reason: &str) -> Result<Vec<String>> {
+        let ids = self
+            .store
+            .revoke_sessions(which, reason, self.clock.now_millis())
+            .await?;
+        for id in &ids {
+            self.caches.apply(&Invalidation::Session(id.clone()));
+        }
+        Ok(ids)
+    }
+
+    /// The session behind an access token, from the cache when it is there.
+    pub(super) async fn session(&self, id: &str) -> Result<Option<Arc<Session>>> {
+        if let Some(s) = self.caches.sessions.get(id) {
+            return Ok(Some(s));
+        }
+        let Some(s) = self.store.session(id).await? else {
+            return Ok(None);
+        };
+        let s = Arc::new(s);
+        self.caches.sessions.insert(id.to_owned(), s.clone());
+        Ok(Some(s))
+    }
+
+    /// A user by id, from the cache when it is there.
+    pub(super) async fn user(&self, id: i64) -> Result<Option<Arc<User>>> {
+        if let Some(u) = self.caches.users.get(&id) {
+            return Ok(Some(u));
+        }
+        let Some(u) = self.store.user_by_id(id).await? else {
+            return Ok(None);
+        };
+        let u = Arc::new(u);
+        self.caches.users.insert(id, u.clone());
+        Ok(Some(u))
+    }
+
+    /// Applies changes other processes recorded since `after`; returns the newest sequence seen.
+    /// On failure the caches are cleared, since what they hold can no longer be trusted.
+    pub async fn sync_invalidations(&self, after: i64) -> i64 {
+        match self.store.invalidations_since(after).await {
+            Ok(changes) => {
+                let mut last = after;
+                for (seq, change) in changes {
+                    if change == Invalidation::Keys
+                        && let Err(e) = self
+                            .keys
+                            .reload(self.store.as_ref(), self.clock.now_millis())
+                            .await
+                    {
+                        tracing::warn!(error = %e, "reloading signing keys failed");
+                    }
+                    self.caches.apply(&change);
+                    last = seq;
+                }
+                last
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read invalidations: clearing caches");
+                self.caches.clear();
+                after
+            }
+        }
+    }
+}
+
+/// "Chrome on macOS", from a User-Agent header; `None` when nothing is recognised.
+pub fn device_name(user_agent: &str) -> Option<String> {
+    let ua = user_agent;
+    // Order matters: Edge and Opera also say Chrome, Chrome also says Safari.
+    let browser = [
+        ("Edg/", "Edge"),
+        ("OPR/", "Opera"),
+        ("Firefox/", "Firefox"),
+        ("Chrome/", "Chrome"),
+        ("Safari/", "Safari"),
+        ("curl/", "curl"),
+    ]
+    .into_iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map(|(_, name)| name);
+    let os = [
+        ("iPhone", "iOS"),
+        ("iPad", "iPadOS"),
+        ("Android", "Android"),
+        ("Mac OS X", "macOS"),
+        ("Macintosh", "macOS"),
+        ("Windows", "Windows"),
+        ("CrOS", "ChromeOS"),
+        ("Linux", "Linux"),
+    ]
+    .into_iter()
+    .find(|(needle, _)| ua.contains(needle))
+    .map(|(_, name)| name);
+    match (browser, os) {
+        (Some(b), Some(o)) => Some(format!("{b} on {o}")),
+        (Some(b), None) => Some(b.to_owned()),
+        (None, Some(o)) => Some(o.to_owned()),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names_from_common_user_agents() {
+        let mac_chrome = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 \
+                          (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+        assert_eq!(device_name(mac_chrome).as_deref(), Some("Chrome on macOS"));
+        let edge = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                    Chrome/120.0.0.0 Safari/537.36 Edg/120.0.0.0";
+        assert_eq!(device_name(edge).as_deref(), Some("Edge on Windows"));
+        let iphone = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 \
+                      (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+        assert_eq!(device_name(iphone).as_deref(), Some("Safari on iOS"));
+        let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+        assert_eq!(device_name(firefox).as_deref(), Some("Firefox on Linux"));
+        assert_eq!(device_name("curl/8.0").as_deref(), Some("curl"));
+        assert_eq!(device_name("something else"), None);
+    }
+
+    #[test]
+    fn successors_are_deterministic_per_nonce_and_unlinkable_without_it() {
+        let a = successor("token", b"nonce-1").unwrap();
+        assert_eq!(a, successor("token", b"nonce-1").unwrap());
+        assert_ne!(a, successor("token", b"nonce-2").unwrap());
+        assert_ne!(a, successor("other", b"nonce-1").unwrap());
+        assert_eq!(a.len(), 43, "256 bits, base64url");
+    }
+
+    #[test]
+    fn token_hashes_are_sha256_hex() {
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

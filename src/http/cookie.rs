@@ -1,0 +1,176 @@
+//! The refresh-token cookie: when to use it, how to set it, how to read and clear it. Attributes follow
+//! Strapi's (`HttpOnly`, `SameSite=Lax`, `Path=/`), with `Secure` everywhere but plain-http development.
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use cookie::{Cookie, SameSite};
+use std::time::Duration;
+
+use crate::config::{CookieSecure, CookieSettings};
+
+/// The request header with which a Strapi 5 client asks for cookie delivery.
+pub const COOKIE_MODE_HEADER: &str = "x-strapi-refresh-cookie";
+
+/// Whether this request wants the refresh token in a cookie rather than in the body.
+pub fn wanted(settings: &CookieSettings, headers: &HeaderMap) -> bool {
+    settings.always
+        || headers
+            .get(COOKIE_MODE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("httponly"))
+}
+
+/// The refresh token the request carries in the cookie, if any.
+pub fn read(settings: &CookieSettings, headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == settings.name && !c.value().is_empty())
+        .map(|c| c.value().to_owned())
+}
+
+/// `Set-Cookie` that stores `token` for `max_age`.
+pub fn set(
+    settings: &CookieSettings,
+    headers: &HeaderMap,
+    token: &str,
+    max_age: Duration,
+) -> HeaderValue {
+    let cookie = Cookie::build((settings.name.as_str(), token))
+        .http_only(true)
+        .secure(secure(settings.secure, headers))
+        .same_site(SameSite::Lax)
+        .path("/")
+        .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64));
+    header_value(&cookie.build())
+}
+
+/// `Set-Cookie` that deletes the cookie.
+pub fn clear(settings: &CookieSettings, headers: &HeaderMap) -> HeaderValue {
+    let mut cookie = Cookie::build((settings.name.as_str(), ""))
+        .http_only(true)
+        .secure(secure(settings.secure, headers))
+        .same_site(SameSite::Lax)
+        .path("/")
+        .build();
+    cookie.make_removal();
+    header_value(&cookie)
+}
+
+fn header_value(cookie: &Cookie<'_>) -> HeaderValue {
+    // Names are validated at start-up and tokens are base64url, so this cannot fail; an empty
+    // header is the harmless fallback.
+    HeaderValue::from_str(&cookie.to_string()).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn secure(setting: CookieSecure, headers: &HeaderMap) -> bool {
+    match setting {
+        CookieSecure::Always => true,
+        CookieSecure::Never => false,
+        CookieSecure::Auto => !is_local_development(headers),
+    }
+}
+
+/// A request to localhost over plain HTTP: a developer's machine, where a `Secure` cookie would be
+/// dropped by some browsers.
+fn is_local_development(headers: &HeaderMap) -> bool {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    matches!(name, "localhost" | "127.0.0.1" | "[::1]") || name.ends_with(".localhost")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn cookie_mode_by_header_or_setting() {
+        let s = CookieSettings::default();
+        assert!(!wanted(&s, &headers(&[])));
+        assert!(wanted(&s, &headers(&[(COOKIE_MODE_HEADER, "httpOnly")])));
+        assert!(!wanted(&s, &headers(&[(COOKIE_MODE_HEADER, "no")])));
+        let always = CookieSettings { always: true, ..s };
+        assert!(wanted(&always, &headers(&[])));
+    }
+
+    #[test]
+    fn reads_the_named_cookie_among_others() {
+        let s = CookieSettings::default();
+        let h = headers(&[("cookie", "a=1; strapi_up_refresh=tok123; b=2")]);
+        assert_eq!(read(&s, &h).as_deref(), Some("tok123"));
+        assert_eq!(
+            read(&s, &headers(&[("cookie", "strapi_up_refresh=")])),
+            None
+        );
+        assert_eq!(read(&s, &headers(&[])), None);
+    }
+
+    #[test]
+    fn attributes_follow_strapi_and_secure_is_automatic() {
+        let s = CookieSettings::default();
+        let public = headers(&[("host", "auth.example.com")]);
+        let set_public = set(&s, &public, "tok", Duration::from_secs(60));
+        let v = set_public.to_str().unwrap();
+        for part in [
+            "strapi_up_refresh=tok",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=60",
+            "Secure",
+        ] {
+            assert!(v.contains(part), "{v} lacks {part}");
+        }
+        let local = headers(&[("host", "127.0.0.1:8080")]);
+        assert!(
+            !set(&s, &local, "tok", Duration::from_secs(60))
+                .to_str()
+                .unwrap()
+                .contains("Secure")
+        );
+        let always = CookieSettings {
+            secure: CookieSecure::Always,
+            ..s.clone()
+        };
+        assert!(
+            set(&always, &local, "t", Duration::ZERO)
+                .to_str()
+                .unwrap()
+                .contains("Secure")
+        );
+        let never = CookieSettings {
+            secure: CookieSecure::Never,
+            ..s.clone()
+        };
+        assert!(
+            !set(&never, &public, "t", Duration::ZERO)
+                .to_str()
+                .unwrap()
+                .contains("Secure")
+        );
+    }
+
+    #[test]
+    fn clearing_expires_the_cookie() {
+        let v = clear(&CookieSettings::default(), &headers(&[]));
+        let v = v.to_str().unwrap();
+        assert!(v.starts_with("strapi_up_refresh=;"), "{v}");
+        assert!(v.contains("Max-Age=0"), "{v}");
+    }
+}

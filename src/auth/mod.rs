@@ -77,6 +77,9 @@ pub const MSG_TAKEN: &str = "Email or Username are already taken";
 pub const MSG_NOT_CONFIRMED: &str = "Your account email is not confirmed";
 pub const MSG_BLOCKED: &str = "Your account has been blocked by an administrator";
 pub const MSG_REGISTER_DISABLED: &str = "Register action is currently disabled";
+pub const MSG_CURRENT_PASSWORD_INVALID: &str = "The provided current password is invalid";
+pub const MSG_PASSWORD_UNCHANGED: &str =
+    "Your new password must be different than your current password";
 
 pub struct Auth {
     store: Arc<dyn Store>,
@@ -296,6 +299,54 @@ impl Auth {
             user,
             session_id: verified.session_id,
         })
+    }
+
+    /// `POST /api/auth/change-password`: checks the current password, stores the new one, ends every
+    /// session of the account (a stolen token dies with the old password) and opens a fresh one.
+    #[tracing::instrument(skip_all)]
+    pub async fn change_password(
+        &self,
+        who: &Principal,
+        current: LoginPassword,
+        new: Password,
+        client: ClientInfo,
+    ) -> Result<Issued> {
+        let user = who.user.as_ref();
+        let creds = self
+            .store
+            .local_credentials(&user.email, &user.username)
+            .await?
+            .filter(|c| c.user.id == user.id);
+        let stored = creds.and_then(|c| c.password_hash);
+        let verdict = self
+            .hasher
+            .verify(SecretString::from(current.expose()), stored)
+            .await?;
+        if verdict == Verified::Mismatch {
+            return Err(Error::Validation(MSG_CURRENT_PASSWORD_INVALID.into()));
+        }
+        if current.expose() == new.expose() {
+            return Err(Error::Validation(MSG_PASSWORD_UNCHANGED.into()));
+        }
+        self.set_password(user, &new).await?;
+        let (jwt, refresh_token) = self.start_session(user, None, client).await?;
+        Ok(Issued {
+            jwt: Some(jwt),
+            refresh_token,
+            user: user.clone(),
+        })
+    }
+
+    /// Stores a new password hash and ends every session of the account. The seam every password
+    /// change goes through (change, reset).
+    async fn set_password(&self, user: &User, new: &Password) -> Result<()> {
+        let hash = self.hasher.hash(SecretString::from(new.expose())).await?;
+        self.store
+            .set_password_hash(user.id, &hash, self.clock.now_millis())
+            .await?;
+        self.revoke(Revoke::AllOfUser(user.id), "password_changed")
+            .await?;
+        Ok(())
     }
 
     /// Whether the account may use its tokens: not blocked, and confirmed when confirmation is on.

@@ -93,6 +93,37 @@ fn deliver(state: &AppState, headers: &HeaderMap, issued: &Issued, in_cookie: bo
     response
 }
 
+/// `POST /api/auth/change-password` `{currentPassword, password, passwordConfirmation}` →
+/// `{jwt, refreshToken, user}`; every earlier session of the account ends.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Authenticated(who): Authenticated,
+    Client(client): Client,
+    Body(body): Body,
+) -> Result<Json<Value>> {
+    let min = state.auth.settings().password_min_chars;
+    let mut fields = Fields::new(&body);
+    fields.no_unknown(&["currentPassword", "password", "passwordConfirmation"]);
+    let current = fields.parsed("currentPassword", true, LoginPassword::parse);
+    let password = fields.parsed("password", true, |p| Password::parse(p, min));
+    let confirmation = fields.string("passwordConfirmation", true);
+    if let (Some(p), Some(c)) = (&password, confirmation)
+        && p.expose() != c
+    {
+        fields.fail("passwordConfirmation", "Passwords do not match");
+    }
+    let (current, password) = fields.finish(current.zip(password))?;
+    let issued = state
+        .auth
+        .change_password(&who, current, password, client)
+        .await?;
+    let mut body = json!({ "jwt": issued.jwt, "user": UserView::from(&issued.user) });
+    if let Some(refresh) = issued.refresh_token {
+        body["refreshToken"] = json!(refresh);
+    }
+    Ok(Json(body))
+}
+
 /// `POST /api/auth/refresh` `{refreshToken}` (or the cookie) → `{jwt, refreshToken}`, or `{jwt}` and a
 /// new cookie in cookie mode.
 pub async fn refresh(

@@ -241,6 +241,25 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// Records a rule that failed outside the per-field parsers (e.g. two fields that must match).
+    pub fn fail(&mut self, key: &str, message: &str) {
+        self.errors.push(FieldError::new(key, message, None));
+    }
+
+    /// Yup's `noUnknown()`: keys outside `allowed` are one error with an empty path.
+    pub fn no_unknown(&mut self, allowed: &[&str]) {
+        let unknown: Vec<&str> = self
+            .body
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !allowed.contains(k))
+            .collect();
+        if !unknown.is_empty() {
+            let message = format!("this field has unspecified keys: {}", unknown.join(", "));
+            self.errors.push(FieldError::new("", message, None));
+        }
+    }
+
     /// Ends validation: every collected error at once, or the values.
     pub fn finish<T>(self, values: Option<T>) -> Result<T> {
         if !self.errors.is_empty() {

@@ -38,6 +38,7 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
     Router::new()
         .route("/api/auth/local", post(auth::login))
         .route("/api/auth/local/register", post(auth::register))
+        .route("/api/auth/change-password", post(auth::change_password))
         .route("/api/auth/refresh", post(auth::refresh))
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/auth/sessions", get(auth::sessions))

@@ -1,6 +1,7 @@
 //! Fixtures that read like prose: `TestApp::spawn().await.with_user("alice")`.
 
 use keyway::auth::AdminNewUser;
+use keyway::auth::Clock;
 use keyway::auth::password::HashParams;
 use keyway::domain::{Email, Password, Username};
 use keyway::{App, Config};
@@ -9,6 +10,8 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
@@ -24,8 +27,28 @@ pub fn cheap_hash() -> HashParams {
     }
 }
 
+/// The real time plus an offset the test controls, so lifetimes can pass without sleeping.
+#[derive(Default)]
+pub struct TestClock {
+    offset_ms: AtomicI64,
+}
+
+impl TestClock {
+    pub fn advance(&self, by: Duration) {
+        self.offset_ms
+            .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+    }
+}
+
+impl Clock for TestClock {
+    fn now_millis(&self) -> i64 {
+        chrono::Utc::now().timestamp_millis() + self.offset_ms.load(Ordering::SeqCst)
+    }
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub clock: Arc<TestClock>,
     pub client: reqwest::Client,
     pub dir: Arc<TempDir>,
     pub config: Config,
@@ -62,9 +85,11 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
-        let app = App::build(config.clone(), listener)
+        let clock = Arc::new(TestClock::default());
+        let auth = keyway::build_auth_with_clock(&config, clock.clone())
             .await
             .expect("app builds");
+        let app = App::with_auth(auth, &config, listener);
         let addr = app.local_addr().unwrap();
         let auth = app.auth().clone();
         let (tx, rx) = oneshot::channel::<()>();
@@ -77,6 +102,7 @@ impl TestApp {
         });
         Self {
             addr,
+            clock,
             client: reqwest::Client::new(),
             dir,
             config,

@@ -7,3 +7,4 @@ mod input;
 mod login;
 mod me;
 mod register;
+mod sessions;

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::auth::AuthSettings;
+use crate::auth::mail::{MailSettings, Mailer};
 use crate::auth::password::HashParams;
 use crate::auth::sessions::SessionSettings;
 use crate::auth::tokens::{KeyAlgorithm, TokenSettings};
@@ -30,6 +31,8 @@ pub struct Config {
     pub hash_concurrency: usize,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
+    /// Outgoing mail: SMTP server, sender, links and templates.
+    pub mail: MailSettings,
 }
 
 impl Config {
@@ -51,12 +54,17 @@ impl Config {
                 default_role: "authenticated".into(),
                 email_confirmation: false,
                 password_min_chars: 6,
+                reset_code_ttl: Duration::from_secs(3600),
+                confirmation_code_ttl: Duration::from_secs(24 * 3600),
+                reset_url: None,
+                confirmation_redirect: None,
             },
             sessions: SessionSettings::default(),
             cookie: CookieSettings::default(),
             hash: HashParams::default(),
             hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             body_limit_bytes: 64 * 1024,
+            mail: MailSettings::default(),
         }
     }
 }
@@ -106,6 +114,7 @@ impl std::fmt::Debug for Config {
             )
             .field("auth", &self.auth)
             .field("hash", &self.hash)
+            .field("mail", &self.mail)
             .finish_non_exhaustive()
     }
 }
@@ -191,6 +200,24 @@ pub struct Overrides {
     /// Password hashes allowed to run at once (default: number of CPUs).
     #[arg(long, env = "KEYWAY_HASH_CONCURRENCY", global = true)]
     pub hash_concurrency: Option<usize>,
+    /// File holding the SMTP URL (KEYWAY_SMTP_URL in the environment also works): smtp://host:port
+    /// (plain, local relays), smtp+starttls://user:pass@host or smtps://user:pass@host. Without one,
+    /// mail is written to the log instead of sent (development only).
+    #[arg(long, env = "KEYWAY_SMTP_URL_FILE", global = true)]
+    pub smtp_url_file: Option<PathBuf>,
+    /// Sender of the account mails (default "Keyway <no-reply@localhost>").
+    #[arg(long, env = "KEYWAY_MAIL_FROM", global = true)]
+    pub mail_from: Option<String>,
+    /// Public base URL of this server, for links in mails (default http://127.0.0.1:8080).
+    #[arg(long, env = "KEYWAY_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+    /// Product name shown in mails (default Keyway).
+    #[arg(long, env = "KEYWAY_APP_NAME", global = true)]
+    pub app_name: Option<String>,
+    /// Folder of mail template overrides: NAME.subject, NAME.txt, NAME.html with NAME one of
+    /// email-confirmation, reset-password, password-changed.
+    #[arg(long, env = "KEYWAY_MAIL_TEMPLATES_DIR", global = true)]
+    pub mail_templates_dir: Option<PathBuf>,
 }
 
 /// The configuration file. Same names as the flags, in snake_case; unknown keys are an error so a typo
@@ -223,6 +250,12 @@ pub struct FileConfig {
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
     pub hash_concurrency: Option<usize>,
+    pub smtp_url: Option<String>,
+    pub smtp_url_file: Option<PathBuf>,
+    pub mail_from: Option<String>,
+    pub public_url: Option<String>,
+    pub app_name: Option<String>,
+    pub mail_templates_dir: Option<PathBuf>,
 }
 
 /// A TTL in the file may be a number of seconds or a string like "30d".
@@ -395,6 +428,35 @@ impl Overrides {
             }
             c.hash_concurrency = v;
         }
+
+        // Same precedence as the JWT secret: the *_FILE setting, then the environment, then the file.
+        let smtp_url_file = self.smtp_url_file.clone().or(file.smtp_url_file);
+        let smtp_url = match smtp_url_file {
+            Some(path) => Some(read_secret_file(&path)?),
+            None => env("KEYWAY_SMTP_URL").or(file.smtp_url),
+        };
+        c.mail.smtp_url = smtp_url
+            .filter(|u| !u.trim().is_empty())
+            .map(SecretString::from);
+        if let Some(v) = self.mail_from.clone().or(file.mail_from) {
+            c.mail.from = v;
+        }
+        if let Some(v) = self.public_url.clone().or(file.public_url) {
+            if !(v.starts_with("http://") || v.starts_with("https://")) {
+                return Err(invalid(format!(
+                    "public_url '{v}' must start with http:// or https://"
+                )));
+            }
+            c.mail.public_url = v.trim_end_matches('/').to_owned();
+        }
+        if let Some(v) = self.app_name.clone().or(file.app_name) {
+            c.mail.app_name = v;
+        }
+        if let Some(v) = self.mail_templates_dir.clone().or(file.mail_templates_dir) {
+            c.mail.templates_dir = Some(v);
+        }
+        // Builds a throw-away mailer so a bad smtp_url, sender or template stops start-up here.
+        Mailer::new(c.mail.clone()).map_err(|e| invalid(e.to_string()))?;
         Ok(c)
     }
 
@@ -581,6 +643,194 @@ mod tests {
             !shown.contains("hunter2") && !shown.contains(&"x".repeat(40)),
             "{shown}"
         );
+    }
+
+    fn smtp_env(url: &'static str) -> impl Fn(&str) -> Option<String> {
+        move |k| (k == "KEYWAY_SMTP_URL").then(|| url.into())
+    }
+
+    #[test]
+    fn mail_defaults() {
+        let c = Overrides {
+            config: Some(file_with("").path().to_owned()),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap();
+        assert!(c.mail.smtp_url.is_none());
+        assert_eq!(c.mail.from, "Keyway <no-reply@localhost>");
+        assert_eq!(c.mail.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.mail.app_name, "Keyway");
+        assert!(c.mail.templates_dir.is_none());
+        assert_eq!(c.mail.attempts, 3);
+    }
+
+    #[test]
+    fn mail_settings_come_from_the_file_and_flags_win() {
+        let templates = tempfile::tempdir().unwrap();
+        let f = file_with(&format!(
+            "mail_from = \"Acme <hello@acme.test>\"\n\
+             public_url = \"https://auth.acme.test/\"\n\
+             app_name = \"Acme\"\n\
+             mail_templates_dir = \"{}\"\n\
+             smtp_url = \"smtp://127.0.0.1:2525\"\n",
+            templates.path().display()
+        ));
+        let from_file = Overrides {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        let c = from_file.resolve(&no_env).unwrap();
+        assert_eq!(c.mail.from, "Acme <hello@acme.test>");
+        assert_eq!(
+            c.mail.public_url, "https://auth.acme.test",
+            "trailing slash gone"
+        );
+        assert_eq!(c.mail.app_name, "Acme");
+        assert_eq!(c.mail.templates_dir.as_deref(), Some(templates.path()));
+        assert_eq!(
+            c.mail.smtp_url.unwrap().expose_secret(),
+            "smtp://127.0.0.1:2525"
+        );
+
+        let other_templates = tempfile::tempdir().unwrap();
+        let flagged = Overrides {
+            mail_from: Some("no-reply@example.com".into()),
+            public_url: Some("http://localhost:9000".into()),
+            app_name: Some("Example".into()),
+            mail_templates_dir: Some(other_templates.path().to_owned()),
+            ..from_file
+        };
+        let c = flagged.resolve(&no_env).unwrap();
+        assert_eq!(c.mail.from, "no-reply@example.com");
+        assert_eq!(c.mail.public_url, "http://localhost:9000");
+        assert_eq!(c.mail.app_name, "Example");
+        assert_eq!(
+            c.mail.templates_dir.as_deref(),
+            Some(other_templates.path())
+        );
+    }
+
+    #[test]
+    fn smtp_url_precedence_file_setting_then_environment_then_config_file() {
+        let cfg = file_with("smtp_url = \"smtp://127.0.0.1:1001\"\n");
+        let o = Overrides {
+            config: Some(cfg.path().to_owned()),
+            ..Default::default()
+        };
+        let url = |c: Config| c.mail.smtp_url.unwrap().expose_secret().to_owned();
+        assert_eq!(url(o.resolve(&no_env).unwrap()), "smtp://127.0.0.1:1001");
+        let env = smtp_env("smtps://u:p@mail.example.com");
+        assert_eq!(
+            url(o.resolve(&env).unwrap()),
+            "smtps://u:p@mail.example.com"
+        );
+
+        let secret = file_with("smtp+starttls://apikey:s3cret@smtp.example.com:587\n");
+        let with_file = Overrides {
+            smtp_url_file: Some(secret.path().to_owned()),
+            ..o
+        };
+        assert_eq!(
+            url(with_file.resolve(&env).unwrap()),
+            "smtp+starttls://apikey:s3cret@smtp.example.com:587",
+            "the *_FILE setting wins, without its trailing newline"
+        );
+    }
+
+    #[test]
+    fn smtp_url_file_can_be_named_in_the_config_file() {
+        let secret = file_with("smtp://127.0.0.1:2525\n");
+        let cfg = file_with(&format!(
+            "smtp_url_file = \"{}\"\n",
+            secret.path().display()
+        ));
+        let c = Overrides {
+            config: Some(cfg.path().to_owned()),
+            ..Default::default()
+        }
+        .resolve(&smtp_env("smtp://127.0.0.1:1"))
+        .unwrap();
+        assert_eq!(
+            c.mail.smtp_url.unwrap().expose_secret(),
+            "smtp://127.0.0.1:2525"
+        );
+
+        let missing = Overrides {
+            config: Some(file_with("").path().to_owned()),
+            smtp_url_file: Some("/nonexistent/smtp-url".into()),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap_err();
+        assert!(
+            missing.to_string().contains("/nonexistent/smtp-url"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn empty_smtp_url_means_none() {
+        let c = Overrides {
+            config: Some(file_with("").path().to_owned()),
+            ..Default::default()
+        }
+        .resolve(&smtp_env(""))
+        .unwrap();
+        assert!(c.mail.smtp_url.is_none());
+    }
+
+    #[test]
+    fn bad_mail_settings_stop_start_up() {
+        let empty = file_with("");
+        let o = || Overrides {
+            config: Some(empty.path().to_owned()),
+            ..Default::default()
+        };
+        let err = Overrides {
+            public_url: Some("auth.acme.test".into()),
+            ..o()
+        }
+        .resolve(&no_env)
+        .unwrap_err();
+        assert!(err.to_string().contains("http:// or https://"), "{err}");
+
+        let err = Overrides {
+            mail_from: Some("nobody".into()),
+            ..o()
+        }
+        .resolve(&no_env)
+        .unwrap_err();
+        assert!(err.to_string().contains("mail_from"), "{err}");
+
+        let err = Overrides {
+            mail_templates_dir: Some("/nonexistent/keyway-mail".into()),
+            ..o()
+        }
+        .resolve(&no_env)
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/keyway-mail"),
+            "{err}"
+        );
+
+        let err = o()
+            .resolve(&smtp_env("imap://u:hunter2@mail.example.com"))
+            .unwrap_err();
+        let shown = err.to_string();
+        assert!(
+            shown.contains("smtp_url") && shown.contains("imap"),
+            "{shown}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn debug_output_hides_the_smtp_password() {
+        let mut c = Config::defaults();
+        c.mail.smtp_url = Some(SecretString::from("smtps://u:hunter2@mail.example.com"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 
     #[test]

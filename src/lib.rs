@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+use auth::mail::Mailer;
 use auth::password::Hasher;
 use auth::tokens::Keys;
 use auth::{Auth, Clock, SystemClock};
@@ -34,23 +35,41 @@ pub enum StartError {
     Io(#[from] std::io::Error),
 }
 
+/// Who is building the core: a serving process adopts the configured signing algorithm (a changed
+/// `jwt_algorithm` generates a new key at start); an admin command never changes which key signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Admin,
+}
+
 /// Builds the authentication core from configuration: opens (and migrates) the database, loads or
-/// creates the signing key, prepares the hasher. Used by `serve` and by the admin commands alike.
-pub async fn build_auth(config: &Config) -> Result<Arc<Auth>, StartError> {
-    build_auth_with_clock(config, Arc::new(SystemClock)).await
+/// creates the signing key, prepares the hasher and the mailer.
+pub async fn build_auth(config: &Config, role: Role) -> Result<Arc<Auth>, StartError> {
+    build_auth_with_clock(config, Arc::new(SystemClock), role).await
 }
 
 pub async fn build_auth_with_clock(
     config: &Config,
     clock: Arc<dyn Clock>,
+    role: Role,
 ) -> Result<Arc<Auth>, StartError> {
     let store = store::connect(&config.database_url).await?;
-    let keys = Keys::load(store.as_ref(), config.tokens.clone(), clock.now_millis()).await?;
+    let keys = Keys::load(
+        store.as_ref(),
+        config.tokens.clone(),
+        clock.now_millis(),
+        role == Role::Server,
+    )
+    .await?;
     let hasher = Hasher::new(config.hash, config.hash_concurrency).await?;
+    let mailer = Mailer::new(config.mail.clone())
+        .map_err(|e| error::Error::internal(format!("mail settings: {e}")))?;
     Ok(Arc::new(Auth::new(
         store,
         hasher,
         keys,
+        mailer,
         config.auth.clone(),
         config.sessions.clone(),
         clock,
@@ -60,8 +79,8 @@ pub async fn build_auth_with_clock(
 /// How often a server looks for changes other processes made (a CLI `user block`, another node):
 /// the longest a revocation made elsewhere takes to reach this server's caches.
 const SYNC_INTERVAL: Duration = Duration::from_millis(500);
-/// How often ended sessions and old invalidations are deleted.
-const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// How often ended sessions and old invalidations are deleted, and retired keys unloaded.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 
 /// A ready-to-run server: state built, listener bound.
 pub struct App {
@@ -72,7 +91,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config, listener: TcpListener) -> Result<Self, StartError> {
-        let auth = build_auth(&config).await?;
+        let auth = build_auth(&config, Role::Server).await?;
         Ok(Self::with_auth(auth, &config, listener))
     }
 
@@ -129,6 +148,10 @@ async fn maintain(auth: Arc<Auth>) {
         tokio::select! {
             _ = sync.tick() => seen = auth.sync_invalidations(seen).await,
             _ = prune.tick() => {
+                // Keys whose tokens have all expired leave the verifiers and the JWKS.
+                if let Err(e) = auth.keys().reload(auth.store().as_ref(), auth.now_millis()).await {
+                    tracing::warn!(error = %e, "reloading signing keys failed");
+                }
                 // Ended sessions are kept a day (reuse detection, and a trail for whoever looks).
                 let day_ago = auth.now_millis() - 86_400_000;
                 if let Err(e) = auth.store().prune(day_ago, day_ago).await {

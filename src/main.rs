@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use keyway::auth::tokens::{KeyAlgorithm, Keys};
-use keyway::auth::{AdminNewUser, Auth};
+use keyway::auth::{AdminNewUser, Auth, Clock};
 use keyway::config::Overrides;
 use keyway::domain::{Email, Password, Username};
 use keyway::store::User;
@@ -215,7 +215,7 @@ fn start_error(e: &StartError) -> String {
 }
 
 async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
-    let auth = keyway::build_auth(&config)
+    let auth = keyway::build_auth(&config, keyway::Role::Admin)
         .await
         .map_err(|e| start_error(&e))?;
     let show_err = |e: keyway::error::Error| e.to_string();
@@ -271,15 +271,17 @@ async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
 }
 
 async fn keys_command(config: Config, cmd: KeysCommand) -> Result<(), String> {
-    let auth = keyway::build_auth(&config)
+    // The store alone: key commands need neither the hasher nor the mailer.
+    let store = keyway::store::connect(&config.database_url)
         .await
-        .map_err(|e| start_error(&e))?;
-    let store = auth.store().as_ref();
+        .map_err(|e| start_error(&e.into()))?;
+    let store = store.as_ref();
+    let clock = keyway::auth::SystemClock;
     let iso = keyway::http::users::iso;
     match cmd {
         KeysCommand::Rotate { algorithm } => {
             let alg = algorithm.unwrap_or(config.tokens.algorithm);
-            let key = Keys::rotate(store, alg, auth.now_millis())
+            let key = Keys::rotate(store, alg, clock.now_millis())
                 .await
                 .map_err(|e| e.to_string())?;
             println!(
@@ -291,13 +293,22 @@ async fn keys_command(config: Config, cmd: KeysCommand) -> Result<(), String> {
                     "note: a JWT secret is configured, so HS256 still signs; the new key is published and verifies"
                 );
             }
+            if alg != config.tokens.algorithm {
+                println!(
+                    "note: jwt_algorithm is {}; a server started with that setting generates a {} key \
+                     again — set jwt_algorithm = \"{}\" to keep this one",
+                    config.tokens.algorithm.name(),
+                    config.tokens.algorithm.name(),
+                    alg.name()
+                );
+            }
         }
         KeysCommand::List => {
             let keys = Keys::describe(store, config.tokens.ttl)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{:<18} {:<6} {:<25} STATUS", "KID", "ALG", "CREATED");
-            let now = auth.now_millis();
+            let now = clock.now_millis();
             for k in keys {
                 let status = match k.verifies_until {
                     None => "signing".to_owned(),

@@ -1,6 +1,8 @@
 //! The authentication core: logins, registration, token checks and account administration. Plain Rust,
 //! no HTTP types: the `http` layer extracts and translates, this module decides.
 
+pub mod account;
+pub mod mail;
 pub mod password;
 pub mod sessions;
 pub mod tokens;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use crate::domain::{Email, LoginPassword, Password, Username};
 use crate::error::{Error, Result};
 use crate::store::{Invalidation, Millis, NewUser, Revoke, Store, StoreError, User};
+use mail::Mailer;
 use password::{Hasher, Verified};
 use sessions::{Caches, SessionSettings};
 use tokens::Keys;
@@ -42,6 +45,16 @@ pub struct AuthSettings {
     pub default_role: String,
     pub email_confirmation: bool,
     pub password_min_chars: usize,
+    /// How long a password-reset code works.
+    pub reset_code_ttl: std::time::Duration,
+    /// How long an email-confirmation code works.
+    pub confirmation_code_ttl: std::time::Duration,
+    /// The page reset links open, `?code=` appended (Strapi's `email_reset_password`); `None` is the
+    /// hosted page, `<public_url>/reset-password`.
+    pub reset_url: Option<String>,
+    /// Where a confirmation link lands (Strapi's `email_confirmation_redirection`); `None` is the
+    /// hosted page, `<public_url>/email-confirmed`.
+    pub confirmation_redirect: Option<String>,
 }
 
 /// What a successful login or registration hands back. `jwt` is `None` when the account must confirm
@@ -85,6 +98,7 @@ pub struct Auth {
     store: Arc<dyn Store>,
     hasher: Hasher,
     keys: Keys,
+    mailer: Arc<Mailer>,
     settings: AuthSettings,
     sessions: SessionSettings,
     caches: Caches,
@@ -96,6 +110,7 @@ impl Auth {
         store: Arc<dyn Store>,
         hasher: Hasher,
         keys: Keys,
+        mailer: Mailer,
         settings: AuthSettings,
         sessions: SessionSettings,
         clock: Arc<dyn Clock>,
@@ -105,6 +120,7 @@ impl Auth {
             store,
             hasher,
             keys,
+            mailer: Arc::new(mailer),
             settings,
             sessions,
             clock,
@@ -117,6 +133,20 @@ impl Auth {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    pub fn mailer(&self) -> &Mailer {
+        &self.mailer
+    }
+
+    /// The product name shown on pages and in mail.
+    pub fn app_name(&self) -> &str {
+        self.mailer.app_name()
+    }
+
+    /// Drops a user from the cache after a change made here.
+    fn forget_user(&self, user_id: i64) {
+        self.caches.apply(&Invalidation::User(user_id));
     }
 
     pub fn now_millis(&self) -> Millis {
@@ -221,6 +251,7 @@ impl Auth {
             .create_account(username, email, password, role.id, confirmed, false)
             .await?;
         if !confirmed {
+            self.send_confirmation_now(&user).await?;
             return Ok(Issued {
                 jwt: None,
                 refresh_token: None,
@@ -329,6 +360,7 @@ impl Auth {
             return Err(Error::Validation(MSG_PASSWORD_UNCHANGED.into()));
         }
         self.set_password(user, &new).await?;
+        self.mail_in_background(user, mail::Template::PasswordChanged, None, None);
         let (jwt, refresh_token) = self.start_session(user, None, client).await?;
         Ok(Issued {
             jwt: Some(jwt),
@@ -392,7 +424,7 @@ impl Auth {
         self.store
             .set_blocked(user.id, blocked, self.clock.now_millis())
             .await?;
-        self.caches.apply(&Invalidation::User(user.id));
+        self.forget_user(user.id);
         if blocked {
             self.revoke(Revoke::AllOfUser(user.id), "blocked").await?;
         }
@@ -404,7 +436,7 @@ impl Auth {
         let user = self.require_user(username).await?;
         let sessions = self.store.sessions_of_user(user.id).await?;
         self.store.delete_user(user.id).await?;
-        self.caches.apply(&Invalidation::User(user.id));
+        self.forget_user(user.id);
         for s in sessions {
             self.caches.apply(&Invalidation::Session(s.id));
         }

@@ -139,11 +139,18 @@ pub struct KeyInfo {
 }
 
 impl Keys {
-    /// Loads the keys, generating a first key (or a new one, when the configured algorithm changed)
-    /// if needed.
-    pub async fn load(store: &dyn Store, settings: TokenSettings, now: Millis) -> Result<Self> {
+    /// Loads the keys, generating a first key if there is none. With `adopt_algorithm` (a server
+    /// starting) a key of the configured algorithm is also generated when the newest key has another;
+    /// admin commands pass false, so they never change which key signs.
+    pub async fn load(
+        store: &dyn Store,
+        settings: TokenSettings,
+        now: Millis,
+        adopt_algorithm: bool,
+    ) -> Result<Self> {
         let newest = store.signing_keys().await?.into_iter().next();
-        if newest.is_none_or(|k| k.alg != settings.algorithm.name()) {
+        let wrong_algorithm = |k: &StoredKey| adopt_algorithm && k.alg != settings.algorithm.name();
+        if newest.as_ref().is_none_or(wrong_algorithm) {
             let key = generate(settings.algorithm, now)?;
             match store.insert_signing_key(&key).await {
                 // Another process won the race to create the key: use theirs.

@@ -1,11 +1,13 @@
 //! The HTTP layer: routes, extractors and the error envelope. Handlers only translate between HTTP and
 //! the `auth` core.
 
+mod account;
 mod auth;
 pub mod cookie;
 pub mod error;
 pub mod extract;
 mod health;
+mod pages;
 pub mod users;
 mod wellknown;
 
@@ -39,6 +41,13 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .route("/api/auth/local", post(auth::login))
         .route("/api/auth/local/register", post(auth::register))
         .route("/api/auth/change-password", post(auth::change_password))
+        .route("/api/auth/forgot-password", post(account::forgot_password))
+        .route("/api/auth/reset-password", post(account::reset_password))
+        .route("/api/auth/email-confirmation", get(account::email_confirmation))
+        .route(
+            "/api/auth/send-email-confirmation",
+            post(account::send_email_confirmation),
+        )
         .route("/api/auth/refresh", post(auth::refresh))
         .route("/api/auth/logout", post(auth::logout))
         .route("/api/auth/sessions", get(auth::sessions))
@@ -46,6 +55,12 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .route("/api/auth/verify", get(auth::verify))
         .route("/api/users/me", get(users::me))
         .route("/.well-known/jwks.json", get(wellknown::jwks))
+        .route("/assets/style.css", get(pages::stylesheet))
+        .route("/email-confirmed", get(pages::email_confirmed))
+        .route(
+            "/reset-password",
+            get(pages::reset_form).post(pages::reset_submit),
+        )
         .route("/healthz", get(health::alive))
         .route("/readyz", get(health::ready))
         .fallback(|| async { Error::NotFound("Not Found".into()) })

@@ -127,6 +127,22 @@ pub enum Invalidation {
     Keys,
 }
 
+/// What a one-time code is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePurpose {
+    ResetPassword,
+    ConfirmEmail,
+}
+
+impl CodePurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ResetPassword => "reset",
+            Self::ConfirmEmail => "confirm",
+        }
+    }
+}
+
 /// A signing key the server generated for itself. The private half is PKCS#8 DER.
 #[derive(Clone)]
 pub struct StoredKey {
@@ -160,6 +176,10 @@ pub trait Store: Send + Sync + 'static {
     /// be taken as someone's username and vice versa, as in Strapi).
     async fn identity_taken(&self, username: &str, email: &str) -> StoreResult<bool>;
     async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// The account with this (lower-cased) email, any provider.
+    async fn user_by_email(&self, email_lowercase: &str) -> StoreResult<Option<User>>;
+    /// Marks the email confirmed. Records a user invalidation.
+    async fn set_confirmed(&self, user_id: i64, now: Millis) -> StoreResult<()>;
     async fn set_password_hash(&self, user_id: i64, hash: &str, now: Millis) -> StoreResult<()>;
     /// Returns false when no such user exists. Records a user invalidation.
     async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool>;
@@ -196,6 +216,24 @@ pub trait Store: Send + Sync + 'static {
         now: Millis,
         idle_expires_at: Millis,
     ) -> StoreResult<bool>;
+
+    /// Stores a one-time code by its hash, replacing the user's unused codes of the same purpose.
+    async fn create_code(
+        &self,
+        hash: &str,
+        user_id: i64,
+        purpose: CodePurpose,
+        now: Millis,
+        expires_at: Millis,
+    ) -> StoreResult<()>;
+    /// Uses a code, atomically: the user it belongs to if it exists, has this purpose, is unused and
+    /// unexpired; otherwise `None`. A code can be consumed once.
+    async fn consume_code(
+        &self,
+        hash: &str,
+        purpose: CodePurpose,
+        now: Millis,
+    ) -> StoreResult<Option<i64>>;
 
     /// Records a change other processes must apply to their caches.
     async fn record_invalidation(&self, change: &Invalidation, now: Millis) -> StoreResult<()>;

@@ -2,8 +2,8 @@
 //! needs nothing else installed.
 
 use super::{
-    Invalidation, Millis, NewUser, RefreshRecord, Revoke, Role, Session, Store, StoreError,
-    StoreResult, StoredKey, User, UserCredentials,
+    CodePurpose, Invalidation, Millis, NewUser, RefreshRecord, Revoke, Role, Session, Store,
+    StoreError, StoreResult, StoredKey, User, UserCredentials,
 };
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -262,6 +262,29 @@ impl Store for SqliteStore {
             .map_err(db)
     }
 
+    async fn user_by_email(&self, email_lowercase: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!(user_select!(), "WHERE u.email = ?"))
+            .bind(email_lowercase)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(user_from_row).transpose().map_err(db)
+    }
+
+    async fn set_confirmed(&self, user_id: i64, now: Millis) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("UPDATE users SET confirmed = 1, updated_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        record(&mut tx, &Invalidation::User(user_id), now)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
     async fn set_password_hash(&self, user_id: i64, hash: &str, now: Millis) -> StoreResult<()> {
         sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
             .bind(hash)
@@ -477,6 +500,57 @@ impl Store for SqliteStore {
         Ok(true)
     }
 
+    async fn create_code(
+        &self,
+        hash: &str,
+        user_id: i64,
+        purpose: CodePurpose,
+        now: Millis,
+        expires_at: Millis,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "DELETE FROM one_time_codes WHERE user_id = ? AND purpose = ? AND used_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(purpose.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO one_time_codes (hash, user_id, purpose, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(hash)
+        .bind(user_id)
+        .bind(purpose.as_str())
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn consume_code(
+        &self,
+        hash: &str,
+        purpose: CodePurpose,
+        now: Millis,
+    ) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar(
+            "UPDATE one_time_codes SET used_at = ?1 \
+             WHERE hash = ?2 AND purpose = ?3 AND used_at IS NULL AND expires_at > ?1 \
+             RETURNING user_id",
+        )
+        .bind(now)
+        .bind(hash)
+        .bind(purpose.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)
+    }
+
     async fn record_invalidation(&self, change: &Invalidation, now: Millis) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         record(&mut tx, change, now).await.map_err(db)?;
@@ -521,6 +595,11 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await
         .map_err(db)?;
+        sqlx::query("DELETE FROM one_time_codes WHERE expires_at < ?")
+            .bind(sessions_before)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
         sqlx::query("DELETE FROM invalidations WHERE at < ?")
             .bind(invalidations_before)
             .execute(&self.pool)

@@ -81,12 +81,18 @@ impl TestApp {
         Self::start(self.config.clone(), self.dir.clone()).await
     }
 
+    /// Restarts on the same database with a changed configuration.
+    pub async fn restart_with(mut self, config: Config) -> Self {
+        self.stop().await;
+        Self::start(config, self.dir.clone()).await
+    }
+
     async fn start(config: Config, dir: Arc<TempDir>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
         let clock = Arc::new(TestClock::default());
-        let auth = keyway::build_auth_with_clock(&config, clock.clone())
+        let auth = keyway::build_auth_with_clock(&config, clock.clone(), keyway::Role::Server)
             .await
             .expect("app builds");
         let app = App::with_auth(auth, &config, listener);

@@ -1,10 +1,13 @@
 //! Keyway's black-box test suite: one binary (fast to link), one module per area. Every test spawns
 //! the real app on port 0 with its own fresh SQLite database.
 
+mod account;
 mod cli;
 mod helpers;
 mod input;
+mod jwt;
 mod login;
 mod me;
 mod register;
 mod sessions;
+mod smtp;

@@ -1,0 +1,190 @@
+//! Account lifecycle: email confirmation and forgotten passwords, by one-time codes sent by email.
+//!
+//! Safer than Strapi's: codes are random (256 bits), stored only as SHA-256 hashes, work once, and
+//! expire (reset: 1 hour, confirmation: 24 hours by default). A reset ends every session of the
+//! account, and the owner is told by email. Nothing a caller sees, in answer or in timing, says whether
+//! an address is registered: mail goes out from a background task, after the answer.
+
+use std::sync::Arc;
+
+use super::mail::{MailVars, Template};
+use super::sessions::hash_token;
+use super::{Auth, ClientInfo, Issued, MSG_BLOCKED, random_id};
+use crate::domain::{Email, Password};
+use crate::error::{Error, Result};
+use crate::store::{CodePurpose, Millis, User};
+
+pub const MSG_INCORRECT_CODE: &str = "Incorrect code provided";
+pub const MSG_INVALID_CONFIRMATION: &str = "Invalid token";
+pub const MSG_CONFIRMATION_NOT_SENT: &str = "Error sending confirmation email";
+
+impl Auth {
+    /// `POST /api/auth/forgot-password`: always succeeds. A reset mail goes to the address only if it
+    /// belongs to an account that is not blocked.
+    #[tracing::instrument(skip_all)]
+    pub async fn forgot_password(&self, email: &Email) -> Result<()> {
+        let Some(user) = self.store.user_by_email(email.as_str()).await? else {
+            return Ok(());
+        };
+        if user.blocked {
+            return Ok(());
+        }
+        let code = self.issue_code(user.id, CodePurpose::ResetPassword).await?;
+        let link = match &self.settings.reset_url {
+            Some(url) => format!("{url}?code={code}"),
+            None => format!("{}/reset-password?code={code}", self.mailer.public_url()),
+        };
+        self.mail_in_background(&user, Template::ResetPassword, Some(link), Some(code));
+        Ok(())
+    }
+
+    /// `POST /api/auth/reset-password`: sets a new password with a code from the reset mail, ends every
+    /// session of the account, and opens a new one.
+    #[tracing::instrument(skip_all)]
+    pub async fn reset_password(
+        &self,
+        code: &str,
+        new: Password,
+        client: ClientInfo,
+    ) -> Result<Issued> {
+        let user_id = self
+            .store
+            .consume_code(&hash_token(code), CodePurpose::ResetPassword, self.now())
+            .await?
+            .ok_or_else(|| Error::Validation(MSG_INCORRECT_CODE.into()))?;
+        let user = self
+            .store
+            .user_by_id(user_id)
+            .await?
+            .ok_or_else(|| Error::Validation(MSG_INCORRECT_CODE.into()))?;
+        if user.blocked {
+            return Err(Error::Application(MSG_BLOCKED.into()));
+        }
+        self.set_password(&user, &new).await?;
+        // Following the link proved the address is theirs.
+        let user = if user.confirmed {
+            user
+        } else {
+            self.store.set_confirmed(user.id, self.now()).await?;
+            self.store.user_by_id(user.id).await?.unwrap_or(user)
+        };
+        self.mail_in_background(&user, Template::PasswordChanged, None, None);
+        let (jwt, refresh_token) = self.start_session(&user, None, client).await?;
+        Ok(Issued {
+            jwt: Some(jwt),
+            refresh_token,
+            user,
+        })
+    }
+
+    /// `GET /api/auth/email-confirmation?confirmation=…`: confirms the address the code was sent to.
+    pub async fn confirm_email(&self, code: &str) -> Result<()> {
+        let user_id = self
+            .store
+            .consume_code(&hash_token(code), CodePurpose::ConfirmEmail, self.now())
+            .await?
+            .ok_or_else(|| Error::Validation(MSG_INVALID_CONFIRMATION.into()))?;
+        self.store.set_confirmed(user_id, self.now()).await?;
+        self.forget_user(user_id);
+        Ok(())
+    }
+
+    /// `POST /api/auth/send-email-confirmation`: sends a new confirmation mail (replacing the old code)
+    /// when the address belongs to an unconfirmed, unblocked account. Always the same answer.
+    #[tracing::instrument(skip_all)]
+    pub async fn resend_confirmation(&self, email: &Email) -> Result<()> {
+        let Some(user) = self.store.user_by_email(email.as_str()).await? else {
+            return Ok(());
+        };
+        if user.confirmed || user.blocked {
+            return Ok(());
+        }
+        let code = self.issue_code(user.id, CodePurpose::ConfirmEmail).await?;
+        let link = self.confirmation_link(&code);
+        self.mail_in_background(&user, Template::EmailConfirmation, Some(link), Some(code));
+        Ok(())
+    }
+
+    /// Sends the confirmation mail of a new registration and waits for it: as in Strapi, a failure is
+    /// reported ("Error sending confirmation email"), while the account and its code are kept so a
+    /// resend can succeed later.
+    pub(super) async fn send_confirmation_now(&self, user: &User) -> Result<()> {
+        let code = self.issue_code(user.id, CodePurpose::ConfirmEmail).await?;
+        let vars = MailVars {
+            username: user.username.clone(),
+            email: user.email.clone(),
+            link: Some(self.confirmation_link(&code)),
+            code: Some(code),
+        };
+        self.mailer
+            .send(&user.email, Template::EmailConfirmation, &vars)
+            .await
+            .map_err(|e| {
+                tracing::warn!(user_id = user.id, error = %e, "confirmation email not sent");
+                Error::Application(MSG_CONFIRMATION_NOT_SENT.into())
+            })
+    }
+
+    /// Where `GET /api/auth/email-confirmation` sends the browser after confirming.
+    pub fn confirmation_redirect(&self) -> String {
+        match &self.settings.confirmation_redirect {
+            Some(url) => url.clone(),
+            None => format!("{}/email-confirmed", self.mailer.public_url()),
+        }
+    }
+
+    fn confirmation_link(&self, code: &str) -> String {
+        format!(
+            "{}/api/auth/email-confirmation?confirmation={code}",
+            self.mailer.public_url()
+        )
+    }
+
+    /// A fresh code for `purpose`, stored by its hash; the user's older codes of that purpose die.
+    async fn issue_code(&self, user_id: i64, purpose: CodePurpose) -> Result<String> {
+        let code = random_id(32);
+        let ttl = match purpose {
+            CodePurpose::ResetPassword => self.settings.reset_code_ttl,
+            CodePurpose::ConfirmEmail => self.settings.confirmation_code_ttl,
+        };
+        let now = self.now();
+        self.store
+            .create_code(
+                &hash_token(&code),
+                user_id,
+                purpose,
+                now,
+                now + ttl.as_millis() as Millis,
+            )
+            .await?;
+        Ok(code)
+    }
+
+    /// Sends after the answer has gone: the caller waits for neither the SMTP server nor its retries,
+    /// and cannot time them. Failures are logged by the mailer.
+    pub(super) fn mail_in_background(
+        &self,
+        user: &User,
+        template: Template,
+        link: Option<String>,
+        code: Option<String>,
+    ) {
+        let mailer = Arc::clone(&self.mailer);
+        let to = user.email.clone();
+        let vars = MailVars {
+            username: user.username.clone(),
+            email: user.email.clone(),
+            link,
+            code,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = mailer.send(&to, template, &vars).await {
+                tracing::warn!(error = %e, ?template, "email not delivered");
+            }
+        });
+    }
+
+    fn now(&self) -> Millis {
+        self.clock.now_millis()
+    }
+}

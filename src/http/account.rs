@@ -1,0 +1,91 @@
+//! `/api/auth/*` of the account lifecycle: forgotten passwords and email confirmation, with Strapi's
+//! shapes and messages.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use super::extract::{Body, Client, Fields};
+use super::users::UserView;
+use crate::domain::{Email, Password};
+use crate::error::{Error, FieldError, Result};
+
+/// `POST /api/auth/forgot-password` `{email}` → `{ok: true}`, registered or not.
+pub async fn forgot_password(
+    State(state): State<AppState>,
+    Body(body): Body,
+) -> Result<Json<Value>> {
+    let mut fields = Fields::new(&body);
+    fields.no_unknown(&["email"]);
+    let email = fields.parsed("email", false, Email::parse);
+    let email = fields.finish(email)?;
+    state.auth.forgot_password(&email).await?;
+    Ok(Json(json!({ "ok": true })))
+}
+
+/// `POST /api/auth/reset-password` `{code, password, passwordConfirmation}` → `{jwt, refreshToken,
+/// user}`. Every earlier session of the account ends.
+pub async fn reset_password(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Body(body): Body,
+) -> Result<Json<Value>> {
+    let min = state.auth.settings().password_min_chars;
+    let mut fields = Fields::new(&body);
+    fields.no_unknown(&["code", "password", "passwordConfirmation"]);
+    // Yup reports this schema's errors in this order.
+    let confirmation = fields.string("passwordConfirmation", true);
+    let password = fields.parsed("password", true, |p| Password::parse(p, min));
+    let code = fields.string("code", false);
+    if let (Some(p), Some(c)) = (&password, confirmation)
+        && p.expose() != c
+    {
+        fields.fail("passwordConfirmation", "Passwords do not match");
+    }
+    let (code, password) = fields.finish(code.zip(password))?;
+    let issued = state.auth.reset_password(code, password, client).await?;
+    let mut out = Map::new();
+    out.insert("jwt".into(), json!(issued.jwt));
+    if let Some(refresh) = issued.refresh_token {
+        out.insert("refreshToken".into(), json!(refresh));
+    }
+    out.insert("user".into(), json!(UserView::from(&issued.user)));
+    Ok(Json(Value::Object(out)))
+}
+
+/// `GET /api/auth/email-confirmation?confirmation=…` → `302` to the configured page.
+pub async fn email_confirmation(
+    State(state): State<AppState>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Result<Response> {
+    let code = query
+        .get("confirmation")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| {
+            Error::Fields(vec![FieldError::new(
+                "confirmation",
+                "confirmation is a required field",
+                None,
+            )])
+        })?;
+    state.auth.confirm_email(code).await?;
+    let location = HeaderValue::from_str(&state.auth.confirmation_redirect())
+        .map_err(|_| Error::internal("confirmation redirect is not a valid header value"))?;
+    Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response())
+}
+
+/// `POST /api/auth/send-email-confirmation` `{email}` → `{email, sent: true}`, whatever the address.
+pub async fn send_email_confirmation(
+    State(state): State<AppState>,
+    Body(body): Body,
+) -> Result<Json<Value>> {
+    let mut fields = Fields::new(&body);
+    let raw = fields.string("email", false).map(str::to_owned);
+    let email = fields.parsed("email", false, Email::parse);
+    let email = fields.finish(email)?;
+    state.auth.resend_confirmation(&email).await?;
+    Ok(Json(json!({ "email": raw, "sent": true })))
+}

@@ -167,6 +167,18 @@ pub struct Overrides {
     /// How long a used refresh token may be replayed for the same successor (default 10s).
     #[arg(long, env = "KEYWAY_REFRESH_GRACE", global = true)]
     pub refresh_grace: Option<String>,
+    /// How long a password-reset code works (default 1h).
+    #[arg(long, env = "KEYWAY_RESET_CODE_TTL", global = true)]
+    pub reset_code_ttl: Option<String>,
+    /// How long an email-confirmation code works (default 24h).
+    #[arg(long, env = "KEYWAY_CONFIRMATION_CODE_TTL", global = true)]
+    pub confirmation_code_ttl: Option<String>,
+    /// Page that reset links open, `?code=` appended (default: the hosted page under public_url).
+    #[arg(long, env = "KEYWAY_RESET_URL", global = true)]
+    pub reset_url: Option<String>,
+    /// Where confirmation links land (default: the hosted page under public_url).
+    #[arg(long, env = "KEYWAY_CONFIRMATION_REDIRECT", global = true)]
+    pub confirmation_redirect: Option<String>,
     /// Always deliver refresh tokens in an HttpOnly cookie (default false: only when asked).
     #[arg(long, env = "KEYWAY_REFRESH_COOKIE", global = true)]
     pub refresh_cookie: Option<bool>,
@@ -241,6 +253,10 @@ pub struct FileConfig {
     pub refresh_grace: Option<TtlValue>,
     pub refresh_cookie: Option<bool>,
     pub refresh_cookie_name: Option<String>,
+    pub reset_code_ttl: Option<TtlValue>,
+    pub confirmation_code_ttl: Option<TtlValue>,
+    pub reset_url: Option<String>,
+    pub confirmation_redirect: Option<String>,
     pub refresh_cookie_secure: Option<CookieSecure>,
     pub allow_register: Option<bool>,
     pub default_role: Option<String>,
@@ -354,6 +370,39 @@ impl Overrides {
         }
         if let Some(d) = ttl("refresh_grace", &self.refresh_grace, file.refresh_grace)? {
             c.sessions.refresh_grace = d;
+        }
+        if let Some(d) = ttl("reset_code_ttl", &self.reset_code_ttl, file.reset_code_ttl)? {
+            c.auth.reset_code_ttl = d;
+        }
+        if let Some(d) = ttl(
+            "confirmation_code_ttl",
+            &self.confirmation_code_ttl,
+            file.confirmation_code_ttl,
+        )? {
+            c.auth.confirmation_code_ttl = d;
+        }
+        for (name, flag, file_value, target) in [
+            (
+                "reset_url",
+                &self.reset_url,
+                file.reset_url,
+                &mut c.auth.reset_url,
+            ),
+            (
+                "confirmation_redirect",
+                &self.confirmation_redirect,
+                file.confirmation_redirect,
+                &mut c.auth.confirmation_redirect,
+            ),
+        ] {
+            if let Some(url) = flag.clone().or(file_value) {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid(format!(
+                        "{name} must be an http:// or https:// URL"
+                    )));
+                }
+                *target = Some(url);
+            }
         }
         if let Some(v) = self.jwt_algorithm.or(file.jwt_algorithm) {
             c.tokens.algorithm = v;
@@ -831,6 +880,37 @@ mod tests {
         c.mail.smtp_url = Some(SecretString::from("smtps://u:hunter2@mail.example.com"));
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
+    }
+
+    #[test]
+    fn lifecycle_settings() {
+        let f =
+            file_with("reset_code_ttl = \"15m\"\nreset_url = \"https://app.example.com/reset\"\n");
+        let c = Overrides {
+            config: Some(f.path().to_owned()),
+            confirmation_code_ttl: Some("2d".into()),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap();
+        assert_eq!(c.auth.reset_code_ttl, Duration::from_secs(900));
+        assert_eq!(c.auth.confirmation_code_ttl, Duration::from_secs(172_800));
+        assert_eq!(
+            c.auth.reset_url.as_deref(),
+            Some("https://app.example.com/reset")
+        );
+        assert_eq!(c.auth.confirmation_redirect, None);
+        let bad = Overrides {
+            config: Some(
+                file_with("confirmation_redirect = \"javascript:alert(1)\"\n")
+                    .path()
+                    .to_owned(),
+            ),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap_err();
+        assert!(bad.to_string().contains("confirmation_redirect"), "{bad}");
     }
 
     #[test]

@@ -141,6 +141,12 @@ async fn serve(config: Config, demo: bool) -> Result<(), String> {
     if demo {
         ensure_demo_account(app.auth()).await?;
     }
+    if !app.auth().mailer().is_configured() {
+        tracing::warn!(
+            "no SMTP server configured (smtp_url): account emails are written to this log instead \
+             of being sent, links and codes included — fine for development, not for production"
+        );
+    }
     // Handlers go in before the start line: whoever waits for that line may signal at once.
     let shutdown =
         shutdown_signal().map_err(|e| format!("cannot install the signal handlers: {e}"))?;

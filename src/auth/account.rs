@@ -5,8 +5,6 @@
 //! account, and the owner is told by email. Nothing a caller sees, in answer or in timing, says whether
 //! an address is registered: mail goes out from a background task, after the answer.
 
-use std::sync::Arc;
-
 use super::mail::{MailVars, Template};
 use super::sessions::hash_token;
 use super::{Auth, ClientInfo, Issued, MSG_BLOCKED, random_id};
@@ -169,7 +167,7 @@ impl Auth {
         link: Option<String>,
         code: Option<String>,
     ) {
-        let mailer = Arc::clone(&self.mailer);
+        let mailer = self.mailer.clone();
         let to = user.email.clone();
         let vars = MailVars {
             username: user.username.clone(),

@@ -344,6 +344,11 @@ async fn assert_clean_stop(signal: &str) {
 
     let status = server.signal_and_wait(signal).await;
     assert_eq!(status.code(), Some(0), "SIG{signal}: {}", server.stderr());
+    assert!(
+        server.stderr().contains("no SMTP server configured"),
+        "serve warns that mail goes to the log: {}",
+        server.stderr()
+    );
     let printed = server.stdout();
     assert!(
         printed.trim_end().ends_with("Keyway stopped"),

@@ -7,10 +7,10 @@
 
 use super::mail::{MailVars, Template};
 use super::sessions::hash_token;
-use super::{Auth, ClientInfo, Issued, MSG_BLOCKED, random_id};
+use super::{Auth, ClientInfo, Clock, Issued, MSG_BLOCKED, random_id};
 use crate::domain::{Email, Password};
 use crate::error::{Error, Result};
-use crate::store::{CodePurpose, Millis, User};
+use crate::store::{CodePurpose, Millis, Store, User};
 
 pub const MSG_INCORRECT_CODE: &str = "Incorrect code provided";
 pub const MSG_INVALID_CONFIRMATION: &str = "Invalid token";
@@ -24,15 +24,9 @@ impl Auth {
         let Some(user) = self.store.user_by_email(email.as_str()).await? else {
             return Ok(());
         };
-        if user.blocked {
-            return Ok(());
+        if !user.blocked {
+            self.mail_code_in_background(user, CodePurpose::ResetPassword);
         }
-        let code = self.issue_code(user.id, CodePurpose::ResetPassword).await?;
-        let link = match &self.settings.reset_url {
-            Some(url) => format!("{url}?code={code}"),
-            None => format!("{}/reset-password?code={code}", self.mailer.public_url()),
-        };
-        self.mail_in_background(&user, Template::ResetPassword, Some(link), Some(code));
         Ok(())
     }
 
@@ -94,12 +88,9 @@ impl Auth {
         let Some(user) = self.store.user_by_email(email.as_str()).await? else {
             return Ok(());
         };
-        if user.confirmed || user.blocked {
-            return Ok(());
+        if !user.confirmed && !user.blocked {
+            self.mail_code_in_background(user, CodePurpose::ConfirmEmail);
         }
-        let code = self.issue_code(user.id, CodePurpose::ConfirmEmail).await?;
-        let link = self.confirmation_link(&code);
-        self.mail_in_background(&user, Template::EmailConfirmation, Some(link), Some(code));
         Ok(())
     }
 
@@ -132,30 +123,74 @@ impl Auth {
     }
 
     fn confirmation_link(&self, code: &str) -> String {
-        format!(
-            "{}/api/auth/email-confirmation?confirmation={code}",
-            self.mailer.public_url()
-        )
+        format!("{}{code}", self.link_prefix(CodePurpose::ConfirmEmail))
+    }
+
+    /// The mailed link for a code of `purpose`, up to the code itself.
+    fn link_prefix(&self, purpose: CodePurpose) -> String {
+        match (purpose, &self.settings.reset_url) {
+            (CodePurpose::ResetPassword, Some(url)) => format!("{url}?code="),
+            (CodePurpose::ResetPassword, None) => {
+                format!("{}/reset-password?code=", self.mailer.public_url())
+            }
+            (CodePurpose::ConfirmEmail, _) => format!(
+                "{}/api/auth/email-confirmation?confirmation=",
+                self.mailer.public_url()
+            ),
+        }
     }
 
     /// A fresh code for `purpose`, stored by its hash; the user's older codes of that purpose die.
     async fn issue_code(&self, user_id: i64, purpose: CodePurpose) -> Result<String> {
-        let code = random_id(32);
+        store_code(
+            self.store.as_ref(),
+            self.clock.as_ref(),
+            self.code_ttl(purpose),
+            user_id,
+            purpose,
+        )
+        .await
+    }
+
+    fn code_ttl(&self, purpose: CodePurpose) -> Millis {
         let ttl = match purpose {
             CodePurpose::ResetPassword => self.settings.reset_code_ttl,
             CodePurpose::ConfirmEmail => self.settings.confirmation_code_ttl,
         };
-        let now = self.now();
-        self.store
-            .create_code(
-                &hash_token(&code),
-                user_id,
-                purpose,
-                now,
-                now + ttl.as_millis() as Millis,
-            )
-            .await?;
-        Ok(code)
+        ttl.as_millis() as Millis
+    }
+
+    /// Issues a code and mails its link, both after the answer has gone: whether the address has an
+    /// account then changes neither what the caller sees nor how long it waits.
+    fn mail_code_in_background(&self, user: User, purpose: CodePurpose) {
+        let store = self.store.clone();
+        let clock = self.clock.clone();
+        let mailer = self.mailer.clone();
+        let ttl = self.code_ttl(purpose);
+        let prefix = self.link_prefix(purpose);
+        let template = match purpose {
+            CodePurpose::ResetPassword => Template::ResetPassword,
+            CodePurpose::ConfirmEmail => Template::EmailConfirmation,
+        };
+        tokio::spawn(async move {
+            let code = match store_code(store.as_ref(), clock.as_ref(), ttl, user.id, purpose).await
+            {
+                Ok(code) => code,
+                Err(e) => {
+                    tracing::warn!(user_id = user.id, error = %e, "cannot store a mailed code");
+                    return;
+                }
+            };
+            let vars = MailVars {
+                username: user.username.clone(),
+                email: user.email.clone(),
+                link: Some(format!("{prefix}{code}")),
+                code: Some(code),
+            };
+            if let Err(e) = mailer.send(&user.email, template, &vars).await {
+                tracing::warn!(error = %e, ?template, "email not delivered");
+            }
+        });
     }
 
     /// Sends after the answer has gone: the caller waits for neither the SMTP server nor its retries,
@@ -185,4 +220,20 @@ impl Auth {
     fn now(&self) -> Millis {
         self.clock.now_millis()
     }
+}
+
+/// Creates a code for `purpose` and stores its hash, replacing the user's older ones.
+async fn store_code(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    ttl: Millis,
+    user_id: i64,
+    purpose: CodePurpose,
+) -> Result<String> {
+    let code = random_id(32);
+    let now = clock.now_millis();
+    store
+        .create_code(&hash_token(&code), user_id, purpose, now, now + ttl)
+        .await?;
+    Ok(code)
 }

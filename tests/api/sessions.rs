@@ -841,3 +841,24 @@ async fn verify_answers_like_a_secure_query_and_dies_with_the_session() {
     post_auth(&app, "/api/auth/logout", &jwt, json!({})).await;
     assert_token_dead(&app, &jwt).await;
 }
+
+// ---- the hot path ----
+
+#[tokio::test]
+async fn a_warm_token_check_does_not_read_the_database() {
+    // Changed behind the server's back (no invalidation recorded), the database says the session is
+    // over; a warm cache still answers, which shows the check never went to the database. A restart
+    // (cold caches) reads it and refuses.
+    let app = TestApp::spawn().await.with_user("alice").await;
+    let (jwt, _) = login_pair(&app, "alice").await;
+    assert_eq!(app.me(&jwt).await.status(), StatusCode::OK);
+    sqlx::query("UPDATE sessions SET revoked_at = 1")
+        .execute(&app.db().await)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(app.me(&jwt).await.status(), StatusCode::OK);
+    }
+    let app = app.restart().await;
+    assert_eq!(app.me(&jwt).await.status(), 401);
+}

@@ -14,6 +14,7 @@ use crate::auth::mail::{MailSettings, Mailer};
 use crate::auth::password::HashParams;
 use crate::auth::sessions::SessionSettings;
 use crate::auth::tokens::{KeyAlgorithm, TokenSettings};
+use crate::http::pages::PageSettings;
 
 /// Shortest HS256 secret accepted: 256 bits, the size of the HMAC-SHA256 output.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -26,6 +27,7 @@ pub struct Config {
     pub auth: AuthSettings,
     pub sessions: SessionSettings,
     pub cookie: CookieSettings,
+    pub pages: PageSettings,
     pub hash: HashParams,
     /// How many password hashes may run at once.
     pub hash_concurrency: usize,
@@ -58,9 +60,11 @@ impl Config {
                 confirmation_code_ttl: Duration::from_secs(24 * 3600),
                 reset_url: None,
                 confirmation_redirect: None,
+                pages_path: "/".into(),
             },
             sessions: SessionSettings::default(),
             cookie: CookieSettings::default(),
+            pages: PageSettings::default(),
             hash: HashParams::default(),
             hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             body_limit_bytes: 64 * 1024,
@@ -167,6 +171,15 @@ pub struct Overrides {
     /// How long a used refresh token may be replayed for the same successor (default 10s).
     #[arg(long, env = "KEYWAY_REFRESH_GRACE", global = true)]
     pub refresh_grace: Option<String>,
+    /// Path of the hosted login app (default /).
+    #[arg(long, env = "KEYWAY_BASE_PATH", global = true)]
+    pub base_path: Option<String>,
+    /// Logo shown on the hosted pages: an http(s) URL or a path on this server.
+    #[arg(long, env = "KEYWAY_LOGO_URL", global = true)]
+    pub logo_url: Option<String>,
+    /// Accent colour of the hosted pages, #rgb or #rrggbb.
+    #[arg(long, env = "KEYWAY_ACCENT_COLOR", global = true)]
+    pub accent_color: Option<String>,
     /// How long a password-reset code works (default 1h).
     #[arg(long, env = "KEYWAY_RESET_CODE_TTL", global = true)]
     pub reset_code_ttl: Option<String>,
@@ -253,6 +266,9 @@ pub struct FileConfig {
     pub refresh_grace: Option<TtlValue>,
     pub refresh_cookie: Option<bool>,
     pub refresh_cookie_name: Option<String>,
+    pub base_path: Option<String>,
+    pub logo_url: Option<String>,
+    pub accent_color: Option<String>,
     pub reset_code_ttl: Option<TtlValue>,
     pub confirmation_code_ttl: Option<TtlValue>,
     pub reset_url: Option<String>,
@@ -370,6 +386,42 @@ impl Overrides {
         }
         if let Some(d) = ttl("refresh_grace", &self.refresh_grace, file.refresh_grace)? {
             c.sessions.refresh_grace = d;
+        }
+        if let Some(path) = self.base_path.clone().or(file.base_path) {
+            let trimmed = path.trim_matches('/');
+            let ok = trimmed
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+                && !trimmed.split('/').any(|seg| seg == ".." || seg == ".")
+                && !trimmed.starts_with("api")
+                && !trimmed.starts_with(".well-known");
+            if !ok {
+                return Err(invalid(format!(
+                    "base_path '{path}' must be a plain path like /login (and not under /api)"
+                )));
+            }
+            c.pages.base_path = if trimmed.is_empty() {
+                "/".into()
+            } else {
+                format!("/{trimmed}/")
+            };
+            c.auth.pages_path = c.pages.base_path.clone();
+        }
+        if let Some(url) = self.logo_url.clone().or(file.logo_url) {
+            let plain_path = url.starts_with('/') && !url.starts_with("//");
+            if !(plain_path || url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(invalid("logo_url must be an http(s) URL or a path".into()));
+            }
+            c.pages.logo_url = Some(url);
+        }
+        if let Some(color) = self.accent_color.clone().or(file.accent_color) {
+            let hex = color.strip_prefix('#').unwrap_or("");
+            if !matches!(hex.len(), 3 | 6) || !hex.chars().all(|ch| ch.is_ascii_hexdigit()) {
+                return Err(invalid(format!(
+                    "accent_color '{color}' must be #rgb or #rrggbb"
+                )));
+            }
+            c.pages.accent_color = Some(color);
         }
         if let Some(d) = ttl("reset_code_ttl", &self.reset_code_ttl, file.reset_code_ttl)? {
             c.auth.reset_code_ttl = d;
@@ -911,6 +963,59 @@ mod tests {
         .resolve(&no_env)
         .unwrap_err();
         assert!(bad.to_string().contains("confirmation_redirect"), "{bad}");
+    }
+
+    #[test]
+    fn page_settings() {
+        let f = file_with("base_path = \"login\"\naccent_color = \"#0a7\"\n");
+        let c = Overrides {
+            config: Some(f.path().to_owned()),
+            logo_url: Some("https://cdn.example.com/logo.svg".into()),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap();
+        assert_eq!(c.pages.base_path, "/login/");
+        assert_eq!(c.auth.pages_path, "/login/");
+        assert_eq!(c.pages.accent_color.as_deref(), Some("#0a7"));
+        assert_eq!(
+            c.pages.logo_url.as_deref(),
+            Some("https://cdn.example.com/logo.svg")
+        );
+        let refuse = |o: Overrides| o.resolve(&no_env).unwrap_err().to_string();
+        let empty = file_with("");
+        let blank = || Overrides {
+            config: Some(empty.path().to_owned()),
+            ..Default::default()
+        };
+        assert!(
+            refuse(Overrides {
+                accent_color: Some("red;}".into()),
+                ..blank()
+            })
+            .contains("accent_color")
+        );
+        assert!(
+            refuse(Overrides {
+                base_path: Some("/api/x".into()),
+                ..blank()
+            })
+            .contains("base_path")
+        );
+        assert!(
+            refuse(Overrides {
+                base_path: Some("/a/../b".into()),
+                ..blank()
+            })
+            .contains("base_path")
+        );
+        assert!(
+            refuse(Overrides {
+                logo_url: Some("javascript:x".into()),
+                ..blank()
+            })
+            .contains("logo_url")
+        );
     }
 
     #[test]

@@ -101,6 +101,7 @@ impl App {
             state: AppState {
                 auth,
                 cookie: Arc::new(config.cookie.clone()),
+                pages: Arc::new(config.pages.clone()),
             },
             body_limit_bytes: config.body_limit_bytes,
         }

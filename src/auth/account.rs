@@ -118,7 +118,11 @@ impl Auth {
     pub fn confirmation_redirect(&self) -> String {
         match &self.settings.confirmation_redirect {
             Some(url) => url.clone(),
-            None => format!("{}/email-confirmed", self.mailer.public_url()),
+            None => format!(
+                "{}{}email-confirmed",
+                self.mailer.public_url(),
+                self.settings.pages_path
+            ),
         }
     }
 
@@ -130,9 +134,11 @@ impl Auth {
     fn link_prefix(&self, purpose: CodePurpose) -> String {
         match (purpose, &self.settings.reset_url) {
             (CodePurpose::ResetPassword, Some(url)) => format!("{url}?code="),
-            (CodePurpose::ResetPassword, None) => {
-                format!("{}/reset-password?code=", self.mailer.public_url())
-            }
+            (CodePurpose::ResetPassword, None) => format!(
+                "{}{}reset-password?code=",
+                self.mailer.public_url(),
+                self.settings.pages_path
+            ),
             (CodePurpose::ConfirmEmail, _) => format!(
                 "{}/api/auth/email-confirmation?confirmation=",
                 self.mailer.public_url()

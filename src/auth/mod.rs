@@ -55,6 +55,8 @@ pub struct AuthSettings {
     /// Where a confirmation link lands (Strapi's `email_confirmation_redirection`); `None` is the
     /// hosted page, `<public_url>/email-confirmed`.
     pub confirmation_redirect: Option<String>,
+    /// The path of the hosted pages (`/` or `/x/`), for the links in mail.
+    pub pages_path: String,
 }
 
 /// What a successful login or registration hands back. `jwt` is `None` when the account must confirm

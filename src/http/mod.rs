@@ -7,7 +7,7 @@ pub mod cookie;
 pub mod error;
 pub mod extract;
 mod health;
-mod pages;
+pub mod pages;
 pub mod users;
 mod wellknown;
 
@@ -30,6 +30,7 @@ use crate::error::Error;
 pub struct AppState {
     pub auth: Arc<Auth>,
     pub cookie: Arc<CookieSettings>,
+    pub pages: Arc<pages::PageSettings>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -37,13 +38,17 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Every route of the API, with the layers that apply to all of them. Pure: tests drive it in-process
 /// or over a socket.
 pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
-    Router::new()
+    let base = state.pages.base_path.trim_end_matches('/').to_owned();
+    let api = Router::new()
         .route("/api/auth/local", post(auth::login))
         .route("/api/auth/local/register", post(auth::register))
         .route("/api/auth/change-password", post(auth::change_password))
         .route("/api/auth/forgot-password", post(account::forgot_password))
         .route("/api/auth/reset-password", post(account::reset_password))
-        .route("/api/auth/email-confirmation", get(account::email_confirmation))
+        .route(
+            "/api/auth/email-confirmation",
+            get(account::email_confirmation),
+        )
         .route(
             "/api/auth/send-email-confirmation",
             post(account::send_email_confirmation),
@@ -55,15 +60,14 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .route("/api/auth/verify", get(auth::verify))
         .route("/api/users/me", get(users::me))
         .route("/.well-known/jwks.json", get(wellknown::jwks))
-        .route("/assets/style.css", get(pages::stylesheet))
-        .route("/email-confirmed", get(pages::email_confirmed))
-        .route(
-            "/reset-password",
-            get(pages::reset_form).post(pages::reset_submit),
-        )
         .route("/healthz", get(health::alive))
-        .route("/readyz", get(health::ready))
-        .fallback(|| async { Error::NotFound("Not Found".into()) })
+        .route("/readyz", get(health::ready));
+    let app = if base.is_empty() {
+        api.merge(pages::router())
+    } else {
+        api.nest(&base, pages::router())
+    };
+    app.fallback(|| async { Error::NotFound("Not Found".into()) })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         // Responses carry tokens and personal data: no cache may keep them.

@@ -1,32 +1,72 @@
-//! Server-rendered pages behind the links Keyway mails: "email confirmed" and the reset-password form.
-//! Plain HTML and CSS embedded in the binary; they work without JavaScript (the form posts and the
-//! server answers with a page), carry a strict Content-Security-Policy, and never let the reset code in
-//! their URL leak through a `Referer`.
+//! The hosted login app: sign-in, the protected main page, registration and forgotten passwords, plus
+//! the server-rendered pages behind mailed links (email confirmed, choose a new password). Plain HTML,
+//! CSS and one script, embedded in the binary and served under a configurable base path.
+//!
+//! Every page carries a strict Content-Security-Policy: scripts and styles only from here (no inline
+//! code at all), requests only to here, never framed. The pages behind mailed links work without
+//! JavaScript, and `Referrer-Policy: no-referrer` keeps the code in a reset link from leaking.
 
+use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use serde::Deserialize;
-use std::collections::HashMap;
 
 use super::AppState;
 use super::extract::{Body, Client};
 use crate::domain::Password;
 use crate::error::Error;
 
-const PAGE: &str = include_str!("../../web/page.html");
+const FRAME: &str = include_str!("../../web/page.html");
 const STYLE: &str = include_str!("../../web/style.css");
+const SCRIPT: &str = include_str!("../../web/app.js");
+const LOGIN: &str = include_str!("../../web/login.html");
+const HOME: &str = include_str!("../../web/home.html");
+const REGISTER: &str = include_str!("../../web/register.html");
+const FORGOT: &str = include_str!("../../web/forgot-password.html");
 const EMAIL_CONFIRMED: &str = include_str!("../../web/email-confirmed.html");
 const RESET_FORM: &str = include_str!("../../web/reset-password.html");
 const RESET_DONE: &str = include_str!("../../web/reset-done.html");
 const RESET_INVALID: &str = include_str!("../../web/reset-invalid.html");
 
-/// No script, no inline style, nothing from elsewhere; forms post only here; never framed.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
+/// Settings of the hosted pages, validated by the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageSettings {
+    /// Where the pages live: starts and ends with `/`.
+    pub base_path: String,
+    /// A logo shown above every page: an http(s) URL or a path on this server.
+    pub logo_url: Option<String>,
+    /// The accent colour, `#rgb` or `#rrggbb`.
+    pub accent_color: Option<String>,
+}
 
-/// Replaces `{{name}}` with the HTML-escaped value; `{{name}}` for unknown names becomes empty.
-/// Values whose name ends in `_html` are inserted as they are (they are rendered here, escaped).
+impl Default for PageSettings {
+    fn default() -> Self {
+        Self {
+            base_path: "/".into(),
+            logo_url: None,
+            accent_color: None,
+        }
+    }
+}
+
+/// The pages, with paths relative to the base path.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(login))
+        .route("/home", get(home))
+        .route("/register", get(register))
+        .route("/forgot-password", get(forgot))
+        .route("/reset-password", get(reset_form).post(reset_submit))
+        .route("/email-confirmed", get(email_confirmed))
+        .route("/assets/style.css", get(stylesheet))
+        .route("/assets/theme.css", get(theme))
+        .route("/assets/app.js", get(script))
+}
+
+/// Replaces `{{name}}` with the HTML-escaped value; unknown names become empty. Values whose name
+/// ends in `_html` (and the frame's `body`) are inserted as they are: they were rendered here.
 fn fill(template: &str, vars: &[(&str, &str)]) -> String {
     let mut out = String::with_capacity(template.len() + 256);
     let mut rest = template;
@@ -65,23 +105,58 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-/// A whole page: `body` (already filled) inside the shared frame, with the page security headers.
-fn page(state: &AppState, status: StatusCode, title: &str, body: &str) -> Response {
+/// One page to render: which, its title, whether it runs the app script, and its filled body.
+struct Page<'a> {
+    name: &'a str,
+    title: &'a str,
+    script: bool,
+    body: &'a str,
+}
+
+/// The variables every page body may use.
+fn common<'a>(state: &'a AppState, logo_html: &'a str) -> [(&'a str, &'a str); 3] {
+    [
+        ("base", state.pages.base_path.as_str()),
+        ("app_name", state.auth.app_name()),
+        ("logo_html", logo_html),
+    ]
+}
+
+fn logo_html(state: &AppState) -> String {
+    state
+        .pages
+        .logo_url
+        .as_deref()
+        .map(|url| format!(r#"<img src="{}" alt="">"#, escape(url)))
+        .unwrap_or_default()
+}
+
+fn render(state: &AppState, status: StatusCode, page: Page<'_>) -> Response {
+    let base = state.pages.base_path.as_str();
+    let script = if page.script {
+        format!(
+            r#"<script src="{}assets/app.js" defer></script>"#,
+            escape(base)
+        )
+    } else {
+        String::new()
+    };
     let html = fill(
-        PAGE,
+        FRAME,
         &[
-            ("title", title),
+            ("title", page.title),
             ("app_name", state.auth.app_name()),
-            ("base", "/"),
-            ("body", body),
+            ("base", base),
+            ("page", page.name),
+            ("script_html", &script),
+            ("body", page.body),
         ],
     );
     let mut response = (status, axum::response::Html(html)).into_response();
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    if let Ok(csp) = HeaderValue::from_str(&csp(state)) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
@@ -94,31 +169,132 @@ fn page(state: &AppState, status: StatusCode, title: &str, body: &str) -> Respon
     response
 }
 
-/// `GET /assets/style.css`.
-pub async fn stylesheet() -> Response {
+/// Scripts, styles and requests only from this origin; images also from the logo's origin.
+fn csp(state: &AppState) -> String {
+    let logo_origin = state
+        .pages
+        .logo_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .map(|u| format!(" {}", u.origin().ascii_serialization()))
+        .unwrap_or_default();
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:{logo_origin}; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
+async fn login(State(state): State<AppState>) -> Response {
+    let register_link = if state.auth.settings().allow_register {
+        format!(
+            r#"<a href="{}register">Create an account</a>"#,
+            escape(&state.pages.base_path)
+        )
+    } else {
+        String::new()
+    };
+    let logo = logo_html(&state);
+    let mut vars = common(&state, &logo).to_vec();
+    vars.push(("register_link_html", &register_link));
+    let body = fill(LOGIN, &vars);
+    let page = Page {
+        name: "login",
+        title: "Sign in",
+        script: true,
+        body: &body,
+    };
+    render(&state, StatusCode::OK, page)
+}
+
+async fn home(State(state): State<AppState>) -> Response {
+    let logo = logo_html(&state);
+    let body = fill(HOME, &common(&state, &logo));
+    let page = Page {
+        name: "home",
+        title: "Your account",
+        script: true,
+        body: &body,
+    };
+    render(&state, StatusCode::OK, page)
+}
+
+async fn register(State(state): State<AppState>) -> Response {
+    if !state.auth.settings().allow_register {
+        return Error::NotFound("Not Found".into()).into_response();
+    }
+    let logo = logo_html(&state);
+    let min = state.auth.settings().password_min_chars.to_string();
+    let mut vars = common(&state, &logo).to_vec();
+    vars.push(("min_length", &min));
+    let body = fill(REGISTER, &vars);
+    let page = Page {
+        name: "register",
+        title: "Create an account",
+        script: true,
+        body: &body,
+    };
+    render(&state, StatusCode::OK, page)
+}
+
+async fn forgot(State(state): State<AppState>) -> Response {
+    let logo = logo_html(&state);
+    let body = fill(FORGOT, &common(&state, &logo));
+    let page = Page {
+        name: "forgot-password",
+        title: "Forgot your password?",
+        script: true,
+        body: &body,
+    };
+    render(&state, StatusCode::OK, page)
+}
+
+async fn stylesheet() -> Response {
+    asset("text/css; charset=utf-8", STYLE.to_owned())
+}
+
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", SCRIPT.to_owned())
+}
+
+/// The configured accent colour, as a stylesheet (inline styles are forbidden by the CSP).
+async fn theme(State(state): State<AppState>) -> Response {
+    let css = match &state.pages.accent_color {
+        Some(color) => format!(":root {{ --accent: {color}; }}\n"),
+        None => String::new(),
+    };
+    asset("text/css; charset=utf-8", css)
+}
+
+fn asset(content_type: &'static str, body: String) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
         ],
-        STYLE,
+        body,
     )
         .into_response()
 }
 
-/// `GET /email-confirmed`: where the confirmation link lands after the redirect.
-pub async fn email_confirmed(State(state): State<AppState>) -> Response {
-    let body = fill(EMAIL_CONFIRMED, &[("base", "/")]);
-    page(&state, StatusCode::OK, "Email confirmed", &body)
+/// Where the confirmation link lands after the redirect.
+async fn email_confirmed(State(state): State<AppState>) -> Response {
+    let body = fill(EMAIL_CONFIRMED, &[("base", state.pages.base_path.as_str())]);
+    let page = Page {
+        name: "email-confirmed",
+        title: "Email confirmed",
+        script: false,
+        body: &body,
+    };
+    render(&state, StatusCode::OK, page)
 }
 
 #[derive(Deserialize)]
-pub struct CodeQuery {
+struct CodeQuery {
     code: Option<String>,
 }
 
-/// `GET /reset-password?code=…`: the new-password form.
-pub async fn reset_form(State(state): State<AppState>, Query(q): Query<CodeQuery>) -> Response {
+/// `GET …/reset-password?code=…`: the new-password form.
+async fn reset_form(State(state): State<AppState>, Query(q): Query<CodeQuery>) -> Response {
     match q.code.filter(|c| !c.is_empty()) {
         Some(code) => reset_form_page(&state, StatusCode::OK, &code, None),
         None => invalid_link(&state),
@@ -143,56 +319,54 @@ fn reset_form_page(
     let body = fill(
         RESET_FORM,
         &[
-            ("base", "/"),
+            ("base", state.pages.base_path.as_str()),
             ("code", code),
             ("min_length", &min),
             ("alert_html", &alert),
         ],
     );
-    page(state, status, "Choose a new password", &body)
+    let page = Page {
+        name: "reset-password",
+        title: "Choose a new password",
+        script: false,
+        body: &body,
+    };
+    render(state, status, page)
 }
 
 fn invalid_link(state: &AppState) -> Response {
-    let body = fill(RESET_INVALID, &[("base", "/")]);
-    page(
-        state,
-        StatusCode::BAD_REQUEST,
-        "Link no longer works",
-        &body,
-    )
+    let body = fill(RESET_INVALID, &[("base", state.pages.base_path.as_str())]);
+    let page = Page {
+        name: "reset-invalid",
+        title: "Link no longer works",
+        script: false,
+        body: &body,
+    };
+    render(state, StatusCode::BAD_REQUEST, page)
 }
 
-/// `POST /reset-password` (the form): sets the password and answers with a page, so it works with
+/// `POST …/reset-password` (the form): sets the password and answers with a page, so it works with
 /// JavaScript off.
-pub async fn reset_submit(
+async fn reset_submit(
     State(state): State<AppState>,
     Client(client): Client,
     Body(body): Body,
 ) -> Response {
-    let field = |k: &str| {
-        body.get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let fields: HashMap<&str, String> = ["code", "password", "passwordConfirmation"]
-        .into_iter()
-        .map(|k| (k, field(k)))
-        .collect();
-    let code = &fields["code"];
+    let field = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+    let (code, password, confirmation) = (
+        field("code"),
+        field("password"),
+        field("passwordConfirmation"),
+    );
     if code.is_empty() {
         return invalid_link(&state);
     }
-    if fields["password"] != fields["passwordConfirmation"] {
-        return reset_form_page(
-            &state,
-            StatusCode::BAD_REQUEST,
-            code,
-            Some("The two passwords do not match."),
-        );
+    if password != confirmation {
+        let message = "The two passwords do not match.";
+        return reset_form_page(&state, StatusCode::BAD_REQUEST, code, Some(message));
     }
     let min = state.auth.settings().password_min_chars;
-    let password = match Password::parse(&fields["password"], min) {
+    let password = match Password::parse(password, min) {
         Ok(p) => p,
         Err(message) => {
             let message = format!("{}{}.", &message[..1].to_uppercase(), &message[1..]);
@@ -201,8 +375,14 @@ pub async fn reset_submit(
     };
     match state.auth.reset_password(code, password, client).await {
         Ok(_) => {
-            let body = fill(RESET_DONE, &[("base", "/")]);
-            page(&state, StatusCode::OK, "Password changed", &body)
+            let body = fill(RESET_DONE, &[("base", state.pages.base_path.as_str())]);
+            let page = Page {
+                name: "reset-done",
+                title: "Password changed",
+                script: false,
+                body: &body,
+            };
+            render(&state, StatusCode::OK, page)
         }
         Err(Error::Validation(_)) => invalid_link(&state),
         Err(Error::Application(message)) => {
@@ -228,5 +408,42 @@ mod tests {
     #[test]
     fn an_unclosed_placeholder_is_left_as_text() {
         assert_eq!(fill("a {{b", &[]), "a {{b");
+    }
+
+    #[test]
+    fn every_template_placeholder_is_known() {
+        // A typo in a template would silently render as nothing; list what each may use.
+        let known = [
+            "base",
+            "app_name",
+            "logo_html",
+            "register_link_html",
+            "min_length",
+            "code",
+            "alert_html",
+            "title",
+            "page",
+            "script_html",
+            "body",
+        ];
+        for template in [
+            FRAME,
+            LOGIN,
+            HOME,
+            REGISTER,
+            FORGOT,
+            EMAIL_CONFIRMED,
+            RESET_FORM,
+            RESET_DONE,
+            RESET_INVALID,
+        ] {
+            let mut rest = template;
+            while let Some(start) = rest.find("{{") {
+                let end = rest[start..].find("}}").expect("closed placeholder");
+                let name = &rest[start + 2..start + end];
+                assert!(known.contains(&name), "unknown placeholder {{{{{name}}}}}");
+                rest = &rest[start + end + 2..];
+            }
+        }
     }
 }

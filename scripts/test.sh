@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Keyway's test command. Installs what the suites need beyond the Rust toolchain (the Node peers in
-# e2e/, the SMTP sink in e2e/.venv), then runs every suite in one `cargo test`. Extra arguments go to
-# `cargo test`.
+# e2e/, the SMTP sink in e2e/.venv, Debian's Chromium for the browser suite), runs every Rust suite in
+# one `cargo test`, then the hosted app's browser suite (`node --test e2e/`) against the binary that
+# `cargo test` built. Extra arguments go to `cargo test` and skip the browser suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,5 +31,39 @@ if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.vers
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
 fi
 
+# The browser suite drives Debian's Chromium (playwright-core launches /usr/bin/chromium). Needed
+# only when the browser suite runs, that is without extra arguments.
+CHROMIUM=/usr/bin/chromium
+if [ "$#" -eq 0 ] && [ ! -x "$CHROMIUM" ]; then
+  echo "== apt-get install chromium (for the browser suite)"
+  if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+  elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+  else
+    echo "scripts/test.sh: $CHROMIUM is missing and this user cannot install it (not root, no sudo): install Debian's chromium package" >&2
+    exit 1
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "scripts/test.sh: $CHROMIUM is missing and apt-get is not available: install Chromium at $CHROMIUM" >&2
+    exit 1
+  fi
+  if ! "${SUDO[@]}" apt-get update || ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; then
+    echo "scripts/test.sh: installing Debian's chromium package failed; the browser suite needs $CHROMIUM" >&2
+    exit 1
+  fi
+  if [ ! -x "$CHROMIUM" ]; then
+    echo "scripts/test.sh: the chromium package is installed but $CHROMIUM is still missing" >&2
+    exit 1
+  fi
+fi
+
 echo "== cargo test"
 cargo test "$@"
+
+# The hosted app in a real browser: each test starts target/debug/keyway (just built by `cargo test`)
+# with a fresh database. Skipped when extra arguments select part of the Rust suites.
+if [ "$#" -eq 0 ]; then
+  echo "== node --test e2e/ (browser suite)"
+  node --test --test-reporter=spec e2e/hosted-app.test.mjs
+fi

@@ -13,6 +13,7 @@ use crate::auth::AuthSettings;
 use crate::auth::mail::{MailSettings, Mailer};
 use crate::auth::password::HashParams;
 use crate::auth::sessions::SessionSettings;
+use crate::auth::throttle::{Limit, RateLimitSettings, ThrottleSettings};
 use crate::auth::tokens::{KeyAlgorithm, TokenSettings};
 use crate::http::pages::PageSettings;
 
@@ -28,6 +29,12 @@ pub struct Config {
     pub sessions: SessionSettings,
     pub cookie: CookieSettings,
     pub pages: PageSettings,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` / `Forwarded` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Origins allowed to call the API from a browser (CORS); empty means none.
+    pub cors_origins: Vec<String>,
+    /// Longest time a request may take before it is answered 408.
+    pub request_timeout: Duration,
     pub hash: HashParams,
     /// How many password hashes may run at once.
     pub hash_concurrency: usize,
@@ -55,16 +62,22 @@ impl Config {
                 allow_register: true,
                 default_role: "authenticated".into(),
                 email_confirmation: false,
-                password_min_chars: 6,
+                password_min_chars: 8,
                 reset_code_ttl: Duration::from_secs(3600),
                 confirmation_code_ttl: Duration::from_secs(24 * 3600),
                 reset_url: None,
                 confirmation_redirect: None,
                 pages_path: "/".into(),
+                rate_limits: RateLimitSettings::default(),
+                throttle: ThrottleSettings::default(),
+                pwned_check: None,
             },
             sessions: SessionSettings::default(),
             cookie: CookieSettings::default(),
             pages: PageSettings::default(),
+            trusted_proxies: Vec::new(),
+            cors_origins: Vec::new(),
+            request_timeout: Duration::from_secs(30),
             hash: HashParams::default(),
             hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             body_limit_bytes: 64 * 1024,
@@ -171,6 +184,37 @@ pub struct Overrides {
     /// How long a used refresh token may be replayed for the same successor (default 10s).
     #[arg(long, env = "KEYWAY_REFRESH_GRACE", global = true)]
     pub refresh_grace: Option<String>,
+    /// Route rate limits on the auth routes (default true).
+    #[arg(long, env = "KEYWAY_RATE_LIMIT", global = true)]
+    pub rate_limit: Option<bool>,
+    /// Requests per window per route and client (default 10).
+    #[arg(long, env = "KEYWAY_RATE_LIMIT_MAX", global = true)]
+    pub rate_limit_max: Option<u32>,
+    /// Rate-limit window (default 60s).
+    #[arg(long, env = "KEYWAY_RATE_LIMIT_WINDOW", global = true)]
+    pub rate_limit_window: Option<String>,
+    /// Per-account login throttling (default true).
+    #[arg(long, env = "KEYWAY_LOGIN_THROTTLE", global = true)]
+    pub login_throttle: Option<bool>,
+    /// Reverse proxies whose forwarding headers are believed: addresses or CIDRs, comma-separated.
+    #[arg(
+        long,
+        env = "KEYWAY_TRUSTED_PROXIES",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Browser origins allowed to call the API (CORS), comma-separated; default none.
+    #[arg(
+        long,
+        env = "KEYWAY_CORS_ORIGINS",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub cors_origins: Option<Vec<String>>,
+    /// Longest a request may take (default 30s).
+    #[arg(long, env = "KEYWAY_REQUEST_TIMEOUT", global = true)]
+    pub request_timeout: Option<String>,
     /// Path of the hosted login app (default /).
     #[arg(long, env = "KEYWAY_BASE_PATH", global = true)]
     pub base_path: Option<String>,
@@ -210,9 +254,13 @@ pub struct Overrides {
     /// Require a confirmed email before login (default false).
     #[arg(long, env = "KEYWAY_EMAIL_CONFIRMATION", global = true)]
     pub email_confirmation: Option<bool>,
-    /// Minimum password length in characters (default 6, as Strapi).
+    /// Minimum length of new passwords in characters (default 8; Strapi's is 6).
     #[arg(long, env = "KEYWAY_PASSWORD_MIN_LENGTH", global = true)]
     pub password_min_length: Option<usize>,
+    /// Range API of an online breached-password check (k-anonymity, e.g.
+    /// https://api.pwnedpasswords.com/range); empty is off (the default).
+    #[arg(long, env = "KEYWAY_PWNED_CHECK_URL", global = true)]
+    pub pwned_check_url: Option<String>,
     /// argon2id memory cost in KiB (default 19456).
     #[arg(long, env = "KEYWAY_ARGON2_MEMORY_KIB", global = true)]
     pub argon2_memory_kib: Option<u32>,
@@ -269,6 +317,15 @@ pub struct FileConfig {
     pub base_path: Option<String>,
     pub logo_url: Option<String>,
     pub accent_color: Option<String>,
+    pub rate_limit: Option<bool>,
+    pub rate_limit_max: Option<u32>,
+    pub rate_limit_window: Option<TtlValue>,
+    /// Per-route overrides: `"/api/auth/local" = { max = 20, window = "60s" }`.
+    pub rate_limit_routes: Option<std::collections::HashMap<String, RouteLimit>>,
+    pub login_throttle: Option<bool>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub cors_origins: Option<Vec<String>>,
+    pub request_timeout: Option<TtlValue>,
     pub reset_code_ttl: Option<TtlValue>,
     pub confirmation_code_ttl: Option<TtlValue>,
     pub reset_url: Option<String>,
@@ -278,6 +335,7 @@ pub struct FileConfig {
     pub default_role: Option<String>,
     pub email_confirmation: Option<bool>,
     pub password_min_length: Option<usize>,
+    pub pwned_check_url: Option<String>,
     pub argon2_memory_kib: Option<u32>,
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
@@ -288,6 +346,14 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub app_name: Option<String>,
     pub mail_templates_dir: Option<PathBuf>,
+}
+
+/// One route's limit in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteLimit {
+    pub max: u32,
+    pub window: TtlValue,
 }
 
 /// A TTL in the file may be a number of seconds or a string like "30d".
@@ -386,6 +452,84 @@ impl Overrides {
         }
         if let Some(d) = ttl("refresh_grace", &self.refresh_grace, file.refresh_grace)? {
             c.sessions.refresh_grace = d;
+        }
+        if let Some(v) = self.rate_limit.or(file.rate_limit) {
+            c.auth.rate_limits.enabled = v;
+        }
+        if let Some(v) = self.rate_limit_max.or(file.rate_limit_max) {
+            if v == 0 {
+                return Err(invalid(
+                    "rate_limit_max must be at least 1 (or set rate_limit = false)".into(),
+                ));
+            }
+            c.auth.rate_limits.default.max = v;
+        }
+        if let Some(d) = ttl(
+            "rate_limit_window",
+            &self.rate_limit_window,
+            file.rate_limit_window,
+        )? {
+            c.auth.rate_limits.default.window = d;
+        }
+        for (route, limit) in file.rate_limit_routes.unwrap_or_default() {
+            let window = match limit.window {
+                TtlValue::Seconds(s) => Duration::from_secs(s),
+                TtlValue::Text(t) => parse_duration(&t)
+                    .map_err(|e| invalid(format!("rate_limit_routes.{route}: {e}")))?,
+            };
+            if !route.starts_with('/') || limit.max == 0 || window.is_zero() {
+                return Err(invalid(format!(
+                    "rate_limit_routes.{route}: a path like /api/auth/local with max ≥ 1 and a window"
+                )));
+            }
+            c.auth.rate_limits.routes.insert(
+                route,
+                Limit {
+                    max: limit.max,
+                    window,
+                },
+            );
+        }
+        if let Some(v) = self.login_throttle.or(file.login_throttle) {
+            c.auth.throttle.enabled = v;
+        }
+        if let Some(list) = self.trusted_proxies.clone().or(file.trusted_proxies) {
+            c.trusted_proxies = list
+                .iter()
+                .map(|p| p.trim())
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    p.parse::<ipnet::IpNet>()
+                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| {
+                            invalid(format!("trusted_proxies: '{p}' is not an address or CIDR"))
+                        })
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        if let Some(list) = self.cors_origins.clone().or(file.cors_origins) {
+            for origin in &list {
+                let exact = url::Url::parse(origin).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.origin().ascii_serialization() == origin.trim_end_matches('/')
+                });
+                if !exact {
+                    return Err(invalid(format!(
+                        "cors_origins: '{origin}' must be an origin like https://app.example.com"
+                    )));
+                }
+            }
+            c.cors_origins = list
+                .into_iter()
+                .map(|o| o.trim_end_matches('/').to_owned())
+                .collect();
+        }
+        if let Some(d) = ttl(
+            "request_timeout",
+            &self.request_timeout,
+            file.request_timeout,
+        )? {
+            c.request_timeout = d;
         }
         if let Some(path) = self.base_path.clone().or(file.base_path) {
             let trimmed = path.trim_matches('/');
@@ -514,6 +658,21 @@ impl Overrides {
             }
             c.auth.password_min_chars = v;
         }
+        if let Some(url) = self.pwned_check_url.clone().or(file.pwned_check_url) {
+            let url = url.trim();
+            c.auth.pwned_check = if url.is_empty() {
+                None
+            } else if url.starts_with("https://") || url.starts_with("http://") {
+                Some(crate::auth::policy::BreachCheckSettings {
+                    range_url: url.trim_end_matches('/').to_owned(),
+                    timeout: crate::auth::policy::DEFAULT_BREACH_CHECK_TIMEOUT,
+                })
+            } else {
+                return Err(invalid(format!(
+                    "pwned_check_url '{url}' must be an http:// or https:// URL (or empty: off)"
+                )));
+            };
+        }
         if let Some(v) = self.argon2_memory_kib.or(file.argon2_memory_kib) {
             c.hash.m_cost_kib = v;
         }
@@ -635,7 +794,11 @@ mod tests {
         assert_eq!(c.tokens.ttl, Duration::from_secs(2_592_000));
         assert!(c.tokens.secret.is_none());
         assert!(c.auth.allow_register);
-        assert_eq!(c.auth.password_min_chars, 6);
+        assert_eq!(c.auth.password_min_chars, 8);
+        assert_eq!(
+            c.auth.pwned_check, None,
+            "the online check is off by default"
+        );
         assert_eq!(c.hash, HashParams::default());
         assert_eq!(c.body_limit_bytes, 65_536);
     }
@@ -1016,6 +1179,46 @@ mod tests {
             })
             .contains("logo_url")
         );
+    }
+
+    #[test]
+    fn pwned_check_url() {
+        let on = Overrides {
+            config: Some(
+                file_with("pwned_check_url = \"https://api.pwnedpasswords.com/range/\"\n")
+                    .path()
+                    .to_owned(),
+            ),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap();
+        let check = on.auth.pwned_check.unwrap();
+        assert_eq!(check.range_url, "https://api.pwnedpasswords.com/range");
+        assert_eq!(
+            check.timeout,
+            crate::auth::policy::DEFAULT_BREACH_CHECK_TIMEOUT
+        );
+        let off = Overrides {
+            config: Some(
+                file_with("pwned_check_url = \"https://example.com/range\"\n")
+                    .path()
+                    .to_owned(),
+            ),
+            pwned_check_url: Some(String::new()),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap();
+        assert_eq!(off.auth.pwned_check, None, "empty turns it off");
+        let bad = Overrides {
+            config: Some(file_with("").path().to_owned()),
+            pwned_check_url: Some("ftp://example.com/range".into()),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap_err();
+        assert!(bad.to_string().contains("pwned_check_url"), "{bad}");
     }
 
     #[test]

@@ -121,17 +121,18 @@ impl fmt::Display for Email {
     }
 }
 
-/// A new password that meets the policy. Held as a secret so it can never be printed or logged by
-/// accident; `Debug` shows a placeholder.
+/// A syntactically valid new password: present, at most [`PASSWORD_MAX_BYTES`], any Unicode. Whether
+/// it is good enough (length, breached lists, the account's own name) is the policy's call, in
+/// `auth::policy`, because that depends on configuration and on the account. Held as a secret so it
+/// can never be printed or logged by accident; `Debug` shows a placeholder.
 #[derive(Clone)]
 pub struct Password(SecretString);
 
 impl Password {
-    /// Checks a password chosen by a user (register, reset, change). `min_chars` is the configured
-    /// minimum length, counted in characters as Strapi does.
-    pub fn parse(raw: &str, min_chars: usize) -> Result<Self, String> {
-        if raw.chars().count() < min_chars {
-            return Err(format!("password must be at least {min_chars} characters"));
+    /// Reads a password chosen by a user (register, reset, change, `keyway user add`).
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() {
+            return Err("password is a required field".into());
         }
         if raw.len() > PASSWORD_MAX_BYTES {
             return Err(format!(
@@ -244,21 +245,22 @@ mod tests {
     }
 
     #[test]
-    fn password_policy() {
+    fn password_syntax() {
         assert_eq!(
-            Password::parse("abc", 6).unwrap_err(),
-            "password must be at least 6 characters"
+            Password::parse("").unwrap_err(),
+            "password is a required field"
         );
-        assert!(Password::parse("abcdef", 6).is_ok());
-        assert!(Password::parse(&"p".repeat(1024), 6).is_ok());
-        assert!(Password::parse(&"p".repeat(1025), 6).is_err());
+        // Length rules belong to the policy (auth::policy): any non-empty password parses.
+        assert!(Password::parse("abc").is_ok());
+        assert!(Password::parse(&"p".repeat(1024)).is_ok());
+        assert!(Password::parse(&"p".repeat(1025)).is_err());
         // 1024 bytes is the bound even when fewer characters: 342 three-byte characters = 1026 bytes.
-        assert!(Password::parse(&"€".repeat(342), 6).is_err());
+        assert!(Password::parse(&"€".repeat(342)).is_err());
     }
 
     #[test]
     fn secrets_do_not_leak_through_debug() {
-        let p = Password::parse("hunter2-secret", 6).unwrap();
+        let p = Password::parse("hunter2-secret").unwrap();
         assert!(!format!("{p:?}").contains("hunter2"));
         let l = LoginPassword::parse("hunter2-secret").unwrap();
         assert!(!format!("{l:?}").contains("hunter2"));
@@ -292,8 +294,8 @@ mod tests {
         }
 
         #[test]
-        fn passwords_are_never_truncated(s in "\\PC{6,400}") {
-            match Password::parse(&s, 6) {
+        fn passwords_are_never_truncated(s in "\\PC{1,400}") {
+            match Password::parse(&s) {
                 Ok(p) => prop_assert_eq!(p.expose(), s.as_str()),
                 Err(_) => prop_assert!(s.len() > PASSWORD_MAX_BYTES),
             }
@@ -303,7 +305,7 @@ mod tests {
         fn arbitrary_input_never_panics(s in any::<String>()) {
             let _ = Username::parse(&s);
             let _ = Email::parse(&s);
-            let _ = Password::parse(&s, 6);
+            let _ = Password::parse(&s);
             let _ = LoginPassword::parse(&s);
         }
     }

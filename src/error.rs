@@ -60,6 +60,9 @@ pub enum Error {
     PayloadTooLarge,
     #[error("Service Unavailable")]
     Unavailable,
+    /// 429 `RateLimitError`; the value is how many seconds to wait (`Retry-After`).
+    #[error("Too many requests, please try again later.")]
+    RateLimited(u64),
     /// Anything the client cannot act on. The cause is logged with its chain; the client sees only
     /// "Internal Server Error".
     #[error("internal error: {0}")]

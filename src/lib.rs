@@ -102,6 +102,9 @@ impl App {
                 auth,
                 cookie: Arc::new(config.cookie.clone()),
                 pages: Arc::new(config.pages.clone()),
+                trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+                cors_origins: Arc::new(config.cors_origins.clone()),
+                request_timeout: config.request_timeout,
             },
             body_limit_bytes: config.body_limit_bytes,
         }

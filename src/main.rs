@@ -179,7 +179,7 @@ async fn ensure_demo_account(auth: &Arc<Auth>) -> Result<(), String> {
     let new = AdminNewUser {
         username: Username::parse(DEMO_USERNAME)?,
         email: Email::parse(DEMO_EMAIL)?,
-        password: Password::parse(DEMO_PASSWORD, 1)?,
+        password: Password::parse(DEMO_PASSWORD)?,
         role: Some("authenticated".into()),
         confirmed: true,
         blocked: false,
@@ -224,7 +224,15 @@ async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
     let auth = keyway::build_auth(&config, keyway::Role::Admin)
         .await
         .map_err(|e| start_error(&e))?;
-    let show_err = |e: keyway::error::Error| e.to_string();
+    let show_err = |e: keyway::error::Error| match e {
+        // A policy refusal: say which rule, not "validation failed".
+        keyway::error::Error::Fields(errors) => errors
+            .iter()
+            .map(|f| f.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    };
     match cmd {
         UserCommand::Add {
             username,
@@ -235,10 +243,15 @@ async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
             blocked,
         } => {
             let password = read_password_line()?;
+            let username = Username::parse(&username)?;
+            let email = Email::parse(&email)?;
+            let password = auth
+                .password_policy()
+                .parse(&password, &[username.as_str(), email.as_str()])?;
             let new = AdminNewUser {
-                username: Username::parse(&username)?,
-                email: Email::parse(&email)?,
-                password: Password::parse(&password, config.auth.password_min_chars)?,
+                username,
+                email,
+                password,
                 role,
                 confirmed,
                 blocked,

@@ -39,16 +39,26 @@ impl Auth {
         new: Password,
         client: ClientInfo,
     ) -> Result<Issued> {
+        let incorrect = || Error::Validation(MSG_INCORRECT_CODE.into());
+        let hash = hash_token(code);
+        // The policy needs the account (its name and address), and a refused password must leave the
+        // code usable for a second try: look first, use after.
+        let owner = self
+            .store
+            .code_owner(&hash, CodePurpose::ResetPassword, self.now())
+            .await?
+            .ok_or_else(incorrect)?;
+        let user = self.store.user_by_id(owner).await?.ok_or_else(incorrect)?;
+        self.check_new_password(&new, &[&user.username, &user.email])
+            .await?;
         let user_id = self
             .store
-            .consume_code(&hash_token(code), CodePurpose::ResetPassword, self.now())
+            .consume_code(&hash, CodePurpose::ResetPassword, self.now())
             .await?
-            .ok_or_else(|| Error::Validation(MSG_INCORRECT_CODE.into()))?;
-        let user = self
-            .store
-            .user_by_id(user_id)
-            .await?
-            .ok_or_else(|| Error::Validation(MSG_INCORRECT_CODE.into()))?;
+            .ok_or_else(incorrect)?;
+        if user_id != owner {
+            return Err(incorrect());
+        }
         if user.blocked {
             return Err(Error::Application(MSG_BLOCKED.into()));
         }

@@ -4,7 +4,9 @@
 pub mod account;
 pub mod mail;
 pub mod password;
+pub mod policy;
 pub mod sessions;
+pub mod throttle;
 pub mod tokens;
 
 use secrecy::SecretString;
@@ -57,6 +59,10 @@ pub struct AuthSettings {
     pub confirmation_redirect: Option<String>,
     /// The path of the hosted pages (`/` or `/x/`), for the links in mail.
     pub pages_path: String,
+    /// The online breached-password check (`pwned_check_url`); `None` is off.
+    pub pwned_check: Option<policy::BreachCheckSettings>,
+    pub rate_limits: throttle::RateLimitSettings,
+    pub throttle: throttle::ThrottleSettings,
 }
 
 /// What a successful login or registration hands back. `jwt` is `None` when the account must confirm
@@ -104,6 +110,9 @@ pub struct Auth {
     settings: AuthSettings,
     sessions: SessionSettings,
     caches: Caches,
+    policy: policy::PasswordPolicy,
+    limiter: throttle::RateLimiter,
+    throttle: throttle::AccountThrottle,
     clock: Arc<dyn Clock>,
 }
 
@@ -119,6 +128,12 @@ impl Auth {
     ) -> Self {
         Self {
             caches: Caches::new(sessions.cache_capacity),
+            policy: policy::PasswordPolicy::new(
+                settings.password_min_chars,
+                settings.pwned_check.as_ref(),
+            ),
+            limiter: throttle::RateLimiter::new(settings.rate_limits.clone()),
+            throttle: throttle::AccountThrottle::new(settings.throttle.clone()),
             store,
             hasher,
             keys,
@@ -131,6 +146,11 @@ impl Auth {
 
     pub fn session_settings(&self) -> &SessionSettings {
         &self.sessions
+    }
+
+    /// The route limiter (the HTTP layer asks it about every limited request).
+    pub fn limiter(&self) -> &throttle::RateLimiter {
+        &self.limiter
     }
 
     pub fn keys(&self) -> &Keys {
@@ -181,12 +201,25 @@ impl Auth {
             .store
             .local_credentials(&identifier.to_lowercase(), identifier)
             .await?;
+        // Throttled by account when there is one, else by what was typed: either way the answers
+        // look alike, and an unknown name is throttled like a real one.
+        let account = match &found {
+            Some(c) => format!("user:{}", c.user.id),
+            None => format!("name:{}", identifier.to_lowercase()),
+        };
+        let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+        let now = self.clock.now_millis();
+        self.throttle
+            .check(&account, ip, now)
+            .map_err(Error::RateLimited)?;
         let stored_hash = found.as_ref().and_then(|c| c.password_hash.clone());
         let secret = SecretString::from(password.expose());
         let verdict = self.hasher.verify(secret.clone(), stored_hash).await?;
         let (Some(creds), Verified::Match { rehash }) = (found, verdict) else {
+            self.throttle.failed(&account, ip, now);
             return Err(Error::Validation(MSG_INVALID_LOGIN.into()));
         };
+        self.throttle.succeeded(&account, ip);
         let user = creds.user;
         if self.settings.email_confirmation && !user.confirmed {
             return Err(Error::Application(MSG_NOT_CONFIRMED.into()));
@@ -277,6 +310,8 @@ impl Auth {
         confirmed: bool,
         blocked: bool,
     ) -> Result<User> {
+        self.check_new_password(&password, &[username.as_str(), email.as_str()])
+            .await?;
         // Strapi also refuses a username equal to someone's email and vice versa; the unique indexes
         // cover the same-column cases even under concurrent registrations.
         let taken = || Error::Application(MSG_TAKEN.into());
@@ -361,6 +396,8 @@ impl Auth {
         if current.expose() == new.expose() {
             return Err(Error::Validation(MSG_PASSWORD_UNCHANGED.into()));
         }
+        self.check_new_password(&new, &[&user.username, &user.email])
+            .await?;
         self.set_password(user, &new).await?;
         self.mail_in_background(user, mail::Template::PasswordChanged, None, None);
         let (jwt, refresh_token) = self.start_session(user, None, client).await?;

@@ -14,7 +14,7 @@ use super::extract::{
 use super::users::UserView;
 use crate::auth::Issued;
 use crate::auth::sessions::{LogoutScope, MSG_MISSING_REFRESH};
-use crate::domain::{Email, LoginPassword, Password, Username};
+use crate::domain::{Email, LoginPassword, Username};
 use crate::error::{Error, Result};
 
 /// `POST /api/auth/local` `{identifier, password, deviceId?}` → `{jwt, refreshToken?, user}`.
@@ -53,11 +53,13 @@ pub async fn register(
     // Strapi answers "disabled" before looking at the body.
     state.auth.ensure_registration_open()?;
     reject_unknown_keys(&body, &["username", "email", "password"])?;
-    let min = state.auth.settings().password_min_chars;
+    let policy = state.auth.password_policy();
+    let raw = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
+    let identity = [raw("username"), raw("email")];
     let mut fields = Fields::new(&body);
     let email = fields.parsed("email", false, Email::parse);
     let username = fields.parsed("username", false, Username::parse);
-    let password = fields.parsed("password", true, |p| Password::parse(p, min));
+    let password = fields.parsed("password", true, |p| policy.parse(p, &identity));
     let ((email, username), password) = fields.finish(email.zip(username).zip(password))?;
     let issued = state
         .auth
@@ -101,11 +103,12 @@ pub async fn change_password(
     Client(client): Client,
     Body(body): Body,
 ) -> Result<Json<Value>> {
-    let min = state.auth.settings().password_min_chars;
+    let policy = state.auth.password_policy();
+    let identity = [who.user.username.as_str(), who.user.email.as_str()];
     let mut fields = Fields::new(&body);
     fields.no_unknown(&["currentPassword", "password", "passwordConfirmation"]);
     let current = fields.parsed("currentPassword", true, LoginPassword::parse);
-    let password = fields.parsed("password", true, |p| Password::parse(p, min));
+    let password = fields.parsed("password", true, |p| policy.parse(p, &identity));
     let confirmation = fields.string("passwordConfirmation", true);
     if let (Some(p), Some(c)) = (&password, confirmation)
         && p.expose() != c

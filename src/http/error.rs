@@ -75,12 +75,24 @@ impl IntoResponse for Error {
                 "Service Unavailable".into(),
                 json!({}),
             ),
+            Error::RateLimited(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "RateLimitError",
+                "Too many requests, please try again later.".into(),
+                json!({}),
+            ),
             Error::Internal(cause) => {
                 tracing::error!(error = %chain(cause.as_ref()), "internal error");
                 internal_parts()
             }
         };
-        envelope(status, name, &message, details)
+        let mut response = envelope(status, name, &message, details);
+        if let Error::RateLimited(seconds) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 

@@ -28,36 +28,44 @@ impl<S: Send + Sync> FromRequest<S> for Body {
                 Error::BadRequest("Could not read the request body".into())
             }
         })?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Body(Map::new()));
+        read_object(kind, &bytes).map(Body)
+    }
+}
+
+/// Reads a body as [`Body`] does, for a request with these headers (only `Content-Type` matters).
+/// Public so the fuzz targets (`fuzz/`) reach the parser without an HTTP stack.
+pub fn parse_body(headers: &HeaderMap, bytes: &[u8]) -> Result<Map<String, Value>> {
+    read_object(content_kind(headers), bytes)
+}
+
+fn read_object(kind: ContentKind, bytes: &[u8]) -> Result<Map<String, Value>> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    let value: Value = match kind {
+        ContentKind::Json => serde_json::from_slice(bytes)
+            .map_err(|_| Error::BadRequest("Invalid JSON in the request body".into()))?,
+        ContentKind::Form => {
+            let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
+                .map_err(|_| Error::BadRequest("Invalid form data in the request body".into()))?;
+            Value::Object(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            )
         }
-        let value: Value = match kind {
-            ContentKind::Json => serde_json::from_slice(&bytes)
-                .map_err(|_| Error::BadRequest("Invalid JSON in the request body".into()))?,
-            ContentKind::Form => {
-                let pairs: Vec<(String, String)> =
-                    serde_urlencoded::from_bytes(&bytes).map_err(|_| {
-                        Error::BadRequest("Invalid form data in the request body".into())
-                    })?;
-                Value::Object(
-                    pairs
-                        .into_iter()
-                        .map(|(k, v)| (k, Value::String(v)))
-                        .collect(),
-                )
-            }
-            ContentKind::Other => {
-                return Err(Error::BadRequest(
-                    "Unsupported Content-Type: send application/json".into(),
-                ));
-            }
-        };
-        match value {
-            Value::Object(map) => Ok(Body(map)),
-            _ => Err(Error::BadRequest(
-                "The request body must be a JSON object".into(),
-            )),
+        ContentKind::Other => {
+            return Err(Error::BadRequest(
+                "Unsupported Content-Type: send application/json".into(),
+            ));
         }
+    };
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(Error::BadRequest(
+            "The request body must be a JSON object".into(),
+        )),
     }
 }
 
@@ -141,10 +149,18 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
+        // Resolved by the `client::resolve` middleware (trusted proxies); the socket otherwise.
         let ip = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+            .get::<super::client::ClientAddr>()
+            .map(|a| a.0)
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|ConnectInfo(addr)| addr.ip())
+            })
+            .map(|ip| ip.to_string());
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

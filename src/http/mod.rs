@@ -3,22 +3,27 @@
 
 mod account;
 mod auth;
+pub mod client;
 pub mod cookie;
 pub mod error;
 pub mod extract;
 mod health;
+mod limits;
 pub mod pages;
 pub mod users;
 mod wellknown;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware;
 use axum::routing::{delete, get, post};
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -31,6 +36,34 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub cookie: Arc<CookieSettings>,
     pub pages: Arc<pages::PageSettings>,
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    pub cors_origins: Arc<Vec<String>>,
+    pub request_timeout: std::time::Duration,
+}
+
+/// CORS for the configured origins only; none configured, none allowed (the default). Credentials are
+/// allowed so a front end elsewhere can use the refresh cookie.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-strapi-refresh-cookie"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("x-ratelimit-limit"),
+            HeaderName::from_static("x-ratelimit-remaining"),
+            HeaderName::from_static("x-ratelimit-reset"),
+            header::RETRY_AFTER,
+        ])
+        .allow_credentials(true)
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -39,19 +72,23 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// or over a socket.
 pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
     let base = state.pages.base_path.trim_end_matches('/').to_owned();
-    let api = Router::new()
+    // The routes Strapi rate-limits: everything that takes a password, a code or an address.
+    let limited = Router::new()
         .route("/api/auth/local", post(auth::login))
         .route("/api/auth/local/register", post(auth::register))
         .route("/api/auth/change-password", post(auth::change_password))
         .route("/api/auth/forgot-password", post(account::forgot_password))
         .route("/api/auth/reset-password", post(account::reset_password))
         .route(
-            "/api/auth/email-confirmation",
-            get(account::email_confirmation),
-        )
-        .route(
             "/api/auth/send-email-confirmation",
             post(account::send_email_confirmation),
+        )
+        .route_layer(middleware::from_fn_with_state(state.clone(), limits::limit));
+    let api = Router::new()
+        .merge(limited)
+        .route(
+            "/api/auth/email-confirmation",
+            get(account::email_confirmation),
         )
         .route("/api/auth/refresh", post(auth::refresh))
         .route("/api/auth/logout", post(auth::logout))
@@ -65,11 +102,19 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
     let app = if base.is_empty() {
         api.merge(pages::router())
     } else {
+        // `nest` serves the pages' `/` at `{base}` only; the links say `{base}/`.
         api.nest(&base, pages::router())
+            .route(&format!("{base}/"), get(pages::login))
     };
     app.fallback(|| async { Error::NotFound("Not Found".into()) })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), client::resolve))
+        .layer(cors(&state.cors_origins))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.request_timeout,
+        ))
         // Responses carry tokens and personal data: no cache may keep them.
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,

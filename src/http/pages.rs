@@ -15,7 +15,6 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::extract::{Body, Client};
-use crate::domain::Password;
 use crate::error::Error;
 
 const FRAME: &str = include_str!("../../web/page.html");
@@ -184,7 +183,7 @@ fn csp(state: &AppState) -> String {
     )
 }
 
-async fn login(State(state): State<AppState>) -> Response {
+pub(super) async fn login(State(state): State<AppState>) -> Response {
     let register_link = if state.auth.settings().allow_register {
         format!(
             r#"<a href="{}register">Create an account</a>"#,
@@ -365,11 +364,11 @@ async fn reset_submit(
         let message = "The two passwords do not match.";
         return reset_form_page(&state, StatusCode::BAD_REQUEST, code, Some(message));
     }
-    let min = state.auth.settings().password_min_chars;
-    let password = match Password::parse(password, min) {
+    let sentence = |m: &str| format!("{}{}.", &m[..1].to_uppercase(), &m[1..]);
+    let password = match state.auth.password_policy().parse(password, &[]) {
         Ok(p) => p,
         Err(message) => {
-            let message = format!("{}{}.", &message[..1].to_uppercase(), &message[1..]);
+            let message = sentence(&message);
             return reset_form_page(&state, StatusCode::BAD_REQUEST, code, Some(&message));
         }
     };
@@ -385,6 +384,11 @@ async fn reset_submit(
             render(&state, StatusCode::OK, page)
         }
         Err(Error::Validation(_)) => invalid_link(&state),
+        // The policy, with what only the core knows (the account's name, the online check).
+        Err(Error::Fields(errors)) if !errors.is_empty() => {
+            let message = sentence(&errors[0].message);
+            reset_form_page(&state, StatusCode::BAD_REQUEST, code, Some(&message))
+        }
         Err(Error::Application(message)) => {
             reset_form_page(&state, StatusCode::BAD_REQUEST, code, Some(&message))
         }

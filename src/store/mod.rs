@@ -234,6 +234,13 @@ pub trait Store: Send + Sync + 'static {
         purpose: CodePurpose,
         now: Millis,
     ) -> StoreResult<Option<i64>>;
+    /// The user a usable code (this purpose, unused, unexpired) belongs to, without using it.
+    async fn code_owner(
+        &self,
+        hash: &str,
+        purpose: CodePurpose,
+        now: Millis,
+    ) -> StoreResult<Option<i64>>;
 
     /// Records a change other processes must apply to their caches.
     async fn record_invalidation(&self, change: &Invalidation, now: Millis) -> StoreResult<()>;

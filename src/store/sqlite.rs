@@ -551,6 +551,24 @@ impl Store for SqliteStore {
         .map_err(db)
     }
 
+    async fn code_owner(
+        &self,
+        hash: &str,
+        purpose: CodePurpose,
+        now: Millis,
+    ) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT user_id FROM one_time_codes \
+             WHERE hash = ?2 AND purpose = ?3 AND used_at IS NULL AND expires_at > ?1",
+        )
+        .bind(now)
+        .bind(hash)
+        .bind(purpose.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)
+    }
+
     async fn record_invalidation(&self, change: &Invalidation, now: Millis) -> StoreResult<()> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         record(&mut tx, change, now).await.map_err(db)?;

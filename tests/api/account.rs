@@ -689,7 +689,7 @@ async fn the_reset_form_explains_a_too_short_password() {
         res.text()
             .await
             .unwrap()
-            .contains("Password must be at least 6 characters.")
+            .contains("Password must be at least 8 characters.")
     );
 }
 
@@ -761,4 +761,48 @@ async fn register_confirm_login_forget_reset_through_the_page() {
         app.login("eve", "eves-fresh-pass").await.status(),
         StatusCode::OK
     );
+}
+
+#[tokio::test]
+async fn the_pages_live_under_the_base_path() {
+    let app = TestApp::spawn_with(|c| {
+        c.pages.base_path = "/auth/".into();
+        c.auth.pages_path = "/auth/".into();
+    })
+    .await;
+    for path in [
+        "/auth/",
+        "/auth",
+        "/auth/home",
+        "/auth/register",
+        "/auth/email-confirmed",
+    ] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
+    let css = app
+        .client
+        .get(app.url("/auth/assets/style.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), StatusCode::OK);
+    let html = app
+        .client
+        .get(app.url("/auth/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(r#"href="/auth/assets/style.css""#),
+        "assets under the base"
+    );
+    assert!(html.contains(r#"src="/auth/assets/app.js""#));
+    for path in ["/", "/home"] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path} is not a page any more");
+    }
 }

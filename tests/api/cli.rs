@@ -525,17 +525,27 @@ async fn user_add_refuses_bad_requests() {
         stderr(&out)
     );
 
-    let out = user_cmd(dir.path(), &add("dave", &["--password-stdin"]), "12345\n").await;
-    assert!(!out.status.success(), "a 5-character password was accepted");
+    let out = user_cmd(dir.path(), &add("dave", &["--password-stdin"]), "1234567\n").await;
+    assert!(!out.status.success(), "a 7-character password was accepted");
     assert!(
-        stderr(&out).contains("password must be at least 6 characters"),
+        stderr(&out).contains("password must be at least 8 characters"),
         "{}",
         stderr(&out)
     );
 
-    let out = user_cmd(dir.path(), &add("dave", &["--password-stdin"]), "dave-pw\n").await;
+    let out = user_cmd(
+        dir.path(),
+        &add("dave", &["--password-stdin"]),
+        "dave-secret-pw\n",
+    )
+    .await;
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = user_cmd(dir.path(), &add("erin", &["--password-stdin"]), "erin-pw\n").await;
+    let out = user_cmd(
+        dir.path(),
+        &add("erin", &["--password-stdin"]),
+        "erin-secret-pw\n",
+    )
+    .await;
     assert!(!out.status.success(), "a duplicate email was accepted");
     assert!(
         stderr(&out).contains("Email or Username are already taken"),
@@ -685,4 +695,39 @@ async fn database_url_chooses_the_database_file() {
         !dir.path().join("keyway.db").exists(),
         "the default database was created too"
     );
+}
+
+#[tokio::test]
+async fn user_add_applies_the_password_policy() {
+    let dir = tempdir();
+    let add = |name: &'static str| {
+        vec![
+            "add",
+            "--username",
+            name,
+            "--email",
+            "gwen@example.com",
+            "--password-stdin",
+        ]
+    };
+    for (password, message) in [
+        (
+            "password123\n",
+            "password is too common: choose one that is not on lists of breached passwords",
+        ),
+        (
+            "gwendolyn\n",
+            "password must not be the same as the username or email",
+        ),
+        (
+            "GWEN@example.com\n",
+            "password must not be the same as the username or email",
+        ),
+    ] {
+        let out = user_cmd(dir.path(), &add("gwendolyn"), password).await;
+        assert!(!out.status.success(), "{password:?} was accepted");
+        assert!(stderr(&out).contains(message), "{}", stderr(&out));
+    }
+    let out = user_cmd(dir.path(), &add("gwendolyn"), "gwens-quiet-harbour\n").await;
+    assert!(out.status.success(), "{}", stderr(&out));
 }

@@ -71,6 +71,9 @@ impl TestApp {
             dir.path().join("keyway.db").display()
         ));
         config.hash = cheap_hash();
+        // Most tests log in far more often than a person would; the defences have their own tests.
+        config.auth.rate_limits.enabled = false;
+        config.auth.throttle.enabled = false;
         change(&mut config);
         Self::start(config, dir).await
     }
@@ -142,7 +145,7 @@ impl TestApp {
         let mut new = AdminNewUser {
             username: Username::parse(name).unwrap(),
             email: Email::parse(&format!("{name}@example.com")).unwrap(),
-            password: Password::parse(&password_of(name), 1).unwrap(),
+            password: Password::parse(&password_of(name)).unwrap(),
             role: None,
             confirmed: true,
             blocked: false,

@@ -59,11 +59,11 @@ async fn the_password_is_stored_as_argon2id_only() {
 async fn taken_email_or_username_is_refused() {
     let app = TestApp::spawn().await.with_user("alice").await;
     let cases = [
-        signup("someone_else", "alice@example.com", "password1"),
-        signup("someone_else", "ALICE@example.com", "password1"),
-        signup("alice", "other@example.com", "password1"),
+        signup("someone_else", "alice@example.com", "unusual-pass-1"),
+        signup("someone_else", "ALICE@example.com", "unusual-pass-1"),
+        signup("alice", "other@example.com", "unusual-pass-1"),
         // An email may not be taken as a username, nor a username as an email (as in Strapi).
-        signup("alice@example.com", "fresh@example.com", "password1"),
+        signup("alice@example.com", "fresh@example.com", "unusual-pass-1"),
     ];
     for case in cases {
         let res = app.post("/api/auth/local/register", case.clone()).await;
@@ -89,7 +89,7 @@ async fn concurrent_registrations_of_one_email_create_one_account() {
                 .json(&signup(
                     &format!("racer{i}"),
                     "race@example.com",
-                    "password1",
+                    "unusual-pass-1",
                 ))
                 .send()
                 .await
@@ -144,19 +144,19 @@ async fn field_rules_give_strapis_messages() {
         .await,
         400,
         "ValidationError",
-        "password must be at least 6 characters",
+        "password must be at least 8 characters",
     )
     .await;
     assert_eq!(
         err["details"]["errors"][0],
-        json!({"path": ["password"], "message": "password must be at least 6 characters", "name": "ValidationError"}),
+        json!({"path": ["password"], "message": "password must be at least 8 characters", "name": "ValidationError"}),
         "same as Strapi, minus the echoed password"
     );
 
     let err = assert_error(
         app.post(
             "/api/auth/local/register",
-            signup("ok_name", "not-an-email", "password1"),
+            signup("ok_name", "not-an-email", "unusual-pass-1"),
         )
         .await,
         400,
@@ -169,7 +169,7 @@ async fn field_rules_give_strapis_messages() {
     assert_error(
         app.post(
             "/api/auth/local/register",
-            signup("ab", "ab@example.com", "password1"),
+            signup("ab", "ab@example.com", "unusual-pass-1"),
         )
         .await,
         400,

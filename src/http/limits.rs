@@ -1,0 +1,49 @@
+//! Route rate limits as middleware: Strapi's `X-RateLimit-*` headers on every limited response, and
+//! `429 RateLimitError` with `Retry-After` past the limit.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::client::ClientAddr;
+use crate::auth::throttle::Decision;
+use crate::error::Error;
+
+pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limiter = state.auth.limiter();
+    let Some(ClientAddr(ip)) = req.extensions().get::<ClientAddr>().copied() else {
+        return next.run(req).await;
+    };
+    if !limiter.enabled() {
+        return next.run(req).await;
+    }
+    // The route pattern, not the raw path: `/API/auth/local/` is not a separate bucket.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| req.uri().path().to_ascii_lowercase());
+    let decision = limiter.hit(&route, ip, state.auth.now_millis());
+    let mut response = if decision.allowed {
+        next.run(req).await
+    } else {
+        tracing::warn!(%ip, route, "rate limit hit");
+        Error::RateLimited(decision.retry_after).into_response()
+    };
+    add_headers(&mut response, decision);
+    response
+}
+
+fn add_headers(response: &mut Response, d: Decision) {
+    let h = response.headers_mut();
+    let pairs = [
+        ("x-ratelimit-limit", d.limit as i64),
+        ("x-ratelimit-remaining", d.remaining as i64),
+        ("x-ratelimit-reset", d.reset_at),
+    ];
+    for (name, value) in pairs {
+        h.insert(HeaderName::from_static(name), HeaderValue::from(value));
+    }
+}

@@ -1,0 +1,374 @@
+//! Brute-force defences as an attacker meets them: Strapi-compatible route limits that body fields and
+//! forged forwarding headers cannot dodge, and per-account throttling that slows distributed guessing
+//! without locking the owner out.
+
+use crate::helpers::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const LIMIT_MESSAGE: &str = "Too many requests, please try again later.";
+
+async fn limited_app() -> TestApp {
+    TestApp::spawn_with(|c| c.auth.rate_limits.enabled = true)
+        .await
+        .with_user("alice")
+        .await
+}
+
+/// An app behind a trusted proxy on loopback, so tests can speak for many client addresses.
+async fn proxied_app(change: impl FnOnce(&mut keyway::Config)) -> TestApp {
+    TestApp::spawn_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.auth.throttle.enabled = true;
+        change(c);
+    })
+    .await
+    .with_user("alice")
+    .await
+}
+
+async fn login_from(
+    app: &TestApp,
+    client: &str,
+    identifier: &str,
+    password: &str,
+) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/auth/local"))
+        .header("x-forwarded-for", client)
+        .json(&json!({ "identifier": identifier, "password": password }))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header(res: &reqwest::Response, name: &str) -> i64 {
+    res.headers()[name].to_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn ten_a_minute_then_429_with_strapis_headers_and_retry_after() {
+    let app = limited_app().await;
+    for i in 0..10 {
+        let res = app.login("alice", "wrong-password").await;
+        assert_eq!(res.status(), 400, "attempt {i}");
+        assert_eq!(header(&res, "x-ratelimit-limit"), 10);
+        assert_eq!(header(&res, "x-ratelimit-remaining"), 9 - i);
+        let reset = header(&res, "x-ratelimit-reset");
+        let now = chrono::Utc::now().timestamp();
+        assert!(
+            (now..=now + 61).contains(&reset),
+            "reset {reset} is epoch seconds"
+        );
+    }
+    let res = app.login("alice", "alice-password").await;
+    let retry = header(&res, "retry-after");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(header(&res, "x-ratelimit-remaining"), 0);
+    assert_eq!(
+        res.text().await.unwrap(),
+        r#"{"data":null,"error":{"status":429,"name":"RateLimitError","message":"Too many requests, please try again later.","details":{}}}"#
+    );
+
+    // A new window opens a minute later.
+    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        app.login("alice", "alice-password").await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn changing_body_fields_does_not_open_a_new_bucket() {
+    // GHSA-7mqx-wwh4-f9fw: Strapi keyed its limit by the body's email, so varying it bypassed it.
+    let app = limited_app().await;
+    for i in 0..10 {
+        let res = app
+            .post(
+                "/api/auth/forgot-password",
+                json!({ "email": format!("victim{i}@example.com") }),
+            )
+            .await;
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_error(
+        app.post(
+            "/api/auth/forgot-password",
+            json!({"email": "someone-new@example.com"}),
+        )
+        .await,
+        429,
+        "RateLimitError",
+        LIMIT_MESSAGE,
+    )
+    .await;
+    for i in 0..10 {
+        app.post(
+            "/api/auth/local/register",
+            json!({"username": format!("u{i}xx"), "email": format!("u{i}@example.com"), "password": format!("pw-{i}-long-enough")}),
+        )
+        .await;
+    }
+    let res = app
+        .post(
+            "/api/auth/local/register",
+            json!({"username": "fresh", "email": "fresh@example.com", "password": "fresh-pass-1"}),
+        )
+        .await;
+    assert_eq!(res.status(), 429);
+}
+
+#[tokio::test]
+async fn a_forged_forwarding_header_from_an_untrusted_peer_changes_nothing() {
+    let app = limited_app().await;
+    for i in 0..10 {
+        let res = login_from(&app, &format!("198.51.100.{i}"), "alice", "nope").await;
+        assert_eq!(res.status(), 400);
+    }
+    let res = app
+        .client
+        .post(app.url("/api/auth/local"))
+        .header("x-forwarded-for", "198.51.100.200")
+        .header("forwarded", "for=198.51.100.201")
+        .json(&json!({"identifier": "alice", "password": "alice-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 429, "still the same client: 127.0.0.1");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_bucket() {
+    let app = proxied_app(|c| c.auth.rate_limits.enabled = true).await;
+    for _ in 0..10 {
+        login_from(&app, "198.51.100.1", "nobody", "x-password").await;
+    }
+    assert_eq!(
+        login_from(&app, "198.51.100.1", "alice", "alice-password")
+            .await
+            .status(),
+        429
+    );
+    assert_eq!(
+        login_from(&app, "198.51.100.2", "alice", "alice-password")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn routes_are_limited_separately_and_other_routes_not_at_all() {
+    let app = limited_app().await;
+    for _ in 0..10 {
+        app.login("alice", "wrong").await;
+    }
+    assert_eq!(app.login("alice", "alice-password").await.status(), 429);
+    let res = app
+        .post(
+            "/api/auth/forgot-password",
+            json!({"email": "alice@example.com"}),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::OK, "its own bucket");
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert!(!res.headers().contains_key("x-ratelimit-limit"));
+}
+
+#[tokio::test]
+async fn limits_are_configurable_per_route_and_can_be_disabled() {
+    let app = TestApp::spawn_with(|c| {
+        c.auth.rate_limits.enabled = true;
+        c.auth.rate_limits.routes.insert(
+            "/api/auth/local".into(),
+            keyway::auth::throttle::Limit {
+                max: 3,
+                window: Duration::from_secs(10),
+            },
+        );
+    })
+    .await
+    .with_user("alice")
+    .await;
+    for _ in 0..3 {
+        assert_eq!(app.login("alice", "alice-password").await.status(), 200);
+    }
+    assert_eq!(app.login("alice", "alice-password").await.status(), 429);
+
+    let open = TestApp::spawn().await.with_user("alice").await; // limits off
+    for _ in 0..30 {
+        assert_eq!(open.login("alice", "alice-password").await.status(), 200);
+    }
+}
+
+// ---- per-account throttling ----
+
+#[tokio::test]
+async fn guessing_one_account_from_many_addresses_is_slowed() {
+    let app = proxied_app(|_| {}).await;
+    for i in 0..5 {
+        let res = login_from(&app, &format!("203.0.113.{i}"), "alice", "guess").await;
+        assert_eq!(res.status(), 400, "the first five are free");
+    }
+    // A sixth guess, from yet another address, must wait.
+    let res = login_from(&app, "203.0.113.99", "alice", "guess").await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(header(&res, "retry-after"), 1);
+    assert_error(res, 429, "RateLimitError", LIMIT_MESSAGE).await;
+
+    // The pauses double.
+    app.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        login_from(&app, "203.0.113.50", "alice", "guess")
+            .await
+            .status(),
+        400
+    );
+    let res = login_from(&app, "203.0.113.51", "alice", "guess").await;
+    assert_eq!(header(&res, "retry-after"), 2);
+}
+
+#[tokio::test]
+async fn a_paused_account_refuses_even_the_right_password_without_hashing() {
+    let app = proxied_app(|_| {}).await;
+    for _ in 0..5 {
+        login_from(&app, "203.0.113.7", "alice", "guess").await;
+    }
+    let before = app.auth.hasher().stats().verifications();
+    let res = login_from(&app, "203.0.113.7", "alice", "alice-password").await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(
+        app.auth.hasher().stats().verifications(),
+        before,
+        "a throttled attempt costs no hash"
+    );
+}
+
+#[tokio::test]
+async fn the_owner_is_not_locked_out_by_an_attacker() {
+    let app = proxied_app(|_| {}).await;
+    let owner = "198.51.100.10";
+    assert_eq!(
+        login_from(&app, owner, "alice", "alice-password")
+            .await
+            .status(),
+        200
+    );
+    for _ in 0..8 {
+        login_from(&app, "203.0.113.66", "alice", "guess").await;
+    }
+    assert_eq!(
+        login_from(&app, "203.0.113.66", "alice", "alice-password")
+            .await
+            .status(),
+        429,
+        "the attacker waits"
+    );
+    let res = login_from(&app, owner, "alice", "alice-password").await;
+    assert_eq!(
+        res.status(),
+        200,
+        "the owner, recently signed in from here, does not"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["user"]["username"], "alice");
+}
+
+#[tokio::test]
+async fn unknown_accounts_are_throttled_like_real_ones() {
+    let app = proxied_app(|_| {}).await;
+    let mut answers = Vec::new();
+    for name in ["alice", "no_such_user"] {
+        let mut statuses = Vec::new();
+        for i in 0..7 {
+            let res = login_from(&app, &format!("203.0.113.{i}"), name, "guess").await;
+            statuses.push(res.status().as_u16());
+        }
+        answers.push(statuses);
+    }
+    assert_eq!(answers[0], answers[1], "no difference tells who exists");
+    assert_eq!(answers[0], [400, 400, 400, 400, 400, 429, 429]);
+}
+
+#[tokio::test]
+async fn at_most_a_hundred_failures_an_hour_per_account() {
+    let app = proxied_app(|c| c.auth.throttle.max_pause = Duration::from_secs(1)).await;
+    let mut failures = 0;
+    for i in 0..300 {
+        let res = login_from(&app, &format!("203.0.113.{}", i % 250), "alice", "guess").await;
+        match res.status().as_u16() {
+            400 => failures += 1,
+            429 => app.clock.advance(Duration::from_secs(1)),
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(failures, 100, "the hourly cap");
+    let res = login_from(&app, "203.0.113.251", "alice", "guess").await;
+    assert_eq!(res.status(), 429);
+    assert!(
+        header(&res, "retry-after") > 60,
+        "the cap lasts until the hour has passed"
+    );
+}
+
+#[tokio::test]
+async fn login_throttling_can_be_turned_off() {
+    let app = TestApp::spawn_with(|c| c.auth.throttle.enabled = false)
+        .await
+        .with_user("alice")
+        .await;
+    for _ in 0..20 {
+        assert_eq!(app.login("alice", "guess").await.status(), 400);
+    }
+    assert_eq!(app.login("alice", "alice-password").await.status(), 200);
+}
+
+// ---- HTTP hygiene ----
+
+#[tokio::test]
+async fn cors_is_off_by_default_and_exact_when_configured() {
+    let app = TestApp::spawn().await;
+    let preflight = |app: &TestApp, origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/api/auth/local"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let res = preflight(&app, "https://app.example.com").await.unwrap();
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+
+    let app =
+        TestApp::spawn_with(|c| c.cors_origins = vec!["https://app.example.com".into()]).await;
+    let res = preflight(&app, "https://app.example.com").await.unwrap();
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(res.headers()["access-control-allow-credentials"], "true");
+    let res = preflight(&app, "https://evil.example.com").await.unwrap();
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn slow_requests_time_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(|c| c.request_timeout = Duration::from_millis(300)).await;
+    // Headers sent, the promised body never comes.
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /api/auth/local HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered before the client gave up")
+        .unwrap();
+    let head = String::from_utf8_lossy(&answer[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+}

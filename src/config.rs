@@ -70,6 +70,7 @@ impl Config {
                 pages_path: "/".into(),
                 rate_limits: RateLimitSettings::default(),
                 throttle: ThrottleSettings::default(),
+                audit_retention: crate::auth::audit::DEFAULT_RETENTION,
                 pwned_check: None,
             },
             sessions: SessionSettings::default(),
@@ -212,6 +213,9 @@ pub struct Overrides {
         value_delimiter = ','
     )]
     pub cors_origins: Option<Vec<String>>,
+    /// How long audit events are kept (default 90d).
+    #[arg(long, env = "KEYWAY_AUDIT_RETENTION", global = true)]
+    pub audit_retention: Option<String>,
     /// Longest a request may take (default 30s).
     #[arg(long, env = "KEYWAY_REQUEST_TIMEOUT", global = true)]
     pub request_timeout: Option<String>,
@@ -326,6 +330,7 @@ pub struct FileConfig {
     pub trusted_proxies: Option<Vec<String>>,
     pub cors_origins: Option<Vec<String>>,
     pub request_timeout: Option<TtlValue>,
+    pub audit_retention: Option<TtlValue>,
     pub reset_code_ttl: Option<TtlValue>,
     pub confirmation_code_ttl: Option<TtlValue>,
     pub reset_url: Option<String>,

@@ -157,9 +157,14 @@ async fn maintain(auth: Arc<Auth>) {
                     tracing::warn!(error = %e, "reloading signing keys failed");
                 }
                 // Ended sessions are kept a day (reuse detection, and a trail for whoever looks).
-                let day_ago = auth.now_millis() - 86_400_000;
+                let now = auth.now_millis();
+                let day_ago = now - 86_400_000;
                 if let Err(e) = auth.store().prune(day_ago, day_ago).await {
                     tracing::warn!(error = %e, "pruning failed");
+                }
+                let retention = auth.settings().audit_retention.as_millis() as i64;
+                if let Err(e) = auth.store().prune_audit(now - retention).await {
+                    tracing::warn!(error = %e, "pruning the audit trail failed");
                 }
             }
         }

@@ -44,6 +44,18 @@ enum Command {
     /// Manage token signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Print the audit trail, oldest first.
+    Audit {
+        /// Only this user's events.
+        #[arg(long)]
+        user: Option<String>,
+        /// From this moment on: a duration ago (24h, 7d) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many events (the newest).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -110,6 +122,9 @@ fn main() -> ExitCode {
             Command::Serve { demo } => serve(config, demo).await,
             Command::User(cmd) => user_command(config, cmd).await,
             Command::Keys(cmd) => keys_command(config, cmd).await,
+            Command::Audit { user, since, limit } => {
+                audit_command(config, user, since, limit).await
+            }
         }
     });
     match result {
@@ -343,6 +358,54 @@ async fn keys_command(config: Config, cmd: KeysCommand) -> Result<(), String> {
             }
         }
     }
+    Ok(())
+}
+
+async fn audit_command(
+    config: Config,
+    user: Option<String>,
+    since: Option<String>,
+    limit: u32,
+) -> Result<(), String> {
+    let auth = keyway::build_auth(&config, keyway::Role::Admin)
+        .await
+        .map_err(|e| start_error(&e))?;
+    let since = match since {
+        None => None,
+        Some(text) => Some(match keyway::config::parse_duration(&text) {
+            Ok(ago) => auth.now_millis() - ago.as_millis() as i64,
+            Err(_) => chrono::DateTime::parse_from_rfc3339(&text)
+                .map_err(|_| {
+                    format!("--since '{text}' is neither a duration (24h) nor an RFC 3339 time")
+                })?
+                .timestamp_millis(),
+        }),
+    };
+    let events = auth
+        .audit_trail(user.as_deref(), since, limit)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{:<24}  {:<20} {:>7}  {:<39} DETAIL",
+        "AT", "EVENT", "USER", "CLIENT"
+    );
+    for e in &events {
+        println!(
+            "{:<24}  {:<20} {:>7}  {:<39} {}",
+            keyway::http::users::iso(e.at),
+            e.kind,
+            e.user_id
+                .map(|id| id.to_string())
+                .unwrap_or_else(|| "-".into()),
+            e.ip.as_deref().unwrap_or("-"),
+            [e.detail.as_deref(), e.user_agent.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" · ")
+        );
+    }
+    println!("{} event(s)", events.len());
     Ok(())
 }
 

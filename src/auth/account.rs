@@ -70,6 +70,8 @@ impl Auth {
             self.store.set_confirmed(user.id, self.now()).await?;
             self.store.user_by_id(user.id).await?.unwrap_or(user)
         };
+        self.audit("password_reset", Some(user.id), &client, None)
+            .await;
         self.mail_in_background(&user, Template::PasswordChanged, None, None);
         let (jwt, refresh_token) = self.start_session(&user, None, client).await?;
         Ok(Issued {

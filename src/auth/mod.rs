@@ -2,6 +2,7 @@
 //! no HTTP types: the `http` layer extracts and translates, this module decides.
 
 pub mod account;
+pub mod audit;
 pub mod mail;
 pub mod password;
 pub mod policy;
@@ -63,6 +64,8 @@ pub struct AuthSettings {
     pub pwned_check: Option<policy::BreachCheckSettings>,
     pub rate_limits: throttle::RateLimitSettings,
     pub throttle: throttle::ThrottleSettings,
+    /// How long audit events are kept.
+    pub audit_retention: std::time::Duration,
 }
 
 /// What a successful login or registration hands back. `jwt` is `None` when the account must confirm
@@ -113,6 +116,7 @@ pub struct Auth {
     policy: policy::PasswordPolicy,
     limiter: throttle::RateLimiter,
     throttle: throttle::AccountThrottle,
+    refusals: moka::sync::Cache<String, ()>,
     clock: Arc<dyn Clock>,
 }
 
@@ -134,6 +138,7 @@ impl Auth {
             ),
             limiter: throttle::RateLimiter::new(settings.rate_limits.clone()),
             throttle: throttle::AccountThrottle::new(settings.throttle.clone()),
+            refusals: audit::refusal_dedup(),
             store,
             hasher,
             keys,
@@ -209,14 +214,24 @@ impl Auth {
         };
         let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
         let now = self.clock.now_millis();
-        self.throttle
-            .check(&account, ip, now)
-            .map_err(Error::RateLimited)?;
+        let user_id = found.as_ref().map(|c| c.user.id);
+        if let Err(wait) = self.throttle.check(&account, ip, now) {
+            self.audit_refusal(&account, user_id, &client, "login throttled")
+                .await;
+            return Err(Error::RateLimited(wait));
+        }
         let stored_hash = found.as_ref().and_then(|c| c.password_hash.clone());
         let secret = SecretString::from(password.expose());
         let verdict = self.hasher.verify(secret.clone(), stored_hash).await?;
         let (Some(creds), Verified::Match { rehash }) = (found, verdict) else {
             self.throttle.failed(&account, ip, now);
+            let detail = if user_id.is_some() {
+                "wrong password"
+            } else {
+                "unknown identifier"
+            };
+            self.audit("login_failure", user_id, &client, Some(detail))
+                .await;
             return Err(Error::Validation(MSG_INVALID_LOGIN.into()));
         };
         self.throttle.succeeded(&account, ip);
@@ -230,6 +245,8 @@ impl Auth {
         if rehash {
             self.upgrade_hash(user.id, secret);
         }
+        self.audit("login_success", Some(user.id), &client, None)
+            .await;
         let (jwt, refresh_token) = self.start_session(&user, device_id, client).await?;
         Ok(Issued {
             jwt: Some(jwt),
@@ -399,6 +416,8 @@ impl Auth {
         self.check_new_password(&new, &[&user.username, &user.email])
             .await?;
         self.set_password(user, &new).await?;
+        self.audit("password_change", Some(user.id), &client, None)
+            .await;
         self.mail_in_background(user, mail::Template::PasswordChanged, None, None);
         let (jwt, refresh_token) = self.start_session(user, None, client).await?;
         Ok(Issued {
@@ -464,6 +483,18 @@ impl Auth {
             .set_blocked(user.id, blocked, self.clock.now_millis())
             .await?;
         self.forget_user(user.id);
+        let kind = if blocked {
+            "user_blocked"
+        } else {
+            "user_unblocked"
+        };
+        self.audit(
+            kind,
+            Some(user.id),
+            &ClientInfo::default(),
+            Some("by an administrator"),
+        )
+        .await;
         if blocked {
             self.revoke(Revoke::AllOfUser(user.id), "blocked").await?;
         }
@@ -476,6 +507,13 @@ impl Auth {
         let sessions = self.store.sessions_of_user(user.id).await?;
         self.store.delete_user(user.id).await?;
         self.forget_user(user.id);
+        self.audit(
+            "user_deleted",
+            Some(user.id),
+            &ClientInfo::default(),
+            Some("by an administrator"),
+        )
+        .await;
         for s in sessions {
             self.caches.apply(&Invalidation::Session(s.id));
         }

@@ -176,7 +176,7 @@ impl Auth {
 
     /// `POST /api/auth/refresh`: exchanges a refresh token for a new access token and its successor.
     #[tracing::instrument(skip_all)]
-    pub async fn refresh(&self, token: &str) -> Result<Refreshed> {
+    pub async fn refresh(&self, token: &str, client: &ClientInfo) -> Result<Refreshed> {
         let now = self.clock.now_millis();
         let hash = hash_token(token);
         let record = self
@@ -212,18 +212,13 @@ impl Auth {
                 } else {
                     // A concurrent refresh used it first: answer as a replay would be.
                     let again = self.store.refresh_token(&hash).await?;
-                    self.replayed(
-                        token,
-                        &session,
-                        again.and_then(|r| r.used_at.zip(r.nonce)),
-                        now,
-                    )
-                    .await?
+                    let used = again.and_then(|r| r.used_at.zip(r.nonce));
+                    self.replayed(token, &session, used, now, client).await?
                 }
             }
             (Some(used), Some(nonce)) => {
-                self.replayed(token, &session, Some((*used, nonce.clone())), now)
-                    .await?
+                let used = Some((*used, nonce.clone()));
+                self.replayed(token, &session, used, now, client).await?
             }
             (Some(_), None) => return Err(invalid_refresh()),
         };
@@ -244,6 +239,7 @@ impl Auth {
         session: &Session,
         used: Option<(Millis, Vec<u8>)>,
         now: Millis,
+        client: &ClientInfo,
     ) -> Result<String> {
         let grace = self.sessions.refresh_grace.as_millis() as Millis;
         match used {
@@ -256,13 +252,26 @@ impl Auth {
                 );
                 self.revoke(Revoke::Session(session.id.clone()), "refresh_token_reuse")
                     .await?;
+                let detail = format!("session {} ended", session.id);
+                self.audit(
+                    "refresh_token_reuse",
+                    Some(session.user_id),
+                    client,
+                    Some(&detail),
+                )
+                .await;
                 Err(invalid_refresh())
             }
         }
     }
 
     /// `POST /api/auth/logout`. `who` is the caller's verified access token, when it sent one.
-    pub async fn logout(&self, who: Option<&Principal>, scope: LogoutScope) -> Result<()> {
+    pub async fn logout(
+        &self,
+        who: Option<&Principal>,
+        scope: LogoutScope,
+        client: &ClientInfo,
+    ) -> Result<()> {
         let user_id = who.map(|p| p.user.id);
         let which = match (scope, user_id) {
             (LogoutScope::All, Some(uid)) => Revoke::AllOfUser(uid),
@@ -289,7 +298,13 @@ impl Auth {
             },
             (_, None) => return Err(Error::Forbidden),
         };
-        self.revoke(which, "logout").await?;
+        let user_id = match &which {
+            Revoke::AllOfUser(id) | Revoke::Device { user_id: id, .. } => Some(*id),
+            _ => user_id,
+        };
+        let ended = self.revoke(which, "logout").await?;
+        let detail = format!("{} session(s) ended", ended.len());
+        self.audit("logout", user_id, client, Some(&detail)).await;
         Ok(())
     }
 

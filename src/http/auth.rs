@@ -131,6 +131,7 @@ pub async fn change_password(
 /// new cookie in cookie mode.
 pub async fn refresh(
     State(state): State<AppState>,
+    Client(client): Client,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response> {
@@ -141,7 +142,7 @@ pub async fn refresh(
         (None, Some(Value::String(t))) if !t.is_empty() => t.clone(),
         _ => return Err(Error::BadRequest(MSG_MISSING_REFRESH.into())),
     };
-    let refreshed = state.auth.refresh(&token).await?;
+    let refreshed = state.auth.refresh(&token, &client).await?;
     if in_cookie {
         let mut response = Json(json!({ "jwt": refreshed.jwt })).into_response();
         let c = cookie::set(
@@ -166,6 +167,7 @@ pub async fn refresh(
 pub async fn logout(
     State(state): State<AppState>,
     MaybeAuthenticated(who): MaybeAuthenticated,
+    Client(client): Client,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response> {
@@ -187,7 +189,7 @@ pub async fn logout(
         }
         _ => LogoutScope::Current,
     };
-    state.auth.logout(who.as_ref(), scope).await?;
+    state.auth.logout(who.as_ref(), scope, &client).await?;
     let mut response = Json(json!({ "ok": true })).into_response();
     if from_cookie.is_some() || cookie::wanted(&state.cookie, &headers) {
         let clear = cookie::clear(&state.cookie, &headers);

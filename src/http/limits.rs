@@ -30,6 +30,14 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
         next.run(req).await
     } else {
         tracing::warn!(%ip, route, "rate limit hit");
+        let client = crate::auth::ClientInfo {
+            ip: Some(ip.to_string()),
+            user_agent: None,
+        };
+        state
+            .auth
+            .audit_refusal(&format!("{route}|{ip}"), None, &client, &route)
+            .await;
         Error::RateLimited(decision.retry_after).into_response()
     };
     add_headers(&mut response, decision);

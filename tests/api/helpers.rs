@@ -176,7 +176,11 @@ impl TestApp {
 
     /// Logs in as `name` (created by `with_user`) and returns the jwt.
     pub async fn token_for(&self, name: &str) -> String {
-        let res = self.login(name, &password_of(name)).await;
+        self.token_for_password(name, &password_of(name)).await
+    }
+
+    pub async fn token_for_password(&self, name: &str, password: &str) -> String {
+        let res = self.login(name, password).await;
         assert_eq!(res.status(), StatusCode::OK, "login of {name} failed");
         let body: Value = res.json().await.unwrap();
         body["jwt"]

@@ -2,6 +2,7 @@
 //! the real app on port 0 with its own fresh SQLite database.
 
 mod account;
+mod audit;
 mod cli;
 mod helpers;
 mod input;

@@ -1,0 +1,183 @@
+//! The audit trail: what is recorded, with whom and from where, what never is, and `keyway audit`.
+
+use crate::helpers::*;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+async fn trail(app: &TestApp) -> Vec<keyway::store::AuditEvent> {
+    app.auth.audit_trail(None, None, 1000).await.unwrap()
+}
+
+fn kinds(events: &[keyway::store::AuditEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.kind.as_str()).collect()
+}
+
+#[tokio::test]
+async fn logins_won_and_lost_are_recorded_with_client_and_without_secrets() {
+    let app = TestApp::spawn().await.with_user("alice").await;
+    let send = |identifier: &'static str, password: &'static str| {
+        app.client
+            .post(app.url("/api/auth/local"))
+            .header("user-agent", "AuditProbe/1.0")
+            .json(&json!({"identifier": identifier, "password": password}))
+            .send()
+    };
+    send("alice", "alice-password").await.unwrap();
+    send("alice", "wrong-password").await.unwrap();
+    send("hunter2-typed-as-a-name", "x-password").await.unwrap();
+
+    let events = trail(&app).await;
+    assert_eq!(
+        kinds(&events),
+        ["login_success", "login_failure", "login_failure"]
+    );
+    assert_eq!(events[0].user_id, Some(1));
+    assert_eq!(events[0].ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(events[0].user_agent.as_deref(), Some("AuditProbe/1.0"));
+    assert_eq!(events[1].user_id, Some(1));
+    assert_eq!(events[2].user_id, None);
+    let stored = format!("{events:?}");
+    for secret in [
+        "alice-password",
+        "wrong-password",
+        "x-password",
+        "hunter2-typed-as-a-name",
+    ] {
+        assert!(
+            !stored.contains(secret),
+            "{secret} leaked into the audit trail"
+        );
+    }
+}
+
+#[tokio::test]
+async fn logout_reuse_password_change_and_administration_are_recorded() {
+    let app = TestApp::spawn().await.with_user("alice").await;
+    let body: Value = app
+        .login("alice", "alice-password")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first = body["refreshToken"].as_str().unwrap().to_owned();
+    app.post("/api/auth/refresh", json!({"refreshToken": first}))
+        .await;
+    app.clock.advance(Duration::from_secs(11));
+    app.post("/api/auth/refresh", json!({"refreshToken": first}))
+        .await; // reuse
+
+    let jwt = app.token_for("alice").await;
+    app.client
+        .post(app.url("/api/auth/change-password"))
+        .bearer_auth(&jwt)
+        .json(&json!({"currentPassword": "alice-password", "password": "another-strong-pass", "passwordConfirmation": "another-strong-pass"}))
+        .send()
+        .await
+        .unwrap();
+    let jwt = app.token_for_password("alice", "another-strong-pass").await;
+    app.client
+        .post(app.url("/api/auth/logout"))
+        .bearer_auth(&jwt)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    app.auth.set_blocked("alice", true).await.unwrap();
+    app.auth.set_blocked("alice", false).await.unwrap();
+    app.auth.delete_user("alice").await.unwrap();
+
+    let events = trail(&app).await;
+    let seen = kinds(&events);
+    for kind in [
+        "refresh_token_reuse",
+        "password_change",
+        "logout",
+        "user_blocked",
+        "user_unblocked",
+        "user_deleted",
+    ] {
+        assert!(seen.contains(&kind), "{kind} missing from {seen:?}");
+    }
+    assert!(events.iter().all(|e| e.user_id == Some(1)));
+}
+
+#[tokio::test]
+async fn rate_limit_hits_are_recorded_once_a_minute() {
+    let app = TestApp::spawn_with(|c| c.auth.rate_limits.enabled = true).await;
+    for _ in 0..15 {
+        app.login("nobody", "whatever-pass").await;
+    }
+    let limited: Vec<_> = trail(&app)
+        .await
+        .into_iter()
+        .filter(|e| e.kind == "rate_limited")
+        .collect();
+    assert_eq!(limited.len(), 1, "five refusals, one record");
+    assert_eq!(limited[0].detail.as_deref(), Some("/api/auth/local"));
+    assert_eq!(limited[0].ip.as_deref(), Some("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn the_trail_filters_by_user_and_time_and_old_events_are_pruned() {
+    let app = TestApp::spawn().await.with_user("alice").await;
+    app.create_user("bob", |_| {}).await;
+    app.login("alice", "alice-password").await;
+    app.clock.advance(Duration::from_secs(3600));
+    app.login("bob", "bob-password").await;
+    app.login("alice", "nope-nope").await;
+
+    let alice = app
+        .auth
+        .audit_trail(Some("alice"), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(kinds(&alice), ["login_success", "login_failure"]);
+    let recent = app
+        .auth
+        .audit_trail(None, Some(app.auth.now_millis() - 60_000), 100)
+        .await
+        .unwrap();
+    assert_eq!(kinds(&recent), ["login_success", "login_failure"]);
+    assert_eq!(recent[0].user_id, Some(2));
+    assert!(app.auth.audit_trail(Some("ghost"), None, 10).await.is_err());
+
+    app.auth
+        .store()
+        .prune_audit(app.auth.now_millis() - 60_000)
+        .await
+        .unwrap();
+    assert_eq!(trail(&app).await.len(), 2, "the hour-old event is gone");
+}
+
+#[tokio::test]
+async fn keyway_audit_prints_the_trail() {
+    let app = TestApp::spawn().await.with_user("alice").await;
+    app.login("alice", "alice-password").await;
+    app.login("alice", "wrong-pass-1").await;
+    use secrecy::ExposeSecret;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyway"))
+        .env_clear()
+        .args([
+            "--database-url",
+            app.config.database_url.expose_secret(),
+            "audit",
+            "--user",
+            "alice",
+            "--since",
+            "1h",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("login_success") && text.contains("login_failure"),
+        "{text}"
+    );
+    assert!(text.contains("127.0.0.1"), "{text}");
+    assert!(text.contains("2 event(s)"), "{text}");
+}

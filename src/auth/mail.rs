@@ -360,7 +360,8 @@ fn check_template(template: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn html_escape(value: &str) -> String {
+/// Escapes text for HTML content and attribute values.
+pub fn html_escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {

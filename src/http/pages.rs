@@ -89,20 +89,7 @@ fn fill(template: &str, vars: &[(&str, &str)]) -> String {
     out
 }
 
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::auth::mail::html_escape as escape;
 
 /// One page to render: which, its title, whether it runs the app script, and its filled body.
 struct Page<'a> {

@@ -109,8 +109,8 @@ impl PasswordPolicy {
         Ok(())
     }
 
-    /// Parses a new password from a request and applies the offline rules: the parser handlers give
-    /// to [`Fields::parsed`](crate::http::extract::Fields::parsed).
+    /// Parses a new password from a request and applies the offline rules: the parser the handlers
+    /// give their field reader, so a refusal comes with the other field errors.
     pub fn parse(&self, raw: &str, identity: &[&str]) -> std::result::Result<Password, String> {
         let password = Password::parse(raw)?;
         self.check(&password, identity)?;

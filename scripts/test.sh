@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Keyway's test command. Installs what the suites need beyond the Rust toolchain (the Node peers in
-# e2e/, the SMTP sink in e2e/.venv, Debian's Chromium for the browser suite), runs every Rust suite in
-# one `cargo test`, then the hosted app's browser suite (`node --test e2e/`) against the binary that
-# `cargo test` built. Extra arguments go to `cargo test` and skip the browser suite.
+# e2e/, the SMTP sink and Schemathesis in e2e/.venv, Debian's Chromium for the browser suite), runs
+# every Rust suite in one `cargo test`, then the hosted app's browser suite (`node --test e2e/`) and
+# Schemathesis against the binary that `cargo test` built. Extra arguments go to `cargo test` and skip
+# the browser and Schemathesis suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,18 +18,21 @@ if [ ! -f e2e/node_modules/.package-lock.json ] || [ e2e/package-lock.json -nt e
   npm ci --prefix e2e --no-audit --no-fund
 fi
 
-# The SMTP server the mail tests talk to: aiosmtpd, pinned, in a virtualenv inside the repository.
-# Installed only when that exact version is missing, so a re-run costs one Python start.
+# Python peers, pinned, in a virtualenv inside the repository: aiosmtpd, the SMTP server the mail
+# tests talk to, and Schemathesis, which tests the API against its OpenAPI description. Installed only
+# when those exact versions are missing, so a re-run costs one Python start.
 AIOSMTPD_VERSION=1.4.6
+SCHEMATHESIS_VERSION=4.32.5
 VENV=e2e/.venv
-if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('aiosmtpd') != '$AIOSMTPD_VERSION')" >/dev/null 2>&1; then
+if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('aiosmtpd') != '$AIOSMTPD_VERSION' or m.version('schemathesis') != '$SCHEMATHESIS_VERSION')" >/dev/null 2>&1; then
   if ! command -v python3 >/dev/null 2>&1; then
-    echo "scripts/test.sh: Python 3 with venv is needed for the SMTP sink (aiosmtpd)" >&2
+    echo "scripts/test.sh: Python 3 with venv is needed for the SMTP sink and Schemathesis" >&2
     exit 1
   fi
-  echo "== pip install aiosmtpd==$AIOSMTPD_VERSION ($VENV)"
+  echo "== pip install aiosmtpd==$AIOSMTPD_VERSION schemathesis==$SCHEMATHESIS_VERSION ($VENV)"
   python3 -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "aiosmtpd==$AIOSMTPD_VERSION"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    "aiosmtpd==$AIOSMTPD_VERSION" "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 # The browser suite drives Debian's Chromium (playwright-core launches /usr/bin/chromium). Needed
@@ -66,4 +70,6 @@ cargo test "$@"
 if [ "$#" -eq 0 ]; then
   echo "== node --test e2e/ (browser suite)"
   node --test --test-reporter=spec e2e/hosted-app.test.mjs
+  echo "== schemathesis (API against /api/openapi.json)"
+  scripts/schemathesis.sh target/debug/keyway
 fi

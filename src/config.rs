@@ -40,6 +40,8 @@ pub struct Config {
     pub hash_concurrency: usize,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
+    /// Connections at once, header size and header deadline.
+    pub connections: crate::serve::ConnectionLimits,
     /// Outgoing mail: SMTP server, sender, links and templates.
     pub mail: MailSettings,
 }
@@ -82,6 +84,7 @@ impl Config {
             hash: HashParams::default(),
             hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             body_limit_bytes: 64 * 1024,
+            connections: crate::serve::ConnectionLimits::default(),
             mail: MailSettings::default(),
         }
     }
@@ -277,6 +280,15 @@ pub struct Overrides {
     /// Password hashes allowed to run at once (default: number of CPUs).
     #[arg(long, env = "KEYWAY_HASH_CONCURRENCY", global = true)]
     pub hash_concurrency: Option<usize>,
+    /// Connections served at once; more wait to be accepted (default 10000).
+    #[arg(long, env = "KEYWAY_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
+    /// Largest request line plus headers, in bytes (default 16384, at least 8192); more is 431.
+    #[arg(long, env = "KEYWAY_MAX_HEADER_BYTES", global = true)]
+    pub max_header_bytes: Option<usize>,
+    /// Longest a client may take to send a request's headers (default 10s).
+    #[arg(long, env = "KEYWAY_HEADER_READ_TIMEOUT", global = true)]
+    pub header_read_timeout: Option<String>,
     /// File holding the SMTP URL (KEYWAY_SMTP_URL in the environment also works): smtp://host:port
     /// (plain, local relays), smtp+starttls://user:pass@host or smtps://user:pass@host. Without one,
     /// mail is written to the log instead of sent (development only).
@@ -345,6 +357,9 @@ pub struct FileConfig {
     pub argon2_iterations: Option<u32>,
     pub argon2_parallelism: Option<u32>,
     pub hash_concurrency: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub header_read_timeout: Option<TtlValue>,
     pub smtp_url: Option<String>,
     pub smtp_url_file: Option<PathBuf>,
     pub mail_from: Option<String>,
@@ -692,6 +707,28 @@ impl Overrides {
                 return Err(invalid("hash_concurrency must be at least 1".into()));
             }
             c.hash_concurrency = v;
+        }
+        if let Some(v) = self.max_connections.or(file.max_connections) {
+            if v == 0 {
+                return Err(invalid("max_connections must be at least 1".into()));
+            }
+            c.connections.max_connections = v;
+        }
+        if let Some(v) = self.max_header_bytes.or(file.max_header_bytes) {
+            if v < crate::serve::MIN_HEADER_BYTES {
+                return Err(invalid(format!(
+                    "max_header_bytes must be at least {}",
+                    crate::serve::MIN_HEADER_BYTES
+                )));
+            }
+            c.connections.max_header_bytes = v;
+        }
+        if let Some(d) = ttl(
+            "header_read_timeout",
+            &self.header_read_timeout,
+            file.header_read_timeout,
+        )? {
+            c.connections.header_read_timeout = d;
         }
 
         // Same precedence as the JWT secret: the *_FILE setting, then the environment, then the file.

@@ -9,6 +9,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod serve;
 pub mod store;
 
 pub use config::Config;
@@ -87,6 +88,7 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     body_limit_bytes: usize,
+    connections: serve::ConnectionLimits,
 }
 
 impl App {
@@ -107,6 +109,7 @@ impl App {
                 request_timeout: config.request_timeout,
             },
             body_limit_bytes: config.body_limit_bytes,
+            connections: config.connections,
         }
     }
 
@@ -125,12 +128,7 @@ impl App {
     ) -> std::io::Result<()> {
         let maintenance = tokio::spawn(maintain(self.state.auth.clone()));
         let router = http::router(self.state, self.body_limit_bytes);
-        let served = axum::serve(
-            self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = serve::serve(self.listener, router, self.connections, shutdown).await;
         maintenance.abort();
         served
     }

@@ -56,6 +56,8 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// Print the OpenAPI 3 description of the API (what /api/openapi.json serves).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -125,6 +127,10 @@ fn main() -> ExitCode {
             Command::Audit { user, since, limit } => {
                 audit_command(config, user, since, limit).await
             }
+            Command::Openapi => keyway::http::openapi()
+                .to_pretty_json()
+                .map(|doc| println!("{doc}"))
+                .map_err(|e| format!("cannot serialize the OpenAPI document: {e}")),
         }
     });
     match result {

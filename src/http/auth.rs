@@ -4,12 +4,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::cookie;
 use super::extract::{
     Authenticated, Body, Client, Fields, MaybeAuthenticated, reject_unknown_keys,
+};
+use super::openapi::{
+    BodyErrors, ChangePasswordRequest, LoginRequest, LogoutRequest, OkResponse, RateLimited,
+    RefreshRequest, RegisterRequest, TokenErrors,
 };
 use super::users::UserView;
 use crate::auth::Issued;
@@ -17,7 +23,46 @@ use crate::auth::sessions::{LogoutScope, MSG_MISSING_REFRESH};
 use crate::domain::{Email, LoginPassword, Username};
 use crate::error::{Error, Result};
 
+/// What a login, registration, password change or reset answers.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Grant<'a> {
+    /// The access token; absent when registration waits for the email to be confirmed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub jwt: Option<&'a str>,
+    /// The refresh token; absent in cookie mode (the cookie carries it) and for Strapi-style
+    /// sessionless logins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub refresh_token: Option<&'a str>,
+    pub user: UserView<'a>,
+}
+
+impl<'a> Grant<'a> {
+    /// The answer for `issued`, leaving the refresh token out when a cookie carries it.
+    pub fn of(issued: &'a Issued, in_cookie: bool) -> Self {
+        Self {
+            jwt: issued.jwt.as_deref(),
+            refresh_token: issued.refresh_token.as_deref().filter(|_| !in_cookie),
+            user: UserView::from(&issued.user),
+        }
+    }
+}
+
+/// `{jwt, refreshToken}`, or `{jwt}` in cookie mode.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Refreshed<'a> {
+    pub jwt: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub refresh_token: Option<&'a str>,
+}
+
 /// `POST /api/auth/local` `{identifier, password, deviceId?}` → `{jwt, refreshToken?, user}`.
+#[utoipa::path(post, path = "/api/auth/local", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, description = "Logged in", body = Grant), BodyErrors, RateLimited))]
 pub async fn login(
     State(state): State<AppState>,
     Client(client): Client,
@@ -44,6 +89,8 @@ pub async fn login(
 /// `POST /api/auth/local/register` `{username, email, password}` → `{jwt, refreshToken?, user}`, or
 /// `{user}` when the address must be confirmed first. As in Strapi, the refresh token always comes in
 /// the body here.
+#[utoipa::path(post, path = "/api/auth/local/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 200, description = "Registered", body = Grant), BodyErrors, RateLimited))]
 pub async fn register(
     State(state): State<AppState>,
     Client(client): Client,
@@ -70,26 +117,14 @@ pub async fn register(
 
 /// The `{jwt, refreshToken, user}` body, or `{jwt, user}` plus the cookie in cookie mode.
 fn deliver(state: &AppState, headers: &HeaderMap, issued: &Issued, in_cookie: bool) -> Response {
-    let mut body = Map::new();
-    if let Some(jwt) = &issued.jwt {
-        body.insert("jwt".into(), json!(jwt));
-    }
-    let mut set_cookie = None;
-    if let Some(refresh) = &issued.refresh_token {
-        if in_cookie {
-            set_cookie = Some(cookie::set(
-                &state.cookie,
-                headers,
-                refresh,
-                state.auth.session_settings().absolute_ttl,
-            ));
-        } else {
-            body.insert("refreshToken".into(), json!(refresh));
-        }
-    }
-    body.insert("user".into(), json!(UserView::from(&issued.user)));
-    let mut response = Json(Value::Object(body)).into_response();
-    if let Some(c) = set_cookie {
+    let mut response = Json(Grant::of(issued, in_cookie)).into_response();
+    if let (true, Some(refresh)) = (in_cookie, &issued.refresh_token) {
+        let c = cookie::set(
+            &state.cookie,
+            headers,
+            refresh,
+            state.auth.session_settings().absolute_ttl,
+        );
         response.headers_mut().insert(header::SET_COOKIE, c);
     }
     response
@@ -97,12 +132,16 @@ fn deliver(state: &AppState, headers: &HeaderMap, issued: &Issued, in_cookie: bo
 
 /// `POST /api/auth/change-password` `{currentPassword, password, passwordConfirmation}` →
 /// `{jwt, refreshToken, user}`; every earlier session of the account ends.
+#[utoipa::path(post, path = "/api/auth/change-password", tag = "auth",
+    request_body = ChangePasswordRequest, security(("bearer" = [])),
+    responses((status = 200, description = "Password changed", body = Grant), BodyErrors,
+        TokenErrors, RateLimited))]
 pub async fn change_password(
     State(state): State<AppState>,
     Authenticated(who): Authenticated,
     Client(client): Client,
     Body(body): Body,
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     let policy = state.auth.password_policy();
     let identity = [who.user.username.as_str(), who.user.email.as_str()];
     let mut fields = Fields::new(&body);
@@ -120,15 +159,14 @@ pub async fn change_password(
         .auth
         .change_password(&who, current, password, client)
         .await?;
-    let mut body = json!({ "jwt": issued.jwt, "user": UserView::from(&issued.user) });
-    if let Some(refresh) = issued.refresh_token {
-        body["refreshToken"] = json!(refresh);
-    }
-    Ok(Json(body))
+    Ok(Json(Grant::of(&issued, false)).into_response())
 }
 
 /// `POST /api/auth/refresh` `{refreshToken}` (or the cookie) → `{jwt, refreshToken}`, or `{jwt}` and a
 /// new cookie in cookie mode.
+#[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = Option<RefreshRequest>,
+    responses((status = 200, description = "A new access token and refresh token", body = Refreshed),
+        BodyErrors, TokenErrors))]
 pub async fn refresh(
     State(state): State<AppState>,
     Client(client): Client,
@@ -143,8 +181,12 @@ pub async fn refresh(
         _ => return Err(Error::BadRequest(MSG_MISSING_REFRESH.into())),
     };
     let refreshed = state.auth.refresh(&token, &client).await?;
+    let mut response = Json(Refreshed {
+        jwt: &refreshed.jwt,
+        refresh_token: Some(refreshed.refresh_token.as_str()).filter(|_| !in_cookie),
+    })
+    .into_response();
     if in_cookie {
-        let mut response = Json(json!({ "jwt": refreshed.jwt })).into_response();
         let c = cookie::set(
             &state.cookie,
             &headers,
@@ -152,18 +194,17 @@ pub async fn refresh(
             state.auth.session_settings().absolute_ttl,
         );
         response.headers_mut().insert(header::SET_COOKIE, c);
-        Ok(response)
-    } else {
-        Ok(
-            Json(json!({ "jwt": refreshed.jwt, "refreshToken": refreshed.refresh_token }))
-                .into_response(),
-        )
     }
+    Ok(response)
 }
 
 /// `POST /api/auth/logout` `{scope?: "all", deviceId?, refreshToken?}` → `{ok: true}`. Ends the
 /// current session by default. A client whose access token has expired can still end its session
 /// with the refresh token (body or cookie).
+#[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = Option<LogoutRequest>,
+    security((), ("bearer" = [])),
+    responses((status = 200, description = "The sessions are ended", body = OkResponse), BodyErrors,
+        TokenErrors))]
 pub async fn logout(
     State(state): State<AppState>,
     MaybeAuthenticated(who): MaybeAuthenticated,
@@ -190,7 +231,7 @@ pub async fn logout(
         _ => LogoutScope::Current,
     };
     state.auth.logout(who.as_ref(), scope, &client).await?;
-    let mut response = Json(json!({ "ok": true })).into_response();
+    let mut response = Json(OkResponse { ok: true }).into_response();
     if from_cookie.is_some() || cookie::wanted(&state.cookie, &headers) {
         let clear = cookie::clear(&state.cookie, &headers);
         response.headers_mut().insert(header::SET_COOKIE, clear);
@@ -201,12 +242,20 @@ pub async fn logout(
 /// `GET /api/auth/verify`: the forward-auth target (nginx `auth_request`, Traefik ForwardAuth, Caddy
 /// `forward_auth`) and a ready secure query: `200 {"status":"200 OK","user":{…}}` plus `X-Keyway-*`
 /// headers for a valid token, `401` for anything else, including no token.
+#[utoipa::path(get, path = "/api/auth/verify", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "The token is good", body = Verified,
+        headers(("x-keyway-user-id" = String), ("x-keyway-username" = String),
+            ("x-keyway-email" = String), ("x-keyway-role" = String))),
+        TokenErrors))]
 pub async fn verify(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
     let token = super::extract::bearer_token(&headers).ok_or(Error::INVALID_TOKEN)?;
     let who = state.auth.authenticate(&token).await?;
     let user = &who.user;
-    let mut response =
-        Json(json!({ "status": "200 OK", "user": UserView::from(user.as_ref()) })).into_response();
+    let mut response = Json(Verified {
+        status: "200 OK",
+        user: UserView::from(user.as_ref()),
+    })
+    .into_response();
     let h = response.headers_mut();
     let pairs = [
         ("x-keyway-user-id", user.id.to_string()),
@@ -222,34 +271,71 @@ pub async fn verify(State(state): State<AppState>, headers: HeaderMap) -> Result
     Ok(response)
 }
 
+/// The answer of `GET /api/auth/verify`.
+#[derive(Serialize, ToSchema)]
+pub struct Verified<'a> {
+    /// Always `"200 OK"`.
+    pub status: &'static str,
+    pub user: UserView<'a>,
+}
+
+/// `{data: …}`, Strapi 5's wrapper for the session routes.
+#[derive(Serialize, ToSchema)]
+pub struct Data<T> {
+    pub data: T,
+}
+
+/// `{}`.
+#[derive(Serialize, ToSchema)]
+pub struct Empty {}
+
+/// One open session of the user.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    pub id: String,
+    pub device_id: String,
+    pub device_name: Option<String>,
+    /// Whether the calling token belongs to this session.
+    pub current: bool,
+    pub login_at: String,
+    pub last_active_at: String,
+}
+
 /// `GET /api/auth/sessions` → `{data: [{id, deviceId, deviceName, current, loginAt, lastActiveAt}]}`.
+#[utoipa::path(get, path = "/api/auth/sessions", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "The user's open sessions", body = Data<Vec<SessionView>>),
+        TokenErrors))]
 pub async fn sessions(
     State(state): State<AppState>,
     Authenticated(who): Authenticated,
-) -> Result<Json<Value>> {
+) -> Result<Json<Data<Vec<SessionView>>>> {
     let list = state.auth.list_sessions(&who).await?;
-    let data: Vec<Value> = list
+    let data = list
         .into_iter()
-        .map(|s| {
-            json!({
-                "id": s.id,
-                "deviceId": s.device_id,
-                "deviceName": s.device_name,
-                "current": s.current,
-                "loginAt": super::users::iso(s.login_at),
-                "lastActiveAt": super::users::iso(s.last_active_at),
-            })
+        .map(|s| SessionView {
+            id: s.id,
+            device_id: s.device_id,
+            device_name: s.device_name,
+            current: s.current,
+            login_at: super::users::iso(s.login_at),
+            last_active_at: super::users::iso(s.last_active_at),
         })
         .collect();
-    Ok(Json(json!({ "data": data })))
+    Ok(Json(Data { data }))
 }
 
 /// `DELETE /api/auth/sessions/{id}` → `{data: {}}`; another user's or an unknown session is 404.
+#[utoipa::path(delete, path = "/api/auth/sessions/{id}", tag = "auth", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The session's id, as listed")),
+    responses((status = 200, description = "The session is ended", body = Data<Empty>),
+        TokenErrors,
+        (status = 404, description = "No such session of this user", body = super::openapi::ErrorEnvelope)))]
 pub async fn end_session(
     State(state): State<AppState>,
     Authenticated(who): Authenticated,
     axum::extract::Path(id): axum::extract::Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Data<Empty>>> {
     state.auth.end_session(&who, &id).await?;
-    Ok(Json(json!({ "data": {} })))
+    Ok(Json(Data { data: Empty {} }))
 }

@@ -9,15 +9,18 @@ pub mod error;
 pub mod extract;
 mod health;
 mod limits;
+pub mod openapi;
 pub mod pages;
 pub mod users;
 mod wellknown;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::response::IntoResponse;
+use axum::routing::get;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -26,6 +29,9 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Auth;
 use crate::config::CookieSettings;
@@ -68,37 +74,74 @@ fn cors(origins: &[String]) -> CorsLayer {
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The API's routes, built from their `#[utoipa::path]` annotations, with the routes Strapi
+/// rate-limits (everything that takes a password, a code or an address) apart so the limit can be
+/// layered on them alone.
+fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let limited = OpenApiRouter::new()
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(account::forgot_password))
+        .routes(routes!(account::reset_password))
+        .routes(routes!(account::send_email_confirmation));
+    let open = OpenApiRouter::new()
+        .routes(routes!(account::email_confirmation))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::sessions))
+        .routes(routes!(auth::end_session))
+        .routes(routes!(auth::verify))
+        .routes(routes!(users::me))
+        .routes(routes!(wellknown::jwks))
+        .routes(routes!(health::alive))
+        .routes(routes!(health::ready))
+        .routes(routes!(openapi_json));
+    (limited, open)
+}
+
+/// The OpenAPI description of every API route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (limited, open) = api_routes();
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(limited)
+        .merge(open)
+        .into_openapi()
+}
+
+/// The description, serialized once when the router is built.
+#[derive(Clone)]
+struct OpenApiJson(Arc<str>);
+
+/// `GET /api/openapi.json`: this API, described in OpenAPI 3.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI document", body = openapi::OpenApiDocument)))]
+async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        doc.0.to_string(),
+    )
+}
+
 /// Every route of the API, with the layers that apply to all of them. Pure: tests drive it in-process
 /// or over a socket.
 pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
     let base = state.pages.base_path.trim_end_matches('/').to_owned();
-    // The routes Strapi rate-limits: everything that takes a password, a code or an address.
-    let limited = Router::new()
-        .route("/api/auth/local", post(auth::login))
-        .route("/api/auth/local/register", post(auth::register))
-        .route("/api/auth/change-password", post(auth::change_password))
-        .route("/api/auth/forgot-password", post(account::forgot_password))
-        .route("/api/auth/reset-password", post(account::reset_password))
-        .route(
-            "/api/auth/send-email-confirmation",
-            post(account::send_email_confirmation),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), limits::limit));
-    let api = Router::new()
+    let (limited, open) = api_routes();
+    let limited = limited.route_layer(middleware::from_fn_with_state(state.clone(), limits::limit));
+    let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(limited)
-        .route(
-            "/api/auth/email-confirmation",
-            get(account::email_confirmation),
-        )
-        .route("/api/auth/refresh", post(auth::refresh))
-        .route("/api/auth/logout", post(auth::logout))
-        .route("/api/auth/sessions", get(auth::sessions))
-        .route("/api/auth/sessions/{id}", delete(auth::end_session))
-        .route("/api/auth/verify", get(auth::verify))
-        .route("/api/users/me", get(users::me))
-        .route("/.well-known/jwks.json", get(wellknown::jwks))
-        .route("/healthz", get(health::alive))
-        .route("/readyz", get(health::ready));
+        .merge(open)
+        .split_for_parts();
+    let doc = OpenApiJson(
+        doc.to_json()
+            .expect("the OpenAPI document serializes")
+            .into(),
+    );
+    let api = api.layer(Extension(doc));
     let app = if base.is_empty() {
         api.merge(pages::router())
     } else {

@@ -4,14 +4,16 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::extract::Authenticated;
 use crate::store::{Millis, Role, User};
 
 /// A user as Strapi 5 sends it, plus the populated `role` (as Strapi v3 did). Never a password hash or
 /// a token: this type has no field that could hold one.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = User)]
 pub struct UserView<'a> {
     pub id: i64,
     pub document_id: &'a str,
@@ -26,7 +28,8 @@ pub struct UserView<'a> {
     pub role: RoleView<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Role)]
 pub struct RoleView<'a> {
     pub id: i64,
     pub name: &'a str,
@@ -73,6 +76,9 @@ pub fn iso(ms: Millis) -> String {
 }
 
 /// `GET /api/users/me` → the bare user object.
+#[utoipa::path(get, path = "/api/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, description = "The user the token belongs to", body = UserView),
+        super::openapi::TokenErrors))]
 pub async fn me(Authenticated(who): Authenticated) -> Response {
     Json(UserView::from(who.user.as_ref())).into_response()
 }

@@ -9,6 +9,8 @@ use super::AppState;
 
 /// `GET /.well-known/jwks.json`: the public keys that verify current tokens. Cacheable for a few
 /// minutes: a rotated key is published before it signs anything a verifier could see first.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "meta",
+    responses((status = 200, description = "The verification keys", body = super::openapi::JwkSet)))]
 pub async fn jwks(State(state): State<AppState>) -> Response {
     let mut response = Json(state.auth.keys().jwks().as_ref().clone()).into_response();
     response.headers_mut().insert(

@@ -372,3 +372,101 @@ async fn slow_requests_time_out() {
     let head = String::from_utf8_lossy(&answer[..n]);
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
 }
+
+/// Sends `request` on a new connection and returns the start of the answer, or `None` when nothing
+/// arrives within `wait`.
+async fn exchange(
+    stream: &mut tokio::net::TcpStream,
+    request: &[u8],
+    wait: Duration,
+) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    match tokio::time::timeout(wait, stream.read(&mut answer)).await {
+        Ok(Ok(n)) => Some(String::from_utf8_lossy(&answer[..n]).into_owned()),
+        Ok(Err(_)) | Err(_) => None,
+    }
+}
+
+const HEALTH: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[tokio::test]
+async fn oversized_headers_are_refused_with_431() {
+    let app = TestApp::spawn().await;
+    let big = "a".repeat(20 * 1024);
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: {big}\r\n\r\n");
+    let head = exchange(&mut stream, request.as_bytes(), Duration::from_secs(5))
+        .await
+        .expect("an answer");
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+
+    // Headers just under the default cap still work.
+    let fits = "a".repeat(15 * 1024);
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-filler", fits)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_header_cap_is_configurable() {
+    let app = TestApp::spawn_with(|c| c.connections.max_header_bytes = 64 * 1024).await;
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .header("x-filler", "a".repeat(40 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let app = TestApp::spawn_with(|c| c.connections.max_connections = 2).await;
+    let mut first = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    for stream in [&mut first, &mut second] {
+        let head = exchange(stream, HEALTH, Duration::from_secs(5)).await;
+        assert!(head.is_some_and(|h| h.starts_with("HTTP/1.1 200")));
+    }
+    // Both kept alive: a third connection is not served...
+    let mut third = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let waiting = exchange(&mut third, HEALTH, Duration::from_millis(500)).await;
+    assert_eq!(waiting, None, "a third connection was served past the cap");
+    // ...until one of the two goes away; then its request, already sent, is answered.
+    drop(first);
+    use tokio::io::AsyncReadExt;
+    let mut answer = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut answer))
+        .await
+        .expect("served once a slot was free")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    use tokio::io::AsyncReadExt;
+    let app =
+        TestApp::spawn_with(|c| c.connections.header_read_timeout = Duration::from_millis(300))
+            .await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    // The request line and one header, then silence (slow-loris).
+    let started = exchange(
+        &mut stream,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n",
+        Duration::from_millis(100),
+    )
+    .await;
+    assert_eq!(started, None);
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the connection was still open after 5 s");
+}

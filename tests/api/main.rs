@@ -10,6 +10,7 @@ mod jwt;
 mod limits;
 mod login;
 mod me;
+mod openapi;
 mod policy;
 mod register;
 mod sessions;

@@ -1,0 +1,205 @@
+//! The machine-readable description of the API, built from the handlers' own `#[utoipa::path]`
+//! annotations and response types: the router is assembled from the same annotations
+//! ([`utoipa_axum::routes!`]), so a route cannot exist without its description or the other way round.
+//! `/api/openapi.json` serves it; `docs/openapi.json` is the checked-in copy that a test compares.
+//!
+//! Request bodies are read by hand (`Fields`) to reproduce Strapi's validation messages exactly, so
+//! their shapes are described by the small schema types below rather than derived from a parser.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// The document's frame: title, security scheme and tags. Paths and schemas come from the router.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Keyway",
+        description = "Self-hosted authentication API, wire-compatible with Strapi's users-permissions plugin."
+    ),
+    modifiers(&BearerScheme),
+    tags(
+        (name = "auth", description = "Logging in, registering and sessions"),
+        (name = "account", description = "Forgotten passwords and email confirmation"),
+        (name = "users", description = "The logged-in user"),
+        (name = "meta", description = "Keys, health and this description")
+    )
+)]
+pub struct ApiDoc;
+
+/// The scheme handlers name in `security(("bearer" = []))` (the macro wants the literal).
+pub const BEARER: &str = "bearer";
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.bearer_format = Some("JWT".into());
+        components.add_security_scheme(BEARER, SecurityScheme::Http(scheme));
+    }
+}
+
+/// Strapi's error envelope, the body of every 4xx and 5xx answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    /// Always `null`.
+    #[schema(value_type = Option<Object>)]
+    pub data: Value,
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// The HTTP status again.
+    pub status: u16,
+    /// `ValidationError`, `ApplicationError`, `UnauthorizedError`, `RateLimitError`, …
+    pub name: String,
+    pub message: String,
+    /// `{errors: [{path, message, name, value}]}` for field validation, otherwise `{}`.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+/// `POST /api/auth/local`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)] // Describes a body that `Fields` reads.
+pub struct LoginRequest {
+    /// The email address or the username.
+    #[schema(min_length = 1)]
+    identifier: String,
+    #[schema(min_length = 1, max_length = 1024)]
+    password: String,
+    /// Names the device, so `logout` with `deviceId` can end just its sessions.
+    device_id: Option<String>,
+}
+
+/// `POST /api/auth/local/register`. Keys other than these three are refused.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RegisterRequest {
+    /// At least 3 characters.
+    #[schema(min_length = 3)]
+    username: String,
+    #[schema(format = Email)]
+    email: String,
+    /// At least 8 characters (configurable), at most 1024 bytes, not a commonly breached password,
+    /// not the username or email.
+    #[schema(min_length = 8, max_length = 1024)]
+    password: String,
+}
+
+/// `POST /api/auth/change-password`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct ChangePasswordRequest {
+    current_password: String,
+    password: String,
+    password_confirmation: String,
+}
+
+/// `POST /api/auth/forgot-password` and `POST /api/auth/send-email-confirmation`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EmailRequest {
+    #[schema(format = Email)]
+    email: String,
+}
+
+/// `POST /api/auth/reset-password`.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct ResetPasswordRequest {
+    /// The code from the mailed link.
+    code: String,
+    password: String,
+    password_confirmation: String,
+}
+
+/// `POST /api/auth/refresh`. In cookie mode the cookie carries the token and the body may be empty.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct RefreshRequest {
+    refresh_token: Option<String>,
+}
+
+/// `POST /api/auth/logout`: the current session by default; `scope: "all"` ends every session of
+/// the user, `deviceId` those of one device, and `refreshToken` (or the cookie) the session of an
+/// expired access token.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct LogoutRequest {
+    scope: Option<String>,
+    device_id: Option<String>,
+    refresh_token: Option<String>,
+}
+
+/// `{ok: true}`.
+#[derive(Serialize, ToSchema)]
+pub struct OkResponse {
+    pub ok: bool,
+}
+
+/// `{status: "ok"}` of the health probes.
+#[derive(Serialize, ToSchema)]
+pub struct Status {
+    pub status: &'static str,
+}
+
+/// A JSON Web Key Set (RFC 7517).
+#[derive(Serialize, ToSchema)]
+pub struct JwkSet {
+    #[schema(value_type = Vec<Object>)]
+    pub keys: Vec<Value>,
+}
+
+/// This document, for the route that serves it.
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+#[allow(dead_code)]
+pub struct OpenApiDocument(Value);
+
+/// A body that could not be accepted: invalid JSON or fields (Strapi's `ValidationError`), a refused
+/// login or registration (`ApplicationError`), or one over the size limit.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum BodyErrors {
+    #[response(status = 400, description = "Invalid input or refused request")]
+    BadRequest(ErrorEnvelope),
+    #[response(status = 413, description = "The body is over the size limit")]
+    TooLarge(ErrorEnvelope),
+}
+
+/// The answers of a route that needs a bearer token.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum TokenErrors {
+    #[response(
+        status = 401,
+        description = "Missing, invalid, expired or revoked token; carries `WWW-Authenticate: Bearer`"
+    )]
+    Unauthorized(ErrorEnvelope),
+    #[response(
+        status = 403,
+        description = "No token at all: Strapi's public role may not use this route"
+    )]
+    Forbidden(ErrorEnvelope),
+}
+
+/// The answer past a route's rate limit.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum RateLimited {
+    #[response(
+        status = 429,
+        description = "Too many requests from this client; `Retry-After` says when to try again"
+    )]
+    TooMany(ErrorEnvelope),
+}

@@ -306,7 +306,7 @@ async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
 
 async fn keys_command(config: Config, cmd: KeysCommand) -> Result<(), String> {
     // The store alone: key commands need neither the hasher nor the mailer.
-    let store = keyway::store::connect(&config.database_url)
+    let store = keyway::store::connect(&config.database_url, &config.database)
         .await
         .map_err(|e| start_error(&e.into()))?;
     let store = store.as_ref();

@@ -200,9 +200,9 @@ impl PgStore {
 }
 
 async fn migrate(pool: &PgPool) -> StoreResult<Vec<AppliedMigration>> {
+    // On failure this connection may still hold sqlx's session-level migration lock; that is harmless
+    // because a failed migration fails `open`, and the pool goes with it.
     let mut conn = pool.acquire().await.map_err(db)?;
-    // A failure can leave sqlx's session-level migration lock held: never hand this connection back.
-    conn.close_on_drop();
     let before = applied_versions(&mut *conn).await?;
     MIGRATOR
         .run(&mut *conn)

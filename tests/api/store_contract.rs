@@ -1112,3 +1112,152 @@ async fn signing_keys_come_newest_first() {
     })
     .await;
 }
+
+// ---- settings only PostgreSQL has (SQLite ignores them) ----
+
+/// An administrator's connection to a test database, to watch and obstruct the store under test.
+async fn admin_of(db: &PgDatabase) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    sqlx::PgConnection::connect(db.url_str())
+        .await
+        .expect("connect to the test database")
+}
+
+/// The store's connections to `db`, as the server sees them: whether each uses TLS.
+async fn keyway_connections(admin: &mut sqlx::PgConnection, db: &PgDatabase) -> Vec<bool> {
+    sqlx::query_scalar(
+        "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid \
+         WHERE a.datname = current_database() AND a.application_name = 'keyway'",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap_or_else(|e| panic!("pg_stat_ssl of {}: {e}", db.url_str()))
+}
+
+async fn pg_store(db: &PgDatabase, settings: DatabaseSettings) -> Result<PgStore, StoreError> {
+    PgStore::connect(db.url_str(), &settings).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_statement_timeout_cancels_a_stuck_statement() {
+    let db = PgDatabase::create().await;
+    let settings = DatabaseSettings {
+        statement_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
+    let store = pg_store(&db, settings).await.expect("store opens");
+    let mut admin = admin_of(&db).await;
+    sqlx::query("BEGIN").execute(&mut admin).await.unwrap();
+    sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let stuck = tokio::time::timeout(std::time::Duration::from_secs(10), store.user_by_id(1))
+        .await
+        .expect("the server cancels the statement; it does not hang");
+    let waited = started.elapsed();
+    assert!(matches!(stuck, Err(StoreError::Database(_))), "{stuck:?}");
+    assert!(
+        waited >= std::time::Duration::from_millis(250),
+        "cancelled after the timeout, not before: {waited:?}"
+    );
+    sqlx::query("ROLLBACK").execute(&mut admin).await.unwrap();
+    assert_eq!(
+        store.user_by_id(1).await.unwrap(),
+        None,
+        "the store recovers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_pool_size_bounds_the_connections() {
+    let db = PgDatabase::create().await;
+    let settings = DatabaseSettings {
+        pool_size: Some(2),
+        ..Default::default()
+    };
+    let store: Arc<dyn Store> = Arc::new(pg_store(&db, settings).await.expect("store opens"));
+    let mut admin = admin_of(&db).await;
+    // Not `admin`: inside a transaction the server keeps showing the activity it saw first.
+    let mut watcher = admin_of(&db).await;
+    // Every lookup waits on the lock while holding a connection, so the pool grows as far as it may.
+    sqlx::query("BEGIN").execute(&mut admin).await.unwrap();
+    sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let lookups: Vec<_> = (0..RACERS)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.user_by_id(1).await })
+        })
+        .collect();
+    let mut open = 0;
+    for _ in 0..100 {
+        open = keyway_connections(&mut watcher, &db).await.len();
+        if open >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Give a pool that would overshoot the time to do it.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    open = open.max(keyway_connections(&mut watcher, &db).await.len());
+    assert_eq!(
+        open, 2,
+        "database_pool_size = 2 with {RACERS} waiting lookups"
+    );
+    sqlx::query("ROLLBACK").execute(&mut admin).await.unwrap();
+    for lookup in lookups {
+        assert_eq!(lookup.await.unwrap().unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn postgres_sslmode_is_honoured() {
+    use keyway::store::SslMode;
+    let with_mode = |mode| DatabaseSettings {
+        ssl_mode: Some(mode),
+        ..Default::default()
+    };
+    let db = PgDatabase::create().await;
+    let mut admin = admin_of(&db).await;
+    let server_tls: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    eprintln!("server ssl = {server_tls}");
+
+    // The setting overrides the URL's own sslmode (the configuration refuses a contradiction).
+    let plain = pg_store(&db, with_mode(SslMode::Disable))
+        .await
+        .expect("plain TCP");
+    // A query first, so the store certainly holds a connection to look at.
+    plain.ping().await.unwrap();
+    let tls = keyway_connections(&mut admin, &db).await;
+    assert!(!tls.is_empty() && tls.iter().all(|on| !on), "{tls:?}");
+    drop(plain);
+
+    let db = PgDatabase::create().await;
+    let mut admin = admin_of(&db).await;
+    let required = pg_store(&db, with_mode(SslMode::Require)).await;
+    if server_tls == "on" {
+        let store = required.expect("TLS to a server that offers it");
+        store.ping().await.unwrap();
+        let tls = keyway_connections(&mut admin, &db).await;
+        assert!(!tls.is_empty() && tls.iter().all(|on| *on), "{tls:?}");
+        // A self-signed or private-CA certificate (the local server's) is not trusted by the
+        // built-in web PKI roots, so full verification refuses it.
+        let verified = pg_store(&db, with_mode(SslMode::VerifyFull)).await;
+        assert!(
+            verified.is_err(),
+            "verify-full accepted an untrusted certificate"
+        );
+    } else {
+        assert!(
+            required.is_err(),
+            "sslmode=require must refuse a server without TLS"
+        );
+    }
+}

@@ -466,7 +466,10 @@ mod tests {
 
     #[test]
     fn the_url_scheme_chooses_the_engine() {
-        for pg in ["postgres://u@db/k", "postgresql://u:p@db:5432/k?sslmode=require"] {
+        for pg in [
+            "postgres://u@db/k",
+            "postgresql://u:p@db:5432/k?sslmode=require",
+        ] {
             assert!(matches!(engine_of(pg), Ok(Engine::Postgres)), "{pg}");
         }
         let sqlite = |url: &str| match engine_of(url) {

@@ -231,9 +231,12 @@ impl Store for PgStore {
     }
 
     async fn role_by_name_or_kind(&self, name: &str) -> StoreResult<Option<Role>> {
+        // `COLLATE "C"` folds ASCII letters only, exactly as SQLite's lower() does; the database's own
+        // collation would also fold others (É → é), and which names match would depend on the engine.
         let row = sqlx::query(
             "SELECT id, name, description, type FROM roles \
-             WHERE type = $1 OR lower(name) = lower($1) ORDER BY type = $1 DESC LIMIT 1",
+             WHERE type = $1 OR lower(name COLLATE \"C\") = lower($1 COLLATE \"C\") \
+             ORDER BY type = $1 DESC LIMIT 1",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -305,8 +308,9 @@ impl Store for PgStore {
     }
 
     async fn identity_taken(&self, username: &str, email: &str) -> StoreResult<bool> {
+        // ASCII-only lower(), as on SQLite (see role_by_name_or_kind).
         let taken: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE email IN ($1, lower($2)) \
+            "SELECT EXISTS (SELECT 1 FROM users WHERE email IN ($1, lower($2 COLLATE \"C\")) \
              OR username IN ($1, $2))",
         )
         .bind(email)

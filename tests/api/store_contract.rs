@@ -233,6 +233,14 @@ async fn taken_usernames_emails_and_document_ids_conflict() {
             !taken("Alice", "new@example.com").await,
             "usernames are exact"
         );
+
+        // Case folding is ASCII-only on both engines (SQLite's lower()): a non-ASCII capital is not
+        // folded. Changing that is a change to both stores, which is why it is pinned here.
+        let mut accented = new_user("emile");
+        accented.email = "émile@example.com".into();
+        store.create_user(accented).await.unwrap();
+        assert!(taken("émile@EXAMPLE.com", "new@example.com").await);
+        assert!(!taken("ÉMILE@example.com", "new@example.com").await);
     })
     .await;
 }

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
 use sqlx::{Postgres, Row, Transaction};
+use std::borrow::Cow;
 use std::str::FromStr;
 
 pub struct PgStore {
@@ -54,6 +55,24 @@ macro_rules! revoke {
 /// reader sees is always a prefix of the sequence (rolled-back numbers are gaps nobody waits for).
 /// The key is "keyway" in ASCII plus 1, unlikely to collide with another application's locks.
 const INVALIDATIONS_LOCK: i64 = 0x6b65_7977_6179_0001;
+
+/// PostgreSQL's TEXT cannot hold U+0000, which SQLite stores like any other character and which a
+/// client can send (a JSON `"\u0000"` in a device id or a login identifier). Every string bound to a
+/// query goes through here, values and lookup keys alike: NUL becomes U+FFFD, so what SQLite would
+/// store PostgreSQL stores, what SQLite would match PostgreSQL matches, and no input becomes a
+/// database error. The price: NUL and U+FFFD in the same place are the same text here, and a stored
+/// NUL reads back as U+FFFD.
+fn text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn opt_text(s: &Option<String>) -> Option<Cow<'_, str>> {
+    s.as_deref().map(text)
+}
 
 fn db(e: sqlx::Error) -> StoreError {
     match &e {
@@ -140,7 +159,7 @@ async fn record(
     let (kind, key) = invalidation_parts(change);
     sqlx::query("INSERT INTO invalidations (kind, key, at) VALUES ($1, $2, $3)")
         .bind(kind)
-        .bind(key)
+        .bind(text(&key))
         .bind(now)
         .execute(&mut **tx)
         .await?;
@@ -223,7 +242,7 @@ impl Store for PgStore {
 
     async fn role_by_kind(&self, kind: &str) -> StoreResult<Option<Role>> {
         let row = sqlx::query("SELECT id, name, description, type FROM roles WHERE type = $1")
-            .bind(kind)
+            .bind(text(kind))
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
@@ -238,7 +257,7 @@ impl Store for PgStore {
              WHERE type = $1 OR lower(name COLLATE \"C\") = lower($1 COLLATE \"C\") \
              ORDER BY type = $1 DESC LIMIT 1",
         )
-        .bind(name)
+        .bind(text(name))
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
@@ -251,11 +270,11 @@ impl Store for PgStore {
              blocked, role_id, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
         )
-        .bind(&user.document_id)
-        .bind(&user.username)
-        .bind(&user.email)
-        .bind(&user.provider)
-        .bind(&user.password_hash)
+        .bind(text(&user.document_id))
+        .bind(text(&user.username))
+        .bind(text(&user.email))
+        .bind(text(&user.provider))
+        .bind(opt_text(&user.password_hash))
         .bind(user.confirmed)
         .bind(user.blocked)
         .bind(user.role_id)
@@ -279,7 +298,7 @@ impl Store for PgStore {
 
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query(concat!(user_select!(), "WHERE u.username = $1"))
-            .bind(username)
+            .bind(text(username))
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
@@ -295,8 +314,8 @@ impl Store for PgStore {
             user_select!(),
             "WHERE u.provider = 'local' AND (u.email = $1 OR u.username = $2) ORDER BY u.id LIMIT 1"
         ))
-        .bind(email_lowercase)
-        .bind(username)
+        .bind(text(email_lowercase))
+        .bind(text(username))
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
@@ -313,8 +332,8 @@ impl Store for PgStore {
             "SELECT EXISTS (SELECT 1 FROM users WHERE email IN ($1, lower($2 COLLATE \"C\")) \
              OR username IN ($1, $2))",
         )
-        .bind(email)
-        .bind(username)
+        .bind(text(email))
+        .bind(text(username))
         .fetch_one(&self.pool)
         .await
         .map_err(db)?;
@@ -334,7 +353,7 @@ impl Store for PgStore {
 
     async fn user_by_email(&self, email_lowercase: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query(concat!(user_select!(), "WHERE u.email = $1"))
-            .bind(email_lowercase)
+            .bind(text(email_lowercase))
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
@@ -357,7 +376,7 @@ impl Store for PgStore {
 
     async fn set_password_hash(&self, user_id: i64, hash: &str, now: Millis) -> StoreResult<()> {
         sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-            .bind(hash)
+            .bind(text(hash))
             .bind(now)
             .bind(user_id)
             .execute(&self.pool)
@@ -423,18 +442,18 @@ impl Store for PgStore {
              idle_expires_at, expires_at, revoked_at, revoked_reason, user_agent, ip) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
-        .bind(&s.id)
+        .bind(text(&s.id))
         .bind(s.user_id)
-        .bind(&s.device_id)
-        .bind(&s.device_name)
+        .bind(text(&s.device_id))
+        .bind(opt_text(&s.device_name))
         .bind(s.created_at)
         .bind(s.last_active_at)
         .bind(s.idle_expires_at)
         .bind(s.expires_at)
         .bind(s.revoked_at)
-        .bind(&s.revoked_reason)
-        .bind(&s.user_agent)
-        .bind(&s.ip)
+        .bind(opt_text(&s.revoked_reason))
+        .bind(opt_text(&s.user_agent))
+        .bind(opt_text(&s.ip))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -442,8 +461,8 @@ impl Store for PgStore {
             sqlx::query(
                 "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)",
             )
-            .bind(hash)
-            .bind(&s.id)
+            .bind(text(hash))
+            .bind(text(&s.id))
             .bind(s.created_at)
             .execute(&mut *tx)
             .await
@@ -455,7 +474,7 @@ impl Store for PgStore {
 
     async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
         let row = sqlx::query(concat!(session_select!(), "WHERE id = $1"))
-            .bind(id)
+            .bind(text(id))
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
@@ -487,20 +506,20 @@ impl Store for PgStore {
         let revoke = |sql: &'static str| {
             sqlx::query_scalar::<Postgres, String>(sql)
                 .bind(now)
-                .bind(reason)
+                .bind(text(reason))
         };
         let query = match &which {
-            Revoke::Session(id) => revoke(revoke!("id = $3")).bind(id.as_str()),
+            Revoke::Session(id) => revoke(revoke!("id = $3")).bind(text(id)),
             Revoke::AllOfUser(user_id) => revoke(revoke!("user_id = $3")).bind(*user_id),
             Revoke::Device { user_id, device_id } => {
                 revoke(revoke!("user_id = $3 AND device_id = $4"))
                     .bind(*user_id)
-                    .bind(device_id.as_str())
+                    .bind(text(device_id))
             }
             Revoke::AllOfUserExcept { user_id, keep } => {
                 revoke(revoke!("user_id = $3 AND id <> $4"))
                     .bind(*user_id)
-                    .bind(keep.as_str())
+                    .bind(text(keep))
             }
         };
         let mut tx = self.pool.begin().await.map_err(db)?;
@@ -520,7 +539,7 @@ impl Store for PgStore {
         let row = sqlx::query(
             "SELECT hash, session_id, created_at, used_at, nonce FROM refresh_tokens WHERE hash = $1",
         )
-        .bind(hash)
+        .bind(text(hash))
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
@@ -555,7 +574,7 @@ impl Store for PgStore {
         )
         .bind(now)
         .bind(nonce)
-        .bind(old_hash)
+        .bind(text(old_hash))
         .fetch_optional(&mut *tx)
         .await
         .map_err(db)?;
@@ -565,7 +584,7 @@ impl Store for PgStore {
         sqlx::query(
             "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)",
         )
-        .bind(new_hash)
+        .bind(text(new_hash))
         .bind(&session)
         .bind(now)
         .execute(&mut *tx)
@@ -611,7 +630,7 @@ impl Store for PgStore {
             "INSERT INTO one_time_codes (hash, user_id, purpose, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(hash)
+        .bind(text(hash))
         .bind(user_id)
         .bind(purpose.as_str())
         .bind(now)
@@ -636,7 +655,7 @@ impl Store for PgStore {
              RETURNING user_id",
         )
         .bind(now)
-        .bind(hash)
+        .bind(text(hash))
         .bind(purpose.as_str())
         .fetch_optional(&self.pool)
         .await
@@ -653,7 +672,7 @@ impl Store for PgStore {
             "SELECT user_id FROM one_time_codes \
              WHERE hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
         )
-        .bind(hash)
+        .bind(text(hash))
         .bind(purpose.as_str())
         .bind(now)
         .fetch_optional(&self.pool)
@@ -667,11 +686,11 @@ impl Store for PgStore {
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(e.at)
-        .bind(&e.kind)
+        .bind(text(&e.kind))
         .bind(e.user_id)
-        .bind(&e.ip)
-        .bind(&e.user_agent)
-        .bind(&e.detail)
+        .bind(opt_text(&e.ip))
+        .bind(opt_text(&e.user_agent))
+        .bind(opt_text(&e.detail))
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -807,8 +826,8 @@ impl Store for PgStore {
             "INSERT INTO signing_keys (kid, alg, private_der, public_raw, created_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(&key.kid)
-        .bind(&key.alg)
+        .bind(text(&key.kid))
+        .bind(text(&key.alg))
         .bind(&key.private_der)
         .bind(&key.public_raw)
         .bind(key.created_at)

@@ -680,6 +680,80 @@ async fn concurrent_rotations_of_one_token_have_one_winner() {
     .await;
 }
 
+/// U+0000 is ordinary text to SQLite and unstorable in PostgreSQL's TEXT; a client can send it (JSON
+/// `"\u0000"`). Lookups with it find nothing, and values with it are stored and matched again — on
+/// PostgreSQL as U+FFFD, which is the one visible difference.
+#[tokio::test]
+async fn nul_characters_are_stored_and_matched_not_errors() {
+    on_each_engine(|store| async move {
+        let quinn = user(&store, "quinn").await;
+        assert!(
+            store
+                .local_credentials("qu\0inn@example.com", "qu\0inn")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            !store
+                .identity_taken("qu\0inn", "x\0@example.com")
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.user_by_username("qu\0inn").await.unwrap(), None);
+        assert_eq!(store.session("s\0").await.unwrap(), None);
+        assert_eq!(store.refresh_token("r\0").await.unwrap(), None);
+        assert_eq!(
+            store
+                .consume_code("c\0", CodePurpose::ResetPassword, NOW)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            store
+                .revoke_sessions(Revoke::Session("s\0".into()), "x", NOW)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let mut odd = session("q1", quinn.id, "tab\0let", NOW);
+        odd.device_name = Some("name\0".into());
+        odd.user_agent = Some("agent\0".into());
+        store.create_session(&odd, Some("q-r0")).await.unwrap();
+        let stored = store.session("q1").await.unwrap().unwrap();
+        let as_sent = |s: &str| s.replace('\u{FFFD}', "\0");
+        assert_eq!(as_sent(&stored.device_id), "tab\0let");
+        assert_eq!(
+            stored.device_name.as_deref().map(as_sent).as_deref(),
+            Some("name\0")
+        );
+        let ended = store
+            .revoke_sessions(
+                Revoke::Device {
+                    user_id: quinn.id,
+                    device_id: "tab\0let".into(),
+                },
+                "logout",
+                NOW,
+            )
+            .await
+            .unwrap();
+        assert_eq!(ended, ["q1"], "the device id matches itself");
+
+        let mut e = event(NOW, "login_failure", Some(quinn.id));
+        e.detail = Some("odd\0detail".into());
+        store.record_audit(&e).await.unwrap();
+        let trail = store.audit_events(Some(quinn.id), None, 10).await.unwrap();
+        assert_eq!(
+            trail[0].detail.as_deref().map(as_sent).as_deref(),
+            Some("odd\0detail")
+        );
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn one_time_codes_work_once_for_their_purpose_until_they_expire() {
     on_each_engine(|store| async move {

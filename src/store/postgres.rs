@@ -222,11 +222,22 @@ async fn migrate(pool: &PgPool) -> StoreResult<Vec<AppliedMigration>> {
     // On failure this connection may still hold sqlx's session-level migration lock; that is harmless
     // because a failed migration fails `open`, and the pool goes with it.
     let mut conn = pool.acquire().await.map_err(db)?;
+    // Migrations are exempt from the statement timeout: building an index on a big table, or waiting
+    // for another node's migration lock, may rightly take longer than any request should.
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
     let before = applied_versions(&mut *conn).await?;
     MIGRATOR
         .run(&mut *conn)
         .await
         .map_err(|e| StoreError::Database(Box::new(e)))?;
+    // Back to the configured value (RESET returns to what the connection started with).
+    sqlx::query("RESET statement_timeout")
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
     Ok(newly_applied(&MIGRATOR, &before))
 }
 

@@ -1,11 +1,37 @@
 #!/usr/bin/env bash
 # Keyway's test command. Installs what the suites need beyond the Rust toolchain (the Node peers in
-# e2e/, the SMTP sink and Schemathesis in e2e/.venv, Debian's Chromium for the browser suite), runs
-# every Rust suite in one `cargo test`, then the hosted app's browser suite (`node --test e2e/`) and
-# Schemathesis against the binary that `cargo test` built. Extra arguments go to `cargo test` and skip
-# the browser and Schemathesis suites.
+# e2e/, the SMTP sink and Schemathesis in e2e/.venv, Debian's Chromium for the browser suite, a
+# PostgreSQL server), runs every Rust suite in one `cargo test` (the API suite on SQLite, the store
+# contract suite on both engines), the API suite a second time on PostgreSQL, then the hosted app's
+# browser suite (`node --test e2e/`) and Schemathesis against the binary that `cargo test` built.
+# Extra arguments go to both `cargo test` runs and skip the browser and Schemathesis suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Runs a command as root: directly when we are root, else through sudo. Fails (returns 1) with a
+# message naming `what` when neither is possible.
+as_root() {
+  local what=$1
+  shift
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    echo "scripts/test.sh: $what needs root, and this user is not root and has no sudo" >&2
+    return 1
+  fi
+}
+
+apt_install() {
+  local package=$1
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "scripts/test.sh: apt-get is not available to install $package" >&2
+    return 1
+  fi
+  as_root "installing $package" apt-get update &&
+    as_root "installing $package" env DEBIAN_FRONTEND=noninteractive apt-get install -y "$package"
+}
 
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "scripts/test.sh: Node.js 20+ with npm is needed for the e2e peers (e2e/package.json)" >&2
@@ -40,19 +66,7 @@ fi
 CHROMIUM=/usr/bin/chromium
 if [ "$#" -eq 0 ] && [ ! -x "$CHROMIUM" ]; then
   echo "== apt-get install chromium (for the browser suite)"
-  if [ "$(id -u)" -eq 0 ]; then
-    SUDO=()
-  elif command -v sudo >/dev/null 2>&1; then
-    SUDO=(sudo)
-  else
-    echo "scripts/test.sh: $CHROMIUM is missing and this user cannot install it (not root, no sudo): install Debian's chromium package" >&2
-    exit 1
-  fi
-  if ! command -v apt-get >/dev/null 2>&1; then
-    echo "scripts/test.sh: $CHROMIUM is missing and apt-get is not available: install Chromium at $CHROMIUM" >&2
-    exit 1
-  fi
-  if ! "${SUDO[@]}" apt-get update || ! "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; then
+  if ! apt_install chromium; then
     echo "scripts/test.sh: installing Debian's chromium package failed; the browser suite needs $CHROMIUM" >&2
     exit 1
   fi
@@ -62,8 +76,70 @@ if [ "$#" -eq 0 ] && [ ! -x "$CHROMIUM" ]; then
   fi
 fi
 
-echo "== cargo test"
+# PostgreSQL for the store contract suite and the API suite's second run: a server on 127.0.0.1:5432
+# that lets user `postgres` in without a password and may create databases (each test makes its own).
+# One that already answers there is used as it is. Otherwise Debian's postgresql package is installed
+# if missing, and a cluster of our own, `keyway-test` (trust authentication; it listens on localhost
+# only, the default), is created if missing and started. Skipped when KEYWAY_TEST_POSTGRES_URL points elsewhere.
+PG_CLUSTER=keyway-test
+pg_fail() {
+  echo "scripts/test.sh: $*" >&2
+  echo "scripts/test.sh: the PostgreSQL suites need a server on 127.0.0.1:5432 with trust authentication for user postgres (or set KEYWAY_TEST_POSTGRES_URL)" >&2
+  exit 1
+}
+pg_ready() {
+  command -v pg_isready >/dev/null 2>&1 && pg_isready -h 127.0.0.1 -p 5432 -q
+}
+if [ -z "${KEYWAY_TEST_POSTGRES_URL:-}" ] && ! pg_ready; then
+  echo "== PostgreSQL on 127.0.0.1:5432"
+  fresh_install=no
+  if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || ! command -v pg_createcluster >/dev/null 2>&1; then
+    echo "== apt-get install postgresql"
+    apt_install postgresql || pg_fail "installing Debian's postgresql package failed"
+    fresh_install=yes
+  fi
+  pg_version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+  [ -n "$pg_version" ] || pg_fail "no PostgreSQL version found under /usr/lib/postgresql"
+  cluster_exists() { pg_lsclusters -h | awk -v v="$1" -v c="$2" '$1 == v && $2 == c { found = 1 } END { exit !found }'; }
+  # The package creates an empty `main` cluster on 5432 (left stopped in containers, where services do
+  # not start on install). It was made by the install above, so it holds nothing: make room for ours.
+  if [ "$fresh_install" = yes ] && cluster_exists "$pg_version" main; then
+    as_root "removing the empty main cluster" pg_dropcluster --stop "$pg_version" main ||
+      pg_fail "could not remove the freshly installed, empty main cluster"
+  fi
+  if ! cluster_exists "$pg_version" "$PG_CLUSTER"; then
+    port_owner=$(pg_lsclusters -h | awk '$3 == 5432 { print $1 "/" $2 }' | head -n 1)
+    [ -z "$port_owner" ] ||
+      pg_fail "cluster $port_owner is configured for port 5432 but not running; start it (with trust authentication for postgres on 127.0.0.1) rather than have this script touch it"
+    as_root "creating a PostgreSQL cluster" pg_createcluster -p 5432 "$pg_version" "$PG_CLUSTER" -- --auth=trust ||
+      pg_fail "pg_createcluster $pg_version $PG_CLUSTER failed"
+    # pg_createcluster writes Debian's own pg_hba.conf (peer and passwords); this cluster is the test
+    # suite's alone, reachable only from this machine, so trust is what it gets.
+    printf '%s\n' \
+      'local all all trust' \
+      'host all all 127.0.0.1/32 trust' \
+      'host all all ::1/128 trust' |
+      as_root "configuring the test cluster" tee "/etc/postgresql/$pg_version/$PG_CLUSTER/pg_hba.conf" >/dev/null ||
+      pg_fail "could not write the test cluster's pg_hba.conf"
+  fi
+  as_root "starting PostgreSQL" pg_ctlcluster "$pg_version" "$PG_CLUSTER" start ||
+    pg_fail "pg_ctlcluster $pg_version $PG_CLUSTER start failed (log: /var/log/postgresql/postgresql-$pg_version-$PG_CLUSTER.log)"
+  for _ in $(seq 1 30); do
+    pg_ready && break
+    sleep 1
+  done
+  pg_ready || pg_fail "cluster $pg_version/$PG_CLUSTER started but 127.0.0.1:5432 does not answer"
+fi
+# Plain TCP to the local test server unless told otherwise: sqlx 0.9.0 does not set TCP_NODELAY, so
+# over TLS some round trips wait ~40 ms for a delayed ACK (transact-rs/sqlx#4335), which makes the
+# PostgreSQL run three times slower. TLS itself has its own test (store_contract, PostgreSQL settings).
+export KEYWAY_TEST_POSTGRES_URL="${KEYWAY_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
+
+echo "== cargo test (API suite on SQLite; store contract on SQLite and PostgreSQL)"
 cargo test "$@"
+
+echo "== cargo test --test api (API suite on PostgreSQL)"
+KEYWAY_TEST_BACKEND=postgres cargo test --test api "$@"
 
 # The hosted app in a real browser: each test starts target/debug/keyway (just built by `cargo test`)
 # with a fresh database. Skipped when extra arguments select part of the Rust suites.

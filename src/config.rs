@@ -16,6 +16,7 @@ use crate::auth::sessions::SessionSettings;
 use crate::auth::throttle::{Limit, RateLimitSettings, ThrottleSettings};
 use crate::auth::tokens::{KeyAlgorithm, TokenSettings};
 use crate::http::pages::PageSettings;
+use crate::store::{DatabaseSettings, SslMode};
 
 /// Shortest HS256 secret accepted: 256 bits, the size of the HMAC-SHA256 output.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -24,6 +25,8 @@ pub const MIN_JWT_SECRET_BYTES: usize = 32;
 pub struct Config {
     pub bind: SocketAddr,
     pub database_url: SecretString,
+    /// Pool size, statement timeout and TLS of the database connection.
+    pub database: DatabaseSettings,
     pub tokens: TokenSettings,
     pub auth: AuthSettings,
     pub sessions: SessionSettings,
@@ -52,6 +55,7 @@ impl Config {
         Self {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: SecretString::from("sqlite://keyway.db"),
+            database: DatabaseSettings::default(),
             tokens: TokenSettings {
                 secret: None,
                 algorithm: KeyAlgorithm::EdDsa,
@@ -157,6 +161,16 @@ pub struct Overrides {
     /// File holding the database URL (for URLs with a password).
     #[arg(long, env = "KEYWAY_DATABASE_URL_FILE", global = true)]
     pub database_url_file: Option<PathBuf>,
+    /// Most database connections kept open (default 8 for SQLite, 10 for PostgreSQL).
+    #[arg(long, env = "KEYWAY_DATABASE_POOL_SIZE", global = true)]
+    pub database_pool_size: Option<u32>,
+    /// PostgreSQL: longest a statement may run before the server cancels it (default 30s; 0 is no
+    /// limit).
+    #[arg(long, env = "KEYWAY_DATABASE_STATEMENT_TIMEOUT", global = true)]
+    pub database_statement_timeout: Option<String>,
+    /// PostgreSQL: TLS mode, as libpq's sslmode (default: the URL's sslmode, else prefer).
+    #[arg(long, env = "KEYWAY_DATABASE_SSLMODE", global = true)]
+    pub database_sslmode: Option<SslMode>,
     /// Address to listen on (default 127.0.0.1:8080).
     #[arg(long, env = "KEYWAY_BIND", global = true)]
     pub bind: Option<String>,
@@ -317,6 +331,9 @@ pub struct FileConfig {
     pub bind: Option<String>,
     pub database_url: Option<String>,
     pub database_url_file: Option<PathBuf>,
+    pub database_pool_size: Option<u32>,
+    pub database_statement_timeout: Option<TtlValue>,
+    pub database_sslmode: Option<SslMode>,
     pub jwt_secret: Option<String>,
     pub jwt_secret_file: Option<PathBuf>,
     pub jwt_ttl: Option<TtlValue>,
@@ -421,6 +438,39 @@ impl Overrides {
         };
         if let Some(url) = url {
             c.database_url = SecretString::from(url);
+        }
+        if let Some(n) = self.database_pool_size.or(file.database_pool_size) {
+            if n == 0 {
+                return Err(invalid("database_pool_size must be at least 1".into()));
+            }
+            c.database.pool_size = Some(n);
+        }
+        // Zero is allowed here, unlike the other durations: it is PostgreSQL's "no limit".
+        let timeout = match (
+            &self.database_statement_timeout,
+            file.database_statement_timeout,
+        ) {
+            (Some(t), _) => Some(parse_duration(t)),
+            (None, Some(TtlValue::Seconds(s))) => Some(Ok(Duration::from_secs(s))),
+            (None, Some(TtlValue::Text(t))) => Some(parse_duration(&t)),
+            (None, None) => None,
+        };
+        if let Some(t) = timeout {
+            c.database.statement_timeout =
+                t.map_err(|e| invalid(format!("database_statement_timeout: {e}")))?;
+        }
+        if let Some(mode) = self.database_sslmode.or(file.database_sslmode) {
+            // Two answers to one question would leave the reader guessing which one is in force.
+            if let Some(in_url) = url_sslmode(c.database_url.expose_secret())
+                && in_url != mode.as_str()
+            {
+                return Err(invalid(format!(
+                    "database_sslmode is {} but the database URL says sslmode={in_url}; \
+                     set one of them",
+                    mode.as_str()
+                )));
+            }
+            c.database.ssl_mode = Some(mode);
         }
 
         // Secret precedence: a *_FILE setting over the value itself, environment over the file config.
@@ -781,6 +831,18 @@ impl Overrides {
     }
 }
 
+/// The `sslmode` (or sqlx's `ssl-mode`) parameter of a PostgreSQL URL, lower-cased.
+fn url_sslmode(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return None;
+    }
+    parsed
+        .query_pairs()
+        .find(|(k, _)| k == "sslmode" || k == "ssl-mode")
+        .map(|(_, v)| v.to_ascii_lowercase())
+}
+
 fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -924,6 +986,111 @@ mod tests {
         .resolve(&|k| (k == "KEYWAY_JWT_SECRET").then(|| "e".repeat(40)))
         .unwrap();
         assert_eq!(c.tokens.secret.unwrap().expose_secret(), "e".repeat(40));
+    }
+
+    #[test]
+    fn database_settings_default_and_layer() {
+        let empty = file_with("");
+        let blank = || Overrides {
+            config: Some(empty.path().to_owned()),
+            ..Default::default()
+        };
+        let c = blank().resolve(&no_env).unwrap();
+        assert_eq!(c.database, DatabaseSettings::default());
+        assert_eq!(c.database.pool_size, None, "the engine's own default");
+        assert_eq!(c.database.statement_timeout, Duration::from_secs(30));
+        assert_eq!(c.database.ssl_mode, None, "the URL's, else prefer");
+
+        let f = file_with(
+            "database_url = \"postgres://k@db/keyway\"\n\
+             database_pool_size = 25\n\
+             database_statement_timeout = \"2m\"\n\
+             database_sslmode = \"verify-full\"\n",
+        );
+        let from_file = Overrides {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        let c = from_file.resolve(&no_env).unwrap();
+        assert_eq!(c.database.pool_size, Some(25));
+        assert_eq!(c.database.statement_timeout, Duration::from_secs(120));
+        assert_eq!(c.database.ssl_mode, Some(SslMode::VerifyFull));
+
+        let flagged = Overrides {
+            database_pool_size: Some(3),
+            database_statement_timeout: Some("0".into()),
+            database_sslmode: Some(SslMode::Require),
+            ..from_file
+        };
+        let c = flagged.resolve(&no_env).unwrap();
+        assert_eq!(c.database.pool_size, Some(3));
+        assert_eq!(
+            c.database.statement_timeout,
+            Duration::ZERO,
+            "0 is no limit"
+        );
+        assert_eq!(c.database.ssl_mode, Some(SslMode::Require));
+
+        let refuse = |o: Overrides| o.resolve(&no_env).unwrap_err().to_string();
+        assert!(
+            refuse(Overrides {
+                database_pool_size: Some(0),
+                ..blank()
+            })
+            .contains("database_pool_size")
+        );
+        assert!(
+            refuse(Overrides {
+                database_statement_timeout: Some("soon".into()),
+                ..blank()
+            })
+            .contains("database_statement_timeout")
+        );
+        let bad_mode = file_with("database_sslmode = \"sometimes\"\n");
+        assert!(
+            refuse(Overrides {
+                config: Some(bad_mode.path().to_owned()),
+                ..Default::default()
+            })
+            .contains("sometimes")
+        );
+    }
+
+    #[test]
+    fn sslmode_in_the_url_and_the_setting_must_agree() {
+        let empty = file_with("");
+        let with = |url: &str, mode: Option<SslMode>| {
+            Overrides {
+                config: Some(empty.path().to_owned()),
+                database_url: Some(url.into()),
+                database_sslmode: mode,
+                ..Default::default()
+            }
+            .resolve(&no_env)
+        };
+        let c = with("postgres://k@db/keyway?sslmode=require", None).unwrap();
+        assert_eq!(c.database.ssl_mode, None, "left to the URL");
+        let c = with(
+            "postgres://k@db/keyway?sslmode=Require",
+            Some(SslMode::Require),
+        )
+        .unwrap();
+        assert_eq!(c.database.ssl_mode, Some(SslMode::Require));
+        let err = with(
+            "postgresql://k:hunter2@db/keyway?sslmode=verify-full",
+            Some(SslMode::Disable),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("database_sslmode") && err.contains("verify-full"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(
+            with("sqlite://keyway.db", Some(SslMode::Require)).is_ok(),
+            "SQLite ignores it"
+        );
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub async fn build_auth_with_clock(
     clock: Arc<dyn Clock>,
     role: Role,
 ) -> Result<Arc<Auth>, StartError> {
-    let store = store::connect(&config.database_url).await?;
+    let store = store::connect(&config.database_url, &config.database).await?;
     let keys = Keys::load(
         store.as_ref(),
         config.tokens.clone(),

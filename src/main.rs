@@ -38,6 +38,9 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Apply the pending database migrations and exit. `serve` and the other commands apply them
+    /// too; this lets a deployment migrate once, before starting new servers.
+    Migrate,
     /// Manage accounts in the configured database.
     #[command(subcommand)]
     User(UserCommand),
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve { demo } => serve(config, demo).await,
+            Command::Migrate => migrate_command(config).await,
             Command::User(cmd) => user_command(config, cmd).await,
             Command::Keys(cmd) => keys_command(config, cmd).await,
             Command::Audit { user, since, limit } => {
@@ -241,6 +245,22 @@ fn start_error(e: &StartError) -> String {
     format!("cannot start: {e}")
 }
 
+async fn migrate_command(config: Config) -> Result<(), String> {
+    let database = keyway::store::redact_url(config.database_url.expose_secret());
+    let applied = keyway::store::migrate(&config.database_url, &config.database)
+        .await
+        .map_err(|e| start_error(&e.into()))?;
+    for m in &applied {
+        println!("applied {:04} {}", m.version, m.description);
+    }
+    if applied.is_empty() {
+        println!("database {database} is up to date: nothing to apply");
+    } else {
+        println!("{} migration(s) applied to {database}", applied.len());
+    }
+    Ok(())
+}
+
 async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
     let auth = keyway::build_auth(&config, keyway::Role::Admin)
         .await
@@ -312,7 +332,7 @@ async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
 
 async fn keys_command(config: Config, cmd: KeysCommand) -> Result<(), String> {
     // The store alone: key commands need neither the hasher nor the mailer.
-    let store = keyway::store::connect(&config.database_url)
+    let store = keyway::store::connect(&config.database_url, &config.database)
         .await
         .map_err(|e| start_error(&e.into()))?;
     let store = store.as_ref();

@@ -47,7 +47,9 @@ fn build() -> Fixture {
         let dir = std::env::temp_dir().join(format!("keyway-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let url = SecretString::from(format!("sqlite://{}", dir.join("keys.db").display()));
-        let store = keyway::store::connect(&url).await.expect("key store");
+        let store = keyway::store::connect(&url, &keyway::store::DatabaseSettings::default())
+            .await
+            .expect("key store");
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock after 1970")

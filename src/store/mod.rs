@@ -3,13 +3,18 @@
 //! unique-constraint violation becomes [`StoreError::Conflict`] so the core can answer "already taken"
 //! without a racy read-then-write.
 
+mod postgres;
 mod sqlite;
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Milliseconds since the Unix epoch. Stored as a 64-bit integer on every engine so that timestamps
 /// mean the same thing everywhere and sort cheaply.
@@ -284,22 +289,153 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
 }
 
-/// Opens the store named by a database URL: `sqlite://path`, `sqlite::memory:`, or a bare file path.
-pub async fn connect(url: &SecretString) -> StoreResult<Arc<dyn Store>> {
-    let url = url.expose_secret();
+/// How to open the database, beyond its URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseSettings {
+    /// Most connections the pool keeps; `None` is the engine's default ([`SQLITE_POOL_SIZE`],
+    /// [`POSTGRES_POOL_SIZE`]).
+    pub pool_size: Option<u32>,
+    /// PostgreSQL: the server cancels a statement that runs longer (`statement_timeout`), so a stuck
+    /// query frees its connection instead of starving the pool. Zero means no limit. Ignored by SQLite,
+    /// whose waits are bounded by its busy timeout.
+    pub statement_timeout: Duration,
+    /// PostgreSQL: TLS to the server. `None` leaves it to the URL's `sslmode`, else `prefer`.
+    pub ssl_mode: Option<SslMode>,
+}
+
+/// SQLite's default pool: writers queue on the file lock anyway, readers rarely need more.
+pub const SQLITE_POOL_SIZE: u32 = 8;
+/// PostgreSQL's default pool: enough for concurrent requests while leaving most of the server's
+/// default 100 connections to other nodes and tools.
+pub const POSTGRES_POOL_SIZE: u32 = 10;
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            pool_size: None,
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
+            ssl_mode: None,
+        }
+    }
+}
+
+/// libpq's `sslmode`, the same names and meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Plain TCP only.
+    Disable,
+    /// TLS when the server offers it, plain otherwise (the default).
+    Prefer,
+    /// TLS or nothing, without checking the certificate.
+    Require,
+    /// TLS with a certificate signed by a trusted CA.
+    VerifyCa,
+    /// TLS with a trusted certificate for the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// A migration that `keyway migrate` (or a start) applied to the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: i64,
+    pub description: String,
+}
+
+/// The engine a database URL names.
+enum Engine {
+    /// With the URL SQLite should open (a bare path gets its scheme).
+    Sqlite(String),
+    Postgres,
+}
+
+fn engine_of(url: &str) -> StoreResult<Engine> {
     let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
     match scheme {
-        "sqlite" => Ok(Arc::new(SqliteStore::connect(url).await?)),
-        "postgres" | "postgresql" => Err(StoreError::UnsupportedUrl(
-            "PostgreSQL is not supported by this build yet; use a sqlite:// URL".into(),
-        )),
-        _ if !url.contains("://") => Ok(Arc::new(
-            SqliteStore::connect(&format!("sqlite://{url}")).await?,
-        )),
+        "sqlite" => Ok(Engine::Sqlite(url.to_owned())),
+        "postgres" | "postgresql" => Ok(Engine::Postgres),
+        _ if !url.contains("://") => Ok(Engine::Sqlite(format!("sqlite://{url}"))),
         other => Err(StoreError::UnsupportedUrl(format!(
-            "unknown scheme '{other}'; use sqlite://PATH"
+            "unknown scheme '{other}'; use sqlite://PATH or postgres://USER@HOST/DATABASE"
         ))),
     }
+}
+
+/// Opens the store named by a database URL — `sqlite://path`, `sqlite::memory:`, a bare file path, or
+/// `postgres://…` / `postgresql://…` — and applies the pending migrations.
+pub async fn connect(
+    url: &SecretString,
+    settings: &DatabaseSettings,
+) -> StoreResult<Arc<dyn Store>> {
+    let url = url.expose_secret();
+    Ok(match engine_of(url)? {
+        Engine::Sqlite(url) => Arc::new(SqliteStore::open(&url, settings).await?.0),
+        Engine::Postgres => Arc::new(PgStore::open(url, settings).await?.0),
+    })
+}
+
+/// Applies the pending migrations to the database and closes it; returns what was applied (empty when
+/// the schema was already current).
+pub async fn migrate(
+    url: &SecretString,
+    settings: &DatabaseSettings,
+) -> StoreResult<Vec<AppliedMigration>> {
+    let url = url.expose_secret();
+    Ok(match engine_of(url)? {
+        Engine::Sqlite(url) => SqliteStore::open(&url, settings).await?.1,
+        Engine::Postgres => PgStore::open(url, settings).await?.1,
+    })
+}
+
+/// sqlx's bookkeeping table, the one `sqlx::migrate!` uses.
+const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+
+/// Versions already recorded as applied. Taken under the migration lock so it cannot race another
+/// process creating the bookkeeping table (a no-op lock on SQLite, whose writers are serialized anyway).
+async fn applied_versions<C>(conn: &mut C) -> StoreResult<HashSet<i64>>
+where
+    C: sqlx::migrate::Migrate + ?Sized,
+{
+    let migrate_err = |e: sqlx::migrate::MigrateError| StoreError::Database(Box::new(e));
+    conn.lock().await.map_err(migrate_err)?;
+    let listed = match conn.ensure_migrations_table(MIGRATIONS_TABLE).await {
+        Ok(()) => conn.list_applied_migrations(MIGRATIONS_TABLE).await,
+        Err(e) => Err(e),
+    };
+    conn.unlock().await.map_err(migrate_err)?;
+    Ok(listed
+        .map_err(migrate_err)?
+        .into_iter()
+        .map(|m| m.version)
+        .collect())
+}
+
+/// The up-migrations of `migrator` missing from `before`: what a run that started from `before` applied.
+fn newly_applied(
+    migrator: &sqlx::migrate::Migrator,
+    before: &HashSet<i64>,
+) -> Vec<AppliedMigration> {
+    migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !before.contains(&m.version))
+        .map(|m| AppliedMigration {
+            version: m.version,
+            description: m.description.to_string(),
+        })
+        .collect()
 }
 
 /// The URL with any password replaced by `***`, for logs and the start-up line.
@@ -326,7 +462,28 @@ pub fn redact_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_url;
+    use super::{Engine, StoreError, engine_of, redact_url};
+
+    #[test]
+    fn the_url_scheme_chooses_the_engine() {
+        for pg in [
+            "postgres://u@db/k",
+            "postgresql://u:p@db:5432/k?sslmode=require",
+        ] {
+            assert!(matches!(engine_of(pg), Ok(Engine::Postgres)), "{pg}");
+        }
+        let sqlite = |url: &str| match engine_of(url) {
+            Ok(Engine::Sqlite(u)) => u,
+            _ => panic!("{url} is not SQLite"),
+        };
+        assert_eq!(sqlite("sqlite://keyway.db"), "sqlite://keyway.db");
+        assert_eq!(sqlite("sqlite::memory:"), "sqlite::memory:");
+        assert_eq!(sqlite("data/keyway.db"), "sqlite://data/keyway.db");
+        assert!(matches!(
+            engine_of("mysql://u@db/k"),
+            Err(StoreError::UnsupportedUrl(m)) if m.contains("mysql")
+        ));
+    }
 
     #[test]
     fn passwords_in_urls_are_masked() {

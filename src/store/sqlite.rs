@@ -2,10 +2,12 @@
 //! needs nothing else installed.
 
 use super::{
-    AuditEvent, CodePurpose, Invalidation, Millis, NewUser, RefreshRecord, Revoke, Role, Session,
-    Store, StoreError, StoreResult, StoredKey, User, UserCredentials,
+    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, Invalidation, Millis, NewUser,
+    RefreshRecord, Revoke, Role, SQLITE_POOL_SIZE, Session, Store, StoreError, StoreResult,
+    StoredKey, User, UserCredentials, applied_versions, newly_applied,
 };
 use async_trait::async_trait;
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -123,7 +125,15 @@ async fn record(
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file and applies the embedded migrations.
-    pub async fn connect(url: &str) -> StoreResult<Self> {
+    pub async fn connect(url: &str, settings: &DatabaseSettings) -> StoreResult<Self> {
+        Ok(Self::open(url, settings).await?.0)
+    }
+
+    /// [`connect`](Self::connect), also returning the migrations it applied.
+    pub(super) async fn open(
+        url: &str,
+        settings: &DatabaseSettings,
+    ) -> StoreResult<(Self, Vec<AppliedMigration>)> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::UnsupportedUrl(e.to_string()))?
             .create_if_missing(true)
@@ -132,16 +142,25 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(settings.pool_size.unwrap_or(SQLITE_POOL_SIZE))
             .connect_with(options)
             .await
             .map_err(db)?;
-        sqlx::migrate!("migrations/sqlite")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Database(Box::new(e)))?;
-        Ok(Self { pool })
+        let applied = migrate(&pool).await?;
+        Ok((Self { pool }, applied))
     }
+}
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
+
+async fn migrate(pool: &SqlitePool) -> StoreResult<Vec<AppliedMigration>> {
+    let mut conn = pool.acquire().await.map_err(db)?;
+    let before = applied_versions(&mut *conn).await?;
+    MIGRATOR
+        .run(&mut *conn)
+        .await
+        .map_err(|e| StoreError::Database(Box::new(e)))?;
+    Ok(newly_applied(&MIGRATOR, &before))
 }
 
 #[async_trait]

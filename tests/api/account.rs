@@ -250,10 +250,12 @@ async fn a_failed_confirmation_mail_is_reported_and_the_account_kept() {
         "Error sending confirmation email",
     )
     .await;
-    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE username = 'sami'")
-        .fetch_one(&app.db().await)
-        .await
-        .unwrap();
+    let kept: i64 = with_db!(app.db().await, |db| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM users WHERE username = 'sami'"
+    )
+    .fetch_one(db)
+    .await
+    .unwrap());
     assert_eq!(kept, 1);
 
     let mut config = app.config.clone();
@@ -500,10 +502,12 @@ async fn reset_codes_are_stored_only_as_hashes() {
     let app = app_with_mail(&sink, |_| {}).await.with_user("abe").await;
     let code = reset_code(&app, &sink, "abe").await;
     assert!(code.len() >= 43, "≥256 bits: {code}");
-    let stored: Vec<String> = sqlx::query_scalar("SELECT hash FROM one_time_codes")
-        .fetch_all(&app.db().await)
-        .await
-        .unwrap();
+    let stored: Vec<String> = with_db!(app.db().await, |db| sqlx::query_scalar(
+        "SELECT hash FROM one_time_codes"
+    )
+    .fetch_all(db)
+    .await
+    .unwrap());
     assert_eq!(stored, [keyway::auth::sessions::hash_token(&code)]);
 }
 

@@ -731,3 +731,98 @@ async fn user_add_applies_the_password_policy() {
     let out = user_cmd(dir.path(), &add("gwendolyn"), "gwens-quiet-harbour\n").await;
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+// ---- migrate ----
+
+/// What `keyway migrate` should report for a fresh database of `engine`: one line per file in
+/// `migrations/<engine>/` (`0001_init.sql` → `applied 0001 init`), so new migrations need no edit here.
+fn expected_migrations(engine: &str) -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("migrations")
+        .join(engine);
+    let mut lines: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter_map(|name| {
+            let stem = name.strip_suffix(".sql")?;
+            let (version, description) = stem.split_once('_')?;
+            Some(format!(
+                "applied {version} {}",
+                description.replace('_', " ")
+            ))
+        })
+        .collect();
+    lines.sort();
+    assert!(!lines.is_empty(), "no migrations in {}", dir.display());
+    lines
+}
+
+/// `keyway [--database-url URL] migrate`, which must finish (it never serves) and succeed.
+async fn migrate(dir: &Path, url: Option<&str>) -> String {
+    let mut cmd = keyway(dir);
+    if let Some(url) = url {
+        cmd.args(["--database-url", url]);
+    }
+    cmd.arg("migrate");
+    let out = run(cmd, "").await;
+    assert!(out.status.success(), "keyway migrate: {}", stderr(&out));
+    stdout(&out)
+}
+
+async fn assert_migrates_once(dir: &Path, url: Option<&str>, engine: &str, shown: &str) {
+    let first = migrate(dir, url).await;
+    let expected = expected_migrations(engine);
+    let lines: Vec<&str> = first.lines().collect();
+    assert_eq!(lines[..lines.len() - 1], expected, "{first}");
+    assert_eq!(
+        lines[lines.len() - 1],
+        format!("{} migration(s) applied to {shown}", expected.len())
+    );
+    let second = migrate(dir, url).await;
+    assert_eq!(
+        second.trim(),
+        format!("database {shown} is up to date: nothing to apply")
+    );
+
+    // The schema is in place: the admin commands work on it, and there is nobody yet.
+    let mut list = keyway(dir);
+    if let Some(url) = url {
+        list.args(["--database-url", url]);
+    }
+    list.args(["user", "list"]);
+    let out = run(list, "").await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).ends_with("0 user(s)\n"), "{}", stdout(&out));
+}
+
+#[tokio::test]
+async fn migrate_applies_the_sqlite_schema_once_without_serving() {
+    let dir = tempdir();
+    assert_migrates_once(dir.path(), None, "sqlite", "sqlite://keyway.db").await;
+    assert!(dir.path().join("keyway.db").is_file(), "keyway.db created");
+}
+
+#[tokio::test]
+async fn migrate_applies_the_postgres_schema_once_and_serve_uses_it() {
+    let dir = tempdir();
+    let db = crate::testdb::PgDatabase::create().await;
+    let url = db.url_str();
+    assert_migrates_once(dir.path(), Some(url), "postgres", url).await;
+
+    add_user(
+        dir.path(),
+        "alice",
+        "alice@example.com",
+        "alice-secret-pw",
+        &["--database-url", url],
+    )
+    .await;
+    let server = Server::start(serve(keyway(dir.path()), &["--database-url", url])).await;
+    assert_eq!(server.database, url);
+    server.login_ok("alice", "alice-secret-pw").await;
+    server.stop().await;
+    assert!(
+        !dir.path().join("keyway.db").exists(),
+        "no SQLite file on the side"
+    );
+}

@@ -1,4 +1,7 @@
 //! Fixtures that read like prose: `TestApp::spawn().await.with_user("alice")`.
+//!
+//! Every app gets a fresh database on the engine `KEYWAY_TEST_BACKEND` names (see `testdb.rs`):
+//! a SQLite file in its temporary directory by default, its own PostgreSQL database with `postgres`.
 
 use keyway::auth::AdminNewUser;
 use keyway::auth::Clock;
@@ -14,6 +17,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
+
+use crate::testdb::{Backend, PgDatabase};
 
 /// A secret long enough for HS256, for tests that need to mint their own tokens.
 pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
@@ -51,6 +56,8 @@ pub struct TestApp {
     pub clock: Arc<TestClock>,
     pub client: reqwest::Client,
     pub dir: Arc<TempDir>,
+    /// The PostgreSQL database when the suite runs on PostgreSQL; kept (and dropped) with the app.
+    pg: Option<Arc<PgDatabase>>,
     pub config: Config,
     pub auth: Arc<keyway::auth::Auth>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -66,31 +73,41 @@ impl TestApp {
     pub async fn spawn_with(change: impl FnOnce(&mut Config)) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let mut config = Config::defaults();
-        config.database_url = SecretString::from(format!(
-            "sqlite://{}",
-            dir.path().join("keyway.db").display()
-        ));
+        let pg = match Backend::from_env() {
+            Backend::Sqlite => {
+                config.database_url = SecretString::from(format!(
+                    "sqlite://{}",
+                    dir.path().join("keyway.db").display()
+                ));
+                None
+            }
+            Backend::Postgres => {
+                let db = PgDatabase::create().await;
+                config.database_url = db.url();
+                Some(Arc::new(db))
+            }
+        };
         config.hash = cheap_hash();
         // Most tests log in far more often than a person would; the defences have their own tests.
         config.auth.rate_limits.enabled = false;
         config.auth.throttle.enabled = false;
         change(&mut config);
-        Self::start(config, dir).await
+        Self::start(config, dir, pg).await
     }
 
     /// Starts another server on the same database and directory (a restart, or a second node).
     pub async fn restart(mut self) -> Self {
         self.stop().await;
-        Self::start(self.config.clone(), self.dir.clone()).await
+        Self::start(self.config.clone(), self.dir.clone(), self.pg.clone()).await
     }
 
     /// Restarts on the same database with a changed configuration.
     pub async fn restart_with(mut self, config: Config) -> Self {
         self.stop().await;
-        Self::start(config, self.dir.clone()).await
+        Self::start(config, self.dir.clone(), self.pg.clone()).await
     }
 
-    async fn start(config: Config, dir: Arc<TempDir>) -> Self {
+    async fn start(config: Config, dir: Arc<TempDir>, pg: Option<Arc<PgDatabase>>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
@@ -114,6 +131,7 @@ impl TestApp {
             clock,
             client: reqwest::Client::new(),
             dir,
+            pg,
             config,
             auth,
             shutdown: Some(tx),
@@ -199,11 +217,22 @@ impl TestApp {
     }
 
     /// A direct connection to the app's database, for checks and tampering the API does not allow.
-    pub async fn db(&self) -> sqlx::SqlitePool {
+    /// Use it through [`with_db!`], so the same statement runs on either engine.
+    pub async fn db(&self) -> TestDb {
         use secrecy::ExposeSecret;
-        sqlx::SqlitePool::connect(self.config.database_url.expose_secret())
-            .await
-            .expect("open test database")
+        let url = self.config.database_url.expose_secret();
+        match &self.pg {
+            None => TestDb::Sqlite(
+                sqlx::SqlitePool::connect(url)
+                    .await
+                    .expect("open test database"),
+            ),
+            Some(_) => TestDb::Postgres(
+                sqlx::PgPool::connect(url)
+                    .await
+                    .expect("open test database"),
+            ),
+        }
     }
 }
 
@@ -214,6 +243,25 @@ impl Drop for TestApp {
         }
     }
 }
+
+/// A pool on the app's database, of whichever engine the suite runs on.
+pub enum TestDb {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+/// `with_db!(app.db().await, |pool| sqlx::query(…).execute(pool).await)`: runs the body with `pool`
+/// bound to a reference to the test database's pool. The body is compiled once per engine, so one
+/// statement serves both — write placeholders as `$1`, which SQLite accepts too.
+macro_rules! with_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match &$db {
+            $crate::helpers::TestDb::Sqlite($pool) => $body,
+            $crate::helpers::TestDb::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_db;
 
 pub fn password_of(name: &str) -> String {
     format!("{name}-password")

@@ -260,3 +260,57 @@ async fn arbitrary_authorization_headers_never_cause_a_server_error() {
         );
     }
 }
+
+/// JSON can carry U+0000, which PostgreSQL's TEXT cannot hold: on either engine a NUL in a login
+/// identifier is an unknown account, in a device id it is a device id, and in a session id it is a
+/// session that does not exist — never a 500.
+#[tokio::test]
+async fn nul_characters_are_ordinary_input_on_every_engine() {
+    let app = TestApp::spawn().await.with_user("alice").await;
+    assert_error(
+        app.login("al\u{0}ice", "alice-password").await,
+        400,
+        "ValidationError",
+        "Invalid identifier or password",
+    )
+    .await;
+
+    let login = |device: &'static str| {
+        app.post(
+            "/api/auth/local",
+            json!({"identifier": "alice", "password": "alice-password", "deviceId": device}),
+        )
+    };
+    let res = login("tab\u{0}let").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let on_tablet: Value = res.json().await.unwrap();
+    let on_tablet = on_tablet["jwt"].as_str().unwrap().to_owned();
+    let res = login("phone").await;
+    let on_phone: Value = res.json().await.unwrap();
+    let on_phone = on_phone["jwt"].as_str().unwrap().to_owned();
+
+    let res = app
+        .client
+        .delete(app.url("/api/auth/sessions/no%00such"))
+        .bearer_auth(&on_phone)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    let res = app
+        .client
+        .post(app.url("/api/auth/logout"))
+        .bearer_auth(&on_phone)
+        .json(&json!({"deviceId": "tab\u{0}let"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        app.me(&on_tablet).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "logging out that device ended its session"
+    );
+    assert_eq!(app.me(&on_phone).await.status(), StatusCode::OK);
+}

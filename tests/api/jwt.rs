@@ -167,12 +167,9 @@ fn fresh_ed25519() -> SigningKey {
 /// check, so when such a token is refused, the check under test is what refused it.
 async fn real_key(app: &TestApp) -> (String, SigningKey) {
     use ed25519_dalek::pkcs8::DecodePrivateKey;
-    let (kid, der): (String, Vec<u8>) = sqlx::query_as(
-        "SELECT kid, private_der FROM signing_keys ORDER BY created_at DESC, rowid DESC LIMIT 1",
-    )
-    .fetch_one(&app.db().await)
-    .await
-    .unwrap();
+    // The store lists keys newest first: the one that signs.
+    let keys = app.auth.store().signing_keys().await.unwrap();
+    let (kid, der) = (keys[0].kid.clone(), keys[0].private_der.clone());
     (
         kid,
         SigningKey::from_pkcs8_der(&der).expect("Ed25519 PKCS#8"),
@@ -554,10 +551,12 @@ async fn every_key_algorithm_signs_tokens_that_its_published_key_names() {
         );
 
         // Algorithm confusion, with each algorithm's own public key as the HMAC secret.
-        let public: Vec<u8> = sqlx::query_scalar("SELECT public_raw FROM signing_keys")
-            .fetch_one(&app.db().await)
-            .await
-            .unwrap();
+        let public: Vec<u8> = with_db!(app.db().await, |db| sqlx::query_scalar(
+            "SELECT public_raw FROM signing_keys"
+        )
+        .fetch_one(db)
+        .await
+        .unwrap());
         let hs = json!({"alg": "HS256", "typ": "JWT", "kid": header["kid"]}).to_string();
         let forged = forge(
             &hs,

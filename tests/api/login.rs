@@ -295,12 +295,12 @@ async fn each_login_creates_a_session_named_in_the_token() {
     let second = app.token_for("alice").await;
     let (a, b) = (jwt_payload(&first), jwt_payload(&second));
     assert_ne!(a["sid"], b["sid"]);
-    let db = app.db().await;
-    let rows: Vec<(String, i64)> =
+    let rows: Vec<(String, i64)> = with_db!(app.db().await, |db| {
         sqlx::query_as("SELECT id, user_id FROM sessions ORDER BY created_at")
-            .fetch_all(&db)
+            .fetch_all(db)
             .await
-            .unwrap();
+            .unwrap()
+    });
     let sids: Vec<&str> = rows.iter().map(|(id, _)| id.as_str()).collect();
     assert!(sids.contains(&a["sid"].as_str().unwrap()));
     assert!(sids.contains(&b["sid"].as_str().unwrap()));
@@ -315,11 +315,13 @@ async fn strapi_bcrypt_hashes_log_in_and_are_upgraded_to_argon2id() {
         .unwrap()
         .format_for_version(bcrypt::Version::TwoA);
     let db = app.db().await;
-    sqlx::query("UPDATE users SET password_hash = ? WHERE username = 'legacy'")
-        .bind(&bcrypt_hash)
-        .execute(&db)
-        .await
-        .unwrap();
+    with_db!(db, |db| {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE username = 'legacy'")
+            .bind(&bcrypt_hash)
+            .execute(db)
+            .await
+            .unwrap();
+    });
 
     assert_eq!(
         app.login("legacy", "wrong-password").await.status(),
@@ -334,10 +336,12 @@ async fn strapi_bcrypt_hashes_log_in_and_are_upgraded_to_argon2id() {
     // The upgrade runs beside the response; give it a moment.
     let mut stored = String::new();
     for _ in 0..100 {
-        stored = sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'legacy'")
-            .fetch_one(&db)
-            .await
-            .unwrap();
+        stored = with_db!(db, |db| {
+            sqlx::query_scalar("SELECT password_hash FROM users WHERE username = 'legacy'")
+                .fetch_one(db)
+                .await
+                .unwrap()
+        });
         if stored.starts_with("$argon2id$") {
             break;
         }
@@ -354,11 +358,12 @@ async fn strapi_bcrypt_hashes_log_in_and_are_upgraded_to_argon2id() {
 #[tokio::test]
 async fn accounts_without_a_password_cannot_log_in_with_one() {
     let app = TestApp::spawn().await.with_user("sso_user").await;
-    let db = app.db().await;
-    sqlx::query("UPDATE users SET password_hash = NULL WHERE username = 'sso_user'")
-        .execute(&db)
-        .await
-        .unwrap();
+    with_db!(app.db().await, |db| {
+        sqlx::query("UPDATE users SET password_hash = NULL WHERE username = 'sso_user'")
+            .execute(db)
+            .await
+            .unwrap();
+    });
     for attempt in ["", "sso_user-password", "null"] {
         let res = app.login("sso_user", attempt).await;
         assert_eq!(res.status(), 400, "{attempt:?}");
@@ -368,11 +373,12 @@ async fn accounts_without_a_password_cannot_log_in_with_one() {
 #[tokio::test]
 async fn non_local_providers_cannot_use_the_password_login() {
     let app = TestApp::spawn().await.with_user("gh_user").await;
-    let db = app.db().await;
-    sqlx::query("UPDATE users SET provider = 'github' WHERE username = 'gh_user'")
-        .execute(&db)
-        .await
-        .unwrap();
+    with_db!(app.db().await, |db| {
+        sqlx::query("UPDATE users SET provider = 'github' WHERE username = 'gh_user'")
+            .execute(db)
+            .await
+            .unwrap();
+    });
     assert_error(
         app.login("gh_user", "gh_user-password").await,
         400,

@@ -1,5 +1,6 @@
 //! Keyway's black-box test suite: one binary (fast to link), one module per area. Every test spawns
-//! the real app on port 0 with its own fresh SQLite database.
+//! the real app on port 0 with its own fresh database: SQLite by default, PostgreSQL with
+//! `KEYWAY_TEST_BACKEND=postgres` (see `testdb.rs`). `store_contract` checks the store itself, on both.
 
 mod account;
 mod audit;
@@ -15,4 +16,6 @@ mod policy;
 mod register;
 mod sessions;
 mod smtp;
+mod store_contract;
+mod testdb;
 mod timing;

@@ -174,10 +174,12 @@ async fn hs256_signed_with_the_public_key_is_refused() {
     let app = TestApp::spawn().await.with_user("alice").await;
     let token = app.token_for("alice").await;
     let kid = jwt_header(&token)["kid"].as_str().unwrap().to_owned();
-    let public: Vec<u8> = sqlx::query_scalar("SELECT public_raw FROM signing_keys")
-        .fetch_one(&app.db().await)
-        .await
-        .unwrap();
+    let public: Vec<u8> = with_db!(app.db().await, |db| sqlx::query_scalar(
+        "SELECT public_raw FROM signing_keys"
+    )
+    .fetch_one(db)
+    .await
+    .unwrap());
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some(kid);
     let forged = jsonwebtoken::encode(
@@ -274,11 +276,13 @@ async fn a_token_whose_session_is_gone_is_refused() {
     let app = TestApp::spawn().await.with_user("alice").await;
     let token = app.token_for("alice").await;
     let sid = jwt_payload(&token)["sid"].as_str().unwrap().to_owned();
-    sqlx::query("DELETE FROM sessions WHERE id = ?")
-        .bind(&sid)
-        .execute(&app.db().await)
-        .await
-        .unwrap();
+    with_db!(app.db().await, |db| {
+        sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(&sid)
+            .execute(db)
+            .await
+            .unwrap();
+    });
     // A restart starts with empty caches, so the check reaches the database.
     let app = app.restart().await;
     assert_unauthorized(app.me(&token).await, INVALID).await;

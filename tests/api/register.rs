@@ -47,10 +47,12 @@ async fn the_password_is_stored_as_argon2id_only() {
         signup("dave", "dave@example.com", "dave-password"),
     )
     .await;
-    let stored: String = sqlx::query_scalar("SELECT password_hash FROM users")
-        .fetch_one(&app.db().await)
-        .await
-        .unwrap();
+    let stored: String = with_db!(app.db().await, |db| sqlx::query_scalar(
+        "SELECT password_hash FROM users"
+    )
+    .fetch_one(db)
+    .await
+    .unwrap());
     assert!(stored.starts_with("$argon2id$v=19$"), "{stored}");
     assert!(!stored.contains("dave-password"));
 }
@@ -106,10 +108,12 @@ async fn concurrent_registrations_of_one_email_create_one_account() {
         }
     }
     assert_eq!(ok, 1);
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-        .fetch_one(&app.db().await)
-        .await
-        .unwrap();
+    let count: i64 = with_db!(app.db().await, |db| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM users"
+    )
+    .fetch_one(db)
+    .await
+    .unwrap());
     assert_eq!(count, 1);
 }
 
@@ -126,10 +130,12 @@ async fn unknown_keys_are_refused_as_strapi_5_does() {
         "Invalid parameters: confirmed, role",
     )
     .await;
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
-        .fetch_one(&app.db().await)
-        .await
-        .unwrap();
+    let count: i64 = with_db!(app.db().await, |db| sqlx::query_scalar(
+        "SELECT COUNT(*) FROM users"
+    )
+    .fetch_one(db)
+    .await
+    .unwrap());
     assert_eq!(count, 0, "nothing was created");
 }
 

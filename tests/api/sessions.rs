@@ -282,22 +282,26 @@ async fn refresh_tokens_are_stored_only_as_hashes() {
     let (_, first) = login_pair(&app, "alice").await;
     let (_, second) = refreshed_pair(&app, &first).await;
     let db = app.db().await;
-    let hashes: Vec<String> = sqlx::query_scalar("SELECT hash FROM refresh_tokens")
-        .fetch_all(&db)
-        .await
-        .unwrap();
+    let hashes: Vec<String> = with_db!(db, |db| {
+        sqlx::query_scalar("SELECT hash FROM refresh_tokens")
+            .fetch_all(db)
+            .await
+            .unwrap()
+    });
     assert_eq!(hashes.len(), 2);
     for token in [&first, &second] {
         assert!(!hashes.contains(token), "plain token stored");
         assert!(hashes.contains(&keyway::auth::sessions::hash_token(token)));
     }
     // Nothing else in the database holds a token either.
-    let dump: Vec<String> = sqlx::query_scalar(
-        "SELECT COALESCE(device_id,'') || COALESCE(user_agent,'') || id FROM sessions",
-    )
-    .fetch_all(&db)
-    .await
-    .unwrap();
+    let dump: Vec<String> = with_db!(db, |db| {
+        sqlx::query_scalar(
+            "SELECT COALESCE(device_id,'') || COALESCE(user_agent,'') || id FROM sessions",
+        )
+        .fetch_all(db)
+        .await
+        .unwrap()
+    });
     assert!(
         dump.iter()
             .all(|row| !row.contains(&first) && !row.contains(&second))
@@ -349,11 +353,13 @@ async fn a_replay_after_the_grace_window_ends_the_whole_session() {
         StatusCode::OK,
         "other sessions are untouched"
     );
-    let reason: String = sqlx::query_scalar("SELECT revoked_reason FROM sessions WHERE id = ?")
-        .bind(jwt_payload(&jwt)["sid"].as_str().unwrap())
-        .fetch_one(&app.db().await)
-        .await
-        .unwrap();
+    let reason: String = with_db!(app.db().await, |db| sqlx::query_scalar(
+        "SELECT revoked_reason FROM sessions WHERE id = $1"
+    )
+    .bind(jwt_payload(&jwt)["sid"].as_str().unwrap())
+    .fetch_one(db)
+    .await
+    .unwrap());
     assert_eq!(reason, "refresh_token_reuse");
 }
 
@@ -852,10 +858,12 @@ async fn a_warm_token_check_does_not_read_the_database() {
     let app = TestApp::spawn().await.with_user("alice").await;
     let (jwt, _) = login_pair(&app, "alice").await;
     assert_eq!(app.me(&jwt).await.status(), StatusCode::OK);
-    sqlx::query("UPDATE sessions SET revoked_at = 1")
-        .execute(&app.db().await)
-        .await
-        .unwrap();
+    with_db!(app.db().await, |db| {
+        sqlx::query("UPDATE sessions SET revoked_at = 1")
+            .execute(db)
+            .await
+            .unwrap();
+    });
     for _ in 0..3 {
         assert_eq!(app.me(&jwt).await.status(), StatusCode::OK);
     }

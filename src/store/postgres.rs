@@ -1,0 +1,853 @@
+//! The PostgreSQL store, for several nodes sharing one database. Same schema and same semantics as
+//! the SQLite store (`sqlite.rs`): read the two side by side. Where SQLite gets atomicity for free
+//! (one writer at a time), this file says how it gets the same guarantee from row locks, conditional
+//! updates and one advisory lock — PostgreSQL runs transactions concurrently at READ COMMITTED.
+
+use super::{
+    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, Invalidation, Millis, NewUser,
+    POSTGRES_POOL_SIZE, RefreshRecord, Revoke, Role, Session, SslMode, Store, StoreError,
+    StoreResult, StoredKey, User, UserCredentials, applied_versions, newly_applied,
+};
+use async_trait::async_trait;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
+use sqlx::{Postgres, Row, Transaction};
+use std::borrow::Cow;
+use std::str::FromStr;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+/// The user columns joined with their role, in the order `user_from_row` reads them.
+macro_rules! user_select {
+    () => {
+        "SELECT u.id, u.document_id, u.username, u.email, u.provider, u.confirmed, u.blocked, \
+         u.created_at, u.updated_at, u.password_hash, \
+         r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type \
+         FROM users u JOIN roles r ON r.id = u.role_id "
+    };
+}
+
+/// The session columns, in a literal so queries stay `&'static str`.
+macro_rules! session_select {
+    () => {
+        "SELECT id, user_id, device_id, device_name, created_at, last_active_at, idle_expires_at, \
+         expires_at, revoked_at, revoked_reason, user_agent, ip FROM sessions "
+    };
+}
+
+/// A revocation: ends the open sessions `$filter` selects ($3, $4 are its parameters).
+macro_rules! revoke {
+    ($filter:literal) => {
+        concat!(
+            "UPDATE sessions SET revoked_at = $1, revoked_reason = $2 WHERE revoked_at IS NULL AND ",
+            $filter,
+            " RETURNING id"
+        )
+    };
+}
+
+/// The advisory lock every writer of `invalidations` holds from drawing its sequence number until it
+/// commits. Identity values are drawn outside transactions, so without it two writers can commit
+/// out of order (seq 8 visible, seq 7 not yet), and a poller that has seen 8 would never read 7.
+/// With it, a number is drawn only after every earlier one has committed or rolled back, so what a
+/// reader sees is always a prefix of the sequence (rolled-back numbers are gaps nobody waits for).
+/// The key is "keyway" in ASCII plus 1, unlikely to collide with another application's locks.
+const INVALIDATIONS_LOCK: i64 = 0x6b65_7977_6179_0001;
+
+/// PostgreSQL's TEXT cannot hold U+0000, which SQLite stores like any other character and which a
+/// client can send (a JSON `"\u0000"` in a device id or a login identifier). Every string bound to a
+/// query goes through here, values and lookup keys alike: NUL becomes U+FFFD, so what SQLite would
+/// store PostgreSQL stores, what SQLite would match PostgreSQL matches, and no input becomes a
+/// database error. The price: NUL and U+FFFD in the same place are the same text here, and a stored
+/// NUL reads back as U+FFFD.
+fn text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn opt_text(s: &Option<String>) -> Option<Cow<'_, str>> {
+    s.as_deref().map(text)
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Database(Box::new(e)),
+    }
+}
+
+fn user_from_row(row: &PgRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: row.try_get("id")?,
+        document_id: row.try_get("document_id")?,
+        username: row.try_get("username")?,
+        email: row.try_get("email")?,
+        provider: row.try_get("provider")?,
+        confirmed: row.try_get("confirmed")?,
+        blocked: row.try_get("blocked")?,
+        role: Role {
+            id: row.try_get("role_id")?,
+            name: row.try_get("role_name")?,
+            description: row.try_get("role_description")?,
+            kind: row.try_get("role_type")?,
+        },
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn role_from_row(row: &PgRow) -> Result<Role, sqlx::Error> {
+    Ok(Role {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        kind: row.try_get("type")?,
+    })
+}
+
+fn session_from_row(row: &PgRow) -> Result<Session, sqlx::Error> {
+    Ok(Session {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        device_id: row.try_get("device_id")?,
+        device_name: row.try_get("device_name")?,
+        created_at: row.try_get("created_at")?,
+        last_active_at: row.try_get("last_active_at")?,
+        idle_expires_at: row.try_get("idle_expires_at")?,
+        expires_at: row.try_get("expires_at")?,
+        revoked_at: row.try_get("revoked_at")?,
+        revoked_reason: row.try_get("revoked_reason")?,
+        user_agent: row.try_get("user_agent")?,
+        ip: row.try_get("ip")?,
+    })
+}
+
+fn invalidation_parts(change: &Invalidation) -> (&'static str, String) {
+    match change {
+        Invalidation::Session(id) => ("session", id.clone()),
+        Invalidation::User(id) => ("user", id.to_string()),
+        Invalidation::Keys => ("keys", String::new()),
+    }
+}
+
+fn invalidation_from_parts(kind: &str, key: &str) -> Option<Invalidation> {
+    match kind {
+        "session" => Some(Invalidation::Session(key.to_owned())),
+        "user" => key.parse().ok().map(Invalidation::User),
+        "keys" => Some(Invalidation::Keys),
+        _ => None,
+    }
+}
+
+/// Appends to the invalidation log inside `tx`. Callers make this the last thing a transaction does
+/// before committing: the lock it takes is held until the commit, and a transaction holding it must
+/// not wait for row locks (that could deadlock with one waiting for the lock).
+async fn record(
+    tx: &mut Transaction<'_, Postgres>,
+    change: &Invalidation,
+    now: Millis,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(INVALIDATIONS_LOCK)
+        .execute(&mut **tx)
+        .await?;
+    let (kind, key) = invalidation_parts(change);
+    sqlx::query("INSERT INTO invalidations (kind, key, at) VALUES ($1, $2, $3)")
+        .bind(kind)
+        .bind(text(&key))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+fn ssl_mode(mode: SslMode) -> PgSslMode {
+    match mode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require => PgSslMode::Require,
+        SslMode::VerifyCa => PgSslMode::VerifyCa,
+        SslMode::VerifyFull => PgSslMode::VerifyFull,
+    }
+}
+
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
+
+impl PgStore {
+    /// Connects to the database and applies the embedded migrations (under sqlx's advisory lock, so
+    /// nodes starting together apply each migration once).
+    pub async fn connect(url: &str, settings: &DatabaseSettings) -> StoreResult<Self> {
+        Ok(Self::open(url, settings).await?.0)
+    }
+
+    /// [`connect`](Self::connect), also returning the migrations it applied.
+    pub(super) async fn open(
+        url: &str,
+        settings: &DatabaseSettings,
+    ) -> StoreResult<(Self, Vec<AppliedMigration>)> {
+        // The URL's own parameters (sslmode, sslrootcert, options, …) are honoured; the settings only
+        // add to them (the configuration refuses an sslmode that contradicts the URL's).
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::UnsupportedUrl(e.to_string()))?
+            .application_name("keyway");
+        if let Some(mode) = settings.ssl_mode {
+            options = options.ssl_mode(ssl_mode(mode));
+        }
+        // Appended after any `options` from the URL, so the setting wins; 0 turns the limit off.
+        // Notices stay on the server: sqlx would log each one at INFO, and the only ones Keyway causes
+        // are the "already exists, skipping" of the migration bookkeeping at every start.
+        options = options.options([
+            (
+                "statement_timeout",
+                settings.statement_timeout.as_millis().to_string(),
+            ),
+            ("client_min_messages", "warning".to_owned()),
+        ]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.pool_size.unwrap_or(POSTGRES_POOL_SIZE))
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        let applied = migrate(&pool).await?;
+        Ok((Self { pool }, applied))
+    }
+}
+
+async fn migrate(pool: &PgPool) -> StoreResult<Vec<AppliedMigration>> {
+    // On failure this connection may still hold sqlx's session-level migration lock; that is harmless
+    // because a failed migration fails `open`, and the pool goes with it.
+    let mut conn = pool.acquire().await.map_err(db)?;
+    // Migrations are exempt from the statement timeout: building an index on a big table, or waiting
+    // for another node's migration lock, may rightly take longer than any request should.
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    let before = applied_versions(&mut *conn).await?;
+    MIGRATOR
+        .run(&mut *conn)
+        .await
+        .map_err(|e| StoreError::Database(Box::new(e)))?;
+    // Back to the configured value (RESET returns to what the connection started with).
+    sqlx::query("RESET statement_timeout")
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(newly_applied(&MIGRATOR, &before))
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn role_by_kind(&self, kind: &str) -> StoreResult<Option<Role>> {
+        let row = sqlx::query("SELECT id, name, description, type FROM roles WHERE type = $1")
+            .bind(text(kind))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(role_from_row).transpose().map_err(db)
+    }
+
+    async fn role_by_name_or_kind(&self, name: &str) -> StoreResult<Option<Role>> {
+        // `COLLATE "C"` folds ASCII letters only, exactly as SQLite's lower() does; the database's own
+        // collation would also fold others (É → é), and which names match would depend on the engine.
+        let row = sqlx::query(
+            "SELECT id, name, description, type FROM roles \
+             WHERE type = $1 OR lower(name COLLATE \"C\") = lower($1 COLLATE \"C\") \
+             ORDER BY type = $1 DESC LIMIT 1",
+        )
+        .bind(text(name))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(role_from_row).transpose().map_err(db)
+    }
+
+    async fn create_user(&self, user: NewUser) -> StoreResult<User> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO users (document_id, username, email, provider, password_hash, confirmed, \
+             blocked, role_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+        )
+        .bind(text(&user.document_id))
+        .bind(text(&user.username))
+        .bind(text(&user.email))
+        .bind(text(&user.provider))
+        .bind(opt_text(&user.password_hash))
+        .bind(user.confirmed)
+        .bind(user.blocked)
+        .bind(user.role_id)
+        .bind(user.now)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        self.user_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::Database("user vanished after insert".into()))
+    }
+
+    async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!(user_select!(), "WHERE u.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(user_from_row).transpose().map_err(db)
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!(user_select!(), "WHERE u.username = $1"))
+            .bind(text(username))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(user_from_row).transpose().map_err(db)
+    }
+
+    async fn local_credentials(
+        &self,
+        email_lowercase: &str,
+        username: &str,
+    ) -> StoreResult<Option<UserCredentials>> {
+        let row = sqlx::query(concat!(
+            user_select!(),
+            "WHERE u.provider = 'local' AND (u.email = $1 OR u.username = $2) ORDER BY u.id LIMIT 1"
+        ))
+        .bind(text(email_lowercase))
+        .bind(text(username))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(UserCredentials {
+            user: user_from_row(&row).map_err(db)?,
+            password_hash: row.try_get("password_hash").map_err(db)?,
+        }))
+    }
+
+    async fn identity_taken(&self, username: &str, email: &str) -> StoreResult<bool> {
+        // ASCII-only lower(), as on SQLite (see role_by_name_or_kind).
+        let taken: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM users WHERE email IN ($1, lower($2 COLLATE \"C\")) \
+             OR username IN ($1, $2))",
+        )
+        .bind(text(email))
+        .bind(text(username))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(taken)
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query(concat!(user_select!(), "ORDER BY u.id"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(user_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(db)
+    }
+
+    async fn user_by_email(&self, email_lowercase: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!(user_select!(), "WHERE u.email = $1"))
+            .bind(text(email_lowercase))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(user_from_row).transpose().map_err(db)
+    }
+
+    async fn set_confirmed(&self, user_id: i64, now: Millis) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query("UPDATE users SET confirmed = TRUE, updated_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        record(&mut tx, &Invalidation::User(user_id), now)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn set_password_hash(&self, user_id: i64, hash: &str, now: Millis) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
+            .bind(text(hash))
+            .bind(now)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let done = sqlx::query("UPDATE users SET blocked = $1, updated_at = $2 WHERE id = $3")
+            .bind(blocked)
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        record(&mut tx, &Invalidation::User(user_id), now)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_user(&self, user_id: i64) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Lock the user first: a session inserted concurrently (its foreign-key check needs a share
+        // lock on this row) then waits for us and fails, instead of slipping in between the list below
+        // and the delete, and being cascaded away without an invalidation.
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let sessions: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let now = chrono::Utc::now().timestamp_millis();
+        for sid in sessions {
+            record(&mut tx, &Invalidation::Session(sid), now)
+                .await
+                .map_err(db)?;
+        }
+        record(&mut tx, &Invalidation::User(user_id), now)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_session(&self, s: &Session, refresh_hash: Option<&str>) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, device_id, device_name, created_at, last_active_at, \
+             idle_expires_at, expires_at, revoked_at, revoked_reason, user_agent, ip) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(text(&s.id))
+        .bind(s.user_id)
+        .bind(text(&s.device_id))
+        .bind(opt_text(&s.device_name))
+        .bind(s.created_at)
+        .bind(s.last_active_at)
+        .bind(s.idle_expires_at)
+        .bind(s.expires_at)
+        .bind(s.revoked_at)
+        .bind(opt_text(&s.revoked_reason))
+        .bind(opt_text(&s.user_agent))
+        .bind(opt_text(&s.ip))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if let Some(hash) = refresh_hash {
+            sqlx::query(
+                "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(text(hash))
+            .bind(text(&s.id))
+            .bind(s.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn session(&self, id: &str) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(concat!(session_select!(), "WHERE id = $1"))
+            .bind(text(id))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.as_ref().map(session_from_row).transpose().map_err(db)
+    }
+
+    async fn sessions_of_user(&self, user_id: i64) -> StoreResult<Vec<Session>> {
+        let rows = sqlx::query(concat!(
+            session_select!(),
+            "WHERE user_id = $1 ORDER BY last_active_at DESC"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(session_from_row)
+            .collect::<Result<_, _>>()
+            .map_err(db)
+    }
+
+    async fn revoke_sessions(
+        &self,
+        which: Revoke,
+        reason: &str,
+        now: Millis,
+    ) -> StoreResult<Vec<String>> {
+        // One static statement per kind, each binding its parameters with their real types.
+        let revoke = |sql: &'static str| {
+            sqlx::query_scalar::<Postgres, String>(sql)
+                .bind(now)
+                .bind(text(reason))
+        };
+        let query = match &which {
+            Revoke::Session(id) => revoke(revoke!("id = $3")).bind(text(id)),
+            Revoke::AllOfUser(user_id) => revoke(revoke!("user_id = $3")).bind(*user_id),
+            Revoke::Device { user_id, device_id } => {
+                revoke(revoke!("user_id = $3 AND device_id = $4"))
+                    .bind(*user_id)
+                    .bind(text(device_id))
+            }
+            Revoke::AllOfUserExcept { user_id, keep } => {
+                revoke(revoke!("user_id = $3 AND id <> $4"))
+                    .bind(*user_id)
+                    .bind(text(keep))
+            }
+        };
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // `revoked_at IS NULL` is re-checked on each row after waiting for a concurrent writer, so two
+        // revocations racing for a session both succeed but only one reports (and records) it.
+        let ids = query.fetch_all(&mut *tx).await.map_err(db)?;
+        for id in &ids {
+            record(&mut tx, &Invalidation::Session(id.clone()), now)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(ids)
+    }
+
+    async fn refresh_token(&self, hash: &str) -> StoreResult<Option<RefreshRecord>> {
+        let row = sqlx::query(
+            "SELECT hash, session_id, created_at, used_at, nonce FROM refresh_tokens WHERE hash = $1",
+        )
+        .bind(text(hash))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            Ok(RefreshRecord {
+                hash: r.try_get("hash")?,
+                session_id: r.try_get("session_id")?,
+                created_at: r.try_get("created_at")?,
+                used_at: r.try_get("used_at")?,
+                nonce: r.try_get("nonce")?,
+            })
+        })
+        .transpose()
+        .map_err(db)
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        nonce: &[u8],
+        new_hash: &str,
+        now: Millis,
+        idle_expires_at: Millis,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // The claim is the conditional update itself: a concurrent rotation of the same token blocks on
+        // the row lock, then re-evaluates `used_at IS NULL` against the committed row and matches
+        // nothing. Reading first and writing after would let both pass.
+        let session: Option<String> = sqlx::query_scalar(
+            "UPDATE refresh_tokens SET used_at = $1, nonce = $2 \
+             WHERE hash = $3 AND used_at IS NULL RETURNING session_id",
+        )
+        .bind(now)
+        .bind(nonce)
+        .bind(text(old_hash))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(session) = session else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(text(new_hash))
+        .bind(&session)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("UPDATE sessions SET last_active_at = $1, idle_expires_at = $2 WHERE id = $3")
+            .bind(now)
+            .bind(idle_expires_at)
+            .bind(&session)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn create_code(
+        &self,
+        hash: &str,
+        user_id: i64,
+        purpose: CodePurpose,
+        now: Millis,
+        expires_at: Millis,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Serializes code issuing per user, as SQLite's single writer does: otherwise two concurrent
+        // requests both delete the (same) old codes, both insert, and two codes stay usable. NO KEY
+        // UPDATE does not block the user's sessions and codes, whose foreign keys only need KEY SHARE.
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "DELETE FROM one_time_codes WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(purpose.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO one_time_codes (hash, user_id, purpose, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(text(hash))
+        .bind(user_id)
+        .bind(purpose.as_str())
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn consume_code(
+        &self,
+        hash: &str,
+        purpose: CodePurpose,
+        now: Millis,
+    ) -> StoreResult<Option<i64>> {
+        // As in rotate_refresh, the conditional update is the claim: of two concurrent uses, the second
+        // re-checks `used_at IS NULL` after the first commits and gets no row.
+        sqlx::query_scalar(
+            "UPDATE one_time_codes SET used_at = $1 \
+             WHERE hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING user_id",
+        )
+        .bind(now)
+        .bind(text(hash))
+        .bind(purpose.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn code_owner(
+        &self,
+        hash: &str,
+        purpose: CodePurpose,
+        now: Millis,
+    ) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT user_id FROM one_time_codes \
+             WHERE hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(text(hash))
+        .bind(purpose.as_str())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn record_audit(&self, e: &AuditEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (at, kind, user_id, ip, user_agent, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(e.at)
+        .bind(text(&e.kind))
+        .bind(e.user_id)
+        .bind(opt_text(&e.ip))
+        .bind(opt_text(&e.user_agent))
+        .bind(opt_text(&e.detail))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn audit_events(
+        &self,
+        user_id: Option<i64>,
+        since: Option<Millis>,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEvent>> {
+        // The casts type the parameters where `$1 IS NULL` alone would leave them unknown.
+        let rows = sqlx::query(
+            "SELECT at, kind, user_id, ip, user_agent, detail FROM ( \
+               SELECT id, at, kind, user_id, ip, user_agent, detail FROM audit_events \
+               WHERE ($1::BIGINT IS NULL OR user_id = $1) AND ($2::BIGINT IS NULL OR at >= $2) \
+               ORDER BY at DESC, id DESC LIMIT $3 \
+             ) AS newest ORDER BY at, id",
+        )
+        .bind(user_id)
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    at: r.try_get("at")?,
+                    kind: r.try_get("kind")?,
+                    user_id: r.try_get("user_id")?,
+                    ip: r.try_get("ip")?,
+                    user_agent: r.try_get("user_agent")?,
+                    detail: r.try_get("detail")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db)
+    }
+
+    async fn prune_audit(&self, before: Millis) -> StoreResult<()> {
+        sqlx::query("DELETE FROM audit_events WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn record_invalidation(&self, change: &Invalidation, now: Millis) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        record(&mut tx, change, now).await.map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn invalidations_since(&self, seq: i64) -> StoreResult<Vec<(i64, Invalidation)>> {
+        let rows =
+            sqlx::query("SELECT seq, kind, key FROM invalidations WHERE seq > $1 ORDER BY seq")
+                .bind(seq)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let seq: i64 = r.try_get("seq").map_err(db)?;
+            let kind: String = r.try_get("kind").map_err(db)?;
+            let key: String = r.try_get("key").map_err(db)?;
+            if let Some(change) = invalidation_from_parts(&kind, &key) {
+                out.push((seq, change));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn last_invalidation(&self) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM invalidations")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn prune(
+        &self,
+        sessions_before: Millis,
+        invalidations_before: Millis,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "DELETE FROM sessions WHERE expires_at < $1 OR (revoked_at IS NOT NULL AND revoked_at < $1)",
+        )
+        .bind(sessions_before)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        sqlx::query("DELETE FROM one_time_codes WHERE expires_at < $1")
+            .bind(sessions_before)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        sqlx::query("DELETE FROM invalidations WHERE at < $1")
+            .bind(invalidations_before)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        let rows = sqlx::query(
+            "SELECT kid, alg, private_der, public_raw, created_at FROM signing_keys \
+             ORDER BY created_at DESC, seq DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredKey {
+                    kid: r.try_get("kid")?,
+                    alg: r.try_get("alg")?,
+                    private_der: r.try_get("private_der")?,
+                    public_raw: r.try_get("public_raw")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db)
+    }
+
+    async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_der, public_raw, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(text(&key.kid))
+        .bind(text(&key.alg))
+        .bind(&key.private_der)
+        .bind(&key.public_raw)
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        record(&mut tx, &Invalidation::Keys, key.created_at)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+}

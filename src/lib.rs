@@ -100,14 +100,16 @@ impl App {
     pub fn with_auth(auth: Arc<Auth>, config: &Config, listener: TcpListener) -> Self {
         Self {
             listener,
-            state: AppState {
+            state: AppState::new(http::Shared {
                 auth,
                 cookie: Arc::new(config.cookie.clone()),
                 pages: Arc::new(config.pages.clone()),
                 trusted_proxies: Arc::new(config.trusted_proxies.clone()),
                 cors_origins: Arc::new(config.cors_origins.clone()),
                 request_timeout: config.request_timeout,
-            },
+                access_log: config.access_log,
+                openapi_json: Default::default(),
+            }),
             body_limit_bytes: config.body_limit_bytes,
             connections: config.connections,
         }

@@ -13,6 +13,7 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -87,6 +88,7 @@ pub struct Claims {
 #[derive(Debug, Deserialize)]
 struct StrapiClaims {
     id: i64,
+    exp: i64,
 }
 
 /// What a verified token says.
@@ -125,7 +127,24 @@ struct KeySet {
 pub struct Keys {
     settings: TokenSettings,
     current: RwLock<Arc<KeySet>>,
+    /// Tokens already verified, by the SHA-256 of the token: a signature check costs tens of
+    /// microseconds, a lookup well under one, and every secured request presents the same token again.
+    /// Emptied whenever the key set changes, so a key that stops verifying takes its tokens with it;
+    /// revocation is the session and user caches' business, checked on every request regardless.
+    verified: moka::sync::Cache<[u8; 32], CachedToken>,
 }
+
+#[derive(Clone)]
+struct CachedToken {
+    verified: Verified,
+    /// The token's `exp`, in seconds: a hit past it (and the leeway) is verified again, and fails.
+    exp: i64,
+}
+
+/// Bound on the verified-token cache: about 150 bytes an entry, so at most ~15 MB.
+const VERIFIED_CACHE_ENTRIES: u64 = 100_000;
+/// No entry is trusted longer than this without a fresh signature check.
+const VERIFIED_CACHE_TTL: Duration = Duration::from_secs(600);
 
 /// A stored key as `keyway keys list` shows it.
 #[derive(Debug, Clone)]
@@ -162,13 +181,27 @@ impl Keys {
         Ok(Self {
             settings,
             current: RwLock::new(Arc::new(set)),
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CACHE_ENTRIES)
+                .time_to_live(VERIFIED_CACHE_TTL)
+                .build(),
         })
     }
 
     /// Re-reads the stored keys (after a rotation by another process).
     pub async fn reload(&self, store: &dyn Store, now: Millis) -> Result<()> {
         let set = build_set(&self.settings, &store.signing_keys().await?, now)?;
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let same_keys = current.verifiers.len() == set.verifiers.len()
+            && set
+                .verifiers
+                .keys()
+                .all(|k| current.verifiers.contains_key(k));
+        *current = Arc::new(set);
+        drop(current);
+        if !same_keys {
+            self.verified.invalidate_all();
+        }
         Ok(())
     }
 
@@ -211,6 +244,19 @@ impl Keys {
     /// Verifies signature, algorithm, `exp`, `nbf`, `iss`, `aud` and the token type. Every failure is
     /// the same opaque error: the client learns nothing about which check failed.
     pub fn verify(&self, token: &str) -> Result<Verified> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = chrono::Utc::now().timestamp();
+        if let Some(hit) = self.verified.get(&digest)
+            && hit.exp.saturating_add(LEEWAY_SECS as i64) >= now
+        {
+            return Ok(hit.verified);
+        }
+        let cached = self.verify_signed(token)?;
+        self.verified.insert(digest, cached.clone());
+        Ok(cached.verified)
+    }
+
+    fn verify_signed(&self, token: &str) -> Result<CachedToken> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| Error::INVALID_TOKEN)?;
         if header.jku.is_some()
             || header.x5u.is_some()
@@ -239,15 +285,18 @@ impl Keys {
         if claims.kind != ACCESS || claims.sub != claims.id.to_string() {
             return Err(Error::INVALID_TOKEN);
         }
-        Ok(Verified {
-            user_id: claims.id,
-            session_id: Some(claims.sid),
+        Ok(CachedToken {
+            verified: Verified {
+                user_id: claims.id,
+                session_id: Some(claims.sid),
+            },
+            exp: claims.exp,
         })
     }
 
     /// Strapi's own tokens carry no `kid`; they are accepted only when the operator asked for it and
     /// configured the Strapi secret.
-    fn verify_strapi(&self, token: &str, alg: Algorithm, set: &KeySet) -> Result<Verified> {
+    fn verify_strapi(&self, token: &str, alg: Algorithm, set: &KeySet) -> Result<CachedToken> {
         if !self.settings.accept_strapi_tokens || alg != Algorithm::HS256 {
             return Err(Error::INVALID_TOKEN);
         }
@@ -259,9 +308,12 @@ impl Keys {
         let claims = jsonwebtoken::decode::<StrapiClaims>(token, &verifier.key, &validation)
             .map_err(|_| Error::INVALID_TOKEN)?
             .claims;
-        Ok(Verified {
-            user_id: claims.id,
-            session_id: None,
+        Ok(CachedToken {
+            verified: Verified {
+                user_id: claims.id,
+                session_id: None,
+            },
+            exp: claims.exp,
         })
     }
 

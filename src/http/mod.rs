@@ -14,12 +14,12 @@ pub mod pages;
 pub mod users;
 mod wellknown;
 
-use axum::Extension;
 use axum::Router;
+use axum::extract::State;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware;
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -37,14 +37,35 @@ use crate::auth::Auth;
 use crate::config::CookieSettings;
 use crate::error::Error;
 
+/// What every handler can reach. One `Arc` inside, so the per-request clones the extractors make
+/// cost one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub auth: Arc<Auth>,
     pub cookie: Arc<CookieSettings>,
     pub pages: Arc<pages::PageSettings>,
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
     pub cors_origins: Arc<Vec<String>>,
     pub request_timeout: std::time::Duration,
+    /// One `info` line per request when on; otherwise those lines are `debug`.
+    pub access_log: bool,
+    /// `/api/openapi.json`, serialized when the router is built.
+    pub openapi_json: std::sync::OnceLock<Arc<str>>,
 }
 
 /// CORS for the configured origins only; none configured, none allowed (the default). Credentials are
@@ -109,21 +130,21 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .into_openapi()
 }
 
-/// The description, serialized once when the router is built.
-#[derive(Clone)]
-struct OpenApiJson(Arc<str>);
-
 /// `GET /api/openapi.json`: this API, described in OpenAPI 3.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "meta",
     responses((status = 200, description = "The OpenAPI document", body = openapi::OpenApiDocument)))]
-async fn openapi_json(Extension(doc): Extension<OpenApiJson>) -> impl IntoResponse {
+async fn openapi_json(State(state): State<AppState>) -> Response {
+    let Some(doc) = state.openapi_json.get() else {
+        return Error::NotFound("Not Found".into()).into_response();
+    };
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        doc.0.to_string(),
+        doc.to_string(),
     )
+        .into_response()
 }
 
 /// Every route of the API, with the layers that apply to all of them. Pure: tests drive it in-process
@@ -136,12 +157,12 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         .merge(limited)
         .merge(open)
         .split_for_parts();
-    let doc = OpenApiJson(
+    // Serialized once, here, rather than on each request for it.
+    let _ = state.openapi_json.set(
         doc.to_json()
             .expect("the OpenAPI document serializes")
             .into(),
     );
-    let api = api.layer(Extension(doc));
     let app = if base.is_empty() {
         api.merge(pages::router())
     } else {
@@ -149,39 +170,53 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         api.nest(&base, pages::router())
             .route(&format!("{base}/"), get(pages::login))
     };
-    app.fallback(|| async { Error::NotFound("Not Found".into()) })
+    let app = app
+        .fallback(|| async { Error::NotFound("Not Found".into()) })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), client::resolve))
-        .layer(cors(&state.cors_origins))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            state.request_timeout,
-        ))
-        // Responses carry tokens and personal data: no cache may keep them.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(CatchPanicLayer::custom(|_| error::panic_response()))
-        .layer(
-            // Only the method and path are recorded: query strings and headers can carry secrets.
-            TraceLayer::new_for_http()
-                .make_span_with(|req: &Request| {
-                    let id = req
-                        .headers()
-                        .get(REQUEST_ID)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), id)
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            client::resolve,
+        ));
+    // No CORS layer at all without origins (the default): it would only cost every request a clone.
+    let app = if state.cors_origins.is_empty() {
+        app
+    } else {
+        app.layer(cors(&state.cors_origins))
+    };
+    let access_level = if state.access_log {
+        Level::INFO
+    } else {
+        Level::DEBUG
+    };
+    app.layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        state.request_timeout,
+    ))
+    // Responses carry tokens and personal data: no cache may keep them.
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
+    .layer(CatchPanicLayer::custom(|_| error::panic_response()))
+    .layer(
+        // Only the method and path are recorded: query strings and headers can carry secrets.
+        TraceLayer::new_for_http()
+            .make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), id)
+            })
+            .on_response(DefaultOnResponse::new().level(access_level)),
+    )
+    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+    .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+    .with_state(state)
 }

@@ -45,6 +45,9 @@ pub struct Config {
     pub body_limit_bytes: usize,
     /// Connections at once, header size and header deadline.
     pub connections: crate::serve::ConnectionLimits,
+    /// How often a server reads the invalidation log for changes other processes made (a CLI `user
+    /// block`, another node). On PostgreSQL, `NOTIFY` brings them at once and this is the safety net.
+    pub invalidation_poll: Duration,
     /// One `info` log line per request (method, path, status, latency). Off by default: a reverse
     /// proxy usually keeps access logs, and the line costs about a tenth of a cached token check.
     pub access_log: bool,
@@ -92,6 +95,7 @@ impl Config {
             hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             body_limit_bytes: 64 * 1024,
             connections: crate::serve::ConnectionLimits::default(),
+            invalidation_poll: Duration::from_millis(500),
             access_log: false,
             mail: MailSettings::default(),
         }
@@ -298,6 +302,9 @@ pub struct Overrides {
     /// Password hashes allowed to run at once (default: number of CPUs).
     #[arg(long, env = "KEYWAY_HASH_CONCURRENCY", global = true)]
     pub hash_concurrency: Option<usize>,
+    /// How often to read the invalidation log for other processes' changes (default 500ms).
+    #[arg(long, env = "KEYWAY_INVALIDATION_POLL", global = true)]
+    pub invalidation_poll: Option<String>,
     /// Log one line per request at info (default false).
     #[arg(long, env = "KEYWAY_ACCESS_LOG", global = true)]
     pub access_log: Option<bool>,
@@ -385,6 +392,7 @@ pub struct FileConfig {
     pub max_header_bytes: Option<usize>,
     pub header_read_timeout: Option<TtlValue>,
     pub access_log: Option<bool>,
+    pub invalidation_poll: Option<TtlValue>,
     pub smtp_url: Option<String>,
     pub smtp_url_file: Option<PathBuf>,
     pub mail_from: Option<String>,
@@ -765,6 +773,16 @@ impl Overrides {
                 return Err(invalid("hash_concurrency must be at least 1".into()));
             }
             c.hash_concurrency = v;
+        }
+        if let Some(d) = ttl(
+            "invalidation_poll",
+            &self.invalidation_poll,
+            file.invalidation_poll,
+        )? {
+            if d.is_zero() {
+                return Err(invalid("invalidation_poll must be longer than zero".into()));
+            }
+            c.invalidation_poll = d;
         }
         if let Some(v) = self.access_log.or(file.access_log) {
             c.access_log = v;

@@ -25,6 +25,7 @@ use auth::password::Hasher;
 use auth::tokens::Keys;
 use auth::{Auth, Clock, SystemClock};
 use http::AppState;
+use store::{FeedEvent, InvalidationFeed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -77,9 +78,48 @@ pub async fn build_auth_with_clock(
     )))
 }
 
-/// How often a server looks for changes other processes made (a CLI `user block`, another node):
-/// the longest a revocation made elsewhere takes to reach this server's caches.
-const SYNC_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a feed that could not be opened (database down at start) is tried again.
+const RESUBSCRIBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The database's push feed of invalidations, if it has one.
+struct Feed {
+    feed: Option<Box<dyn InvalidationFeed>>,
+    /// Opening it failed: try again now and then.
+    failed: bool,
+}
+
+impl Feed {
+    fn new() -> Self {
+        Self {
+            feed: None,
+            failed: false,
+        }
+    }
+
+    async fn subscribe(&mut self, auth: &Auth) {
+        match auth.store().subscribe().await {
+            Ok(feed) => {
+                self.failed = false;
+                if feed.is_some() && self.feed.is_none() {
+                    // Anything recorded before the feed opened came through no feed.
+                    auth.forget_everything().await;
+                }
+                self.feed = feed;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for invalidations; polling only");
+                self.failed = true;
+            }
+        }
+    }
+
+    async fn next(&mut self) -> FeedEvent {
+        match &mut self.feed {
+            Some(feed) => feed.next().await,
+            None => std::future::pending().await,
+        }
+    }
+}
 /// How often ended sessions and old invalidations are deleted, and retired keys unloaded.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -89,6 +129,7 @@ pub struct App {
     state: AppState,
     body_limit_bytes: usize,
     connections: serve::ConnectionLimits,
+    invalidation_poll: Duration,
 }
 
 impl App {
@@ -112,6 +153,7 @@ impl App {
             }),
             body_limit_bytes: config.body_limit_bytes,
             connections: config.connections,
+            invalidation_poll: config.invalidation_poll,
         }
     }
 
@@ -128,7 +170,7 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let maintenance = tokio::spawn(maintain(self.state.auth.clone()));
+        let maintenance = tokio::spawn(maintain(self.state.auth.clone(), self.invalidation_poll));
         let router = http::router(self.state, self.body_limit_bytes);
         let served = serve::serve(self.listener, router, self.connections, shutdown).await;
         maintenance.abort();
@@ -136,9 +178,10 @@ impl App {
     }
 }
 
-/// Background upkeep of a serving process: applies invalidations recorded by other processes, and
-/// now and then deletes what can no longer matter.
-async fn maintain(auth: Arc<Auth>) {
+/// Background upkeep of a serving process: applies invalidations recorded by other processes (pushed
+/// by the database where it can, polled every `poll` regardless), and now and then deletes what can
+/// no longer matter.
+async fn maintain(auth: Arc<Auth>, poll: Duration) {
     let mut seen = match auth.store().last_invalidation().await {
         Ok(seq) => seq,
         Err(e) => {
@@ -146,11 +189,22 @@ async fn maintain(auth: Arc<Auth>) {
             0
         }
     };
-    let mut sync = tokio::time::interval(SYNC_INTERVAL);
+    let mut feed = Feed::new();
+    feed.subscribe(&auth).await;
+    let mut sync = tokio::time::interval(poll);
+    let mut resubscribe = tokio::time::interval(RESUBSCRIBE_INTERVAL);
     let mut prune = tokio::time::interval(PRUNE_INTERVAL);
     loop {
         tokio::select! {
             _ = sync.tick() => seen = auth.sync_invalidations(seen).await,
+            event = feed.next() => {
+                if event == FeedEvent::Lost {
+                    // Notices may have been missed while the connection was down.
+                    auth.forget_everything().await;
+                }
+                seen = auth.sync_invalidations(seen).await;
+            }
+            _ = resubscribe.tick(), if feed.failed => feed.subscribe(&auth).await,
             _ = prune.tick() => {
                 // Keys whose tokens have all expired leave the verifiers and the JWKS.
                 if let Err(e) = auth.keys().reload(auth.store().as_ref(), auth.now_millis()).await {

@@ -385,6 +385,19 @@ impl Auth {
         Ok(Some(u))
     }
 
+    /// Drops everything cached about sessions and users and re-reads the signing keys: for when
+    /// changes made elsewhere may have gone unnoticed (a lost database connection).
+    pub async fn forget_everything(&self) {
+        self.caches.clear();
+        if let Err(e) = self
+            .keys
+            .reload(self.store.as_ref(), self.clock.now_millis())
+            .await
+        {
+            tracing::warn!(error = %e, "reloading signing keys failed");
+        }
+    }
+
     /// Applies changes other processes recorded since `after`; returns the newest sequence seen.
     /// On failure the caches are cleared, since what they hold can no longer be trusted.
     pub async fn sync_invalidations(&self, after: i64) -> i64 {

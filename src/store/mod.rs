@@ -287,6 +287,28 @@ pub trait Store: Send + Sync + 'static {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
     /// Inserts a key and records a `Keys` invalidation so running servers reload.
     async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
+
+    /// A push feed that announces new invalidations as they commit, where the engine has one
+    /// (PostgreSQL's `LISTEN`/`NOTIFY`); `None` where polling [`Store::invalidations_since`] is all
+    /// there is.
+    async fn subscribe(&self) -> StoreResult<Option<Box<dyn InvalidationFeed>>> {
+        Ok(None)
+    }
+}
+
+/// What an [`InvalidationFeed`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// Something was recorded: read the log from where you were.
+    Changed,
+    /// The feed was interrupted and has reconnected; anything may have been missed meanwhile.
+    Lost,
+}
+
+#[async_trait]
+pub trait InvalidationFeed: Send {
+    /// Waits for the next event.
+    async fn next(&mut self) -> FeedEvent;
 }
 
 /// How to open the database, beyond its URL.

@@ -8,6 +8,7 @@ use super::{
     POSTGRES_POOL_SIZE, RefreshRecord, Revoke, Role, Session, SslMode, Store, StoreError,
     StoreResult, StoredKey, User, UserCredentials, applied_versions, newly_applied,
 };
+use super::{FeedEvent, InvalidationFeed};
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow, PgSslMode};
@@ -163,7 +164,39 @@ async fn record(
         .bind(now)
         .execute(&mut **tx)
         .await?;
+    // Delivered to every listening node when (and only if) this transaction commits; they then read
+    // the log from where they were, so the notice itself carries nothing.
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
+}
+
+/// The channel invalidations are announced on.
+const NOTIFY_CHANNEL: &str = "keyway_invalidations";
+
+/// `LISTEN keyway_invalidations` on a connection of its own.
+struct PgFeed {
+    listener: sqlx::postgres::PgListener,
+}
+
+#[async_trait]
+impl InvalidationFeed for PgFeed {
+    async fn next(&mut self) -> FeedEvent {
+        match self.listener.try_recv().await {
+            Ok(Some(_)) => FeedEvent::Changed,
+            // The connection dropped; sqlx reconnects on the next call. Notices sent meanwhile are
+            // lost, so the caller must stop trusting its caches.
+            Ok(None) => FeedEvent::Lost,
+            Err(e) => {
+                tracing::warn!(error = %e, "the invalidation listener failed; reconnecting");
+                // Not in a tight loop while the database is unreachable.
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                FeedEvent::Lost
+            }
+        }
+    }
 }
 
 fn ssl_mode(mode: SslMode) -> PgSslMode {
@@ -849,5 +882,13 @@ impl Store for PgStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn subscribe(&self) -> StoreResult<Option<Box<dyn InvalidationFeed>>> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(db)?;
+        listener.listen(NOTIFY_CHANNEL).await.map_err(db)?;
+        Ok(Some(Box::new(PgFeed { listener })))
     }
 }

@@ -28,7 +28,7 @@ const DEMO_EMAIL: &str = "appsmith_user@example.com";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// `keyway` in `dir` with nothing but the built-in defaults: no environment at all.
-fn bare_keyway(dir: &Path) -> Command {
+pub fn bare_keyway(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keyway"));
     cmd.current_dir(dir)
         .env_clear()
@@ -39,7 +39,7 @@ fn bare_keyway(dir: &Path) -> Command {
 }
 
 /// `keyway` in `dir` with cheap argon2 settings, so hashing does not dominate the suite.
-fn keyway(dir: &Path) -> Command {
+pub fn keyway(dir: &Path) -> Command {
     let mut cmd = bare_keyway(dir);
     cmd.env("KEYWAY_ARGON2_MEMORY_KIB", "1024")
         .env("KEYWAY_ARGON2_ITERATIONS", "1");
@@ -47,14 +47,14 @@ fn keyway(dir: &Path) -> Command {
 }
 
 /// `keyway serve` on a free port, plus `extra` arguments.
-fn serve(mut cmd: Command, extra: &[&str]) -> Command {
+pub fn serve(mut cmd: Command, extra: &[&str]) -> Command {
     cmd.args(["serve", "--bind", "127.0.0.1:0"]).args(extra);
     cmd
 }
 
 /// Runs a command that is expected to finish (an admin command, or a `serve` that must refuse to
 /// start), feeding `stdin` to it.
-async fn run(mut cmd: Command, stdin: &str) -> Output {
+pub async fn run(mut cmd: Command, stdin: &str) -> Output {
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -70,7 +70,7 @@ async fn run(mut cmd: Command, stdin: &str) -> Output {
 }
 
 /// `keyway user ARGS` in `dir`, with `stdin` as its standard input.
-async fn user_cmd(dir: &Path, args: &[&str], stdin: &str) -> Output {
+pub async fn user_cmd(dir: &Path, args: &[&str], stdin: &str) -> Output {
     let mut cmd = keyway(dir);
     cmd.arg("user").args(args);
     run(cmd, stdin).await
@@ -91,11 +91,11 @@ async fn add_user(dir: &Path, username: &str, email: &str, password: &str, extra
     assert!(out.status.success(), "user add failed: {}", stderr(&out));
 }
 
-fn stdout(out: &Output) -> String {
+pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn stderr(out: &Output) -> String {
+pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -111,9 +111,9 @@ fn listed_usernames(list: &str) -> Vec<String> {
 
 /// A running `keyway serve`. Its `Child` was spawned with `kill_on_drop`, so a failed assertion
 /// anywhere in a test still kills the process.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
     /// The database URL as the start line shows it.
     database: String,
     stdout: Arc<Mutex<String>>,
@@ -125,7 +125,7 @@ struct Server {
 impl Server {
     /// Spawns `cmd` and waits for its start line,
     /// `Keyway listening on http://ADDR (database URL)`.
-    async fn start(mut cmd: Command) -> Self {
+    pub async fn start(mut cmd: Command) -> Self {
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -172,7 +172,11 @@ impl Server {
         server
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn client(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
@@ -180,22 +184,22 @@ impl Server {
         self.stdout.lock().unwrap().clone()
     }
 
-    fn stderr(&self) -> String {
+    pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
-    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
         let req = self.client.post(self.url(path)).json(&body);
         req.send().await.expect("request sent")
     }
 
-    async fn login(&self, identifier: &str, password: &str) -> reqwest::Response {
+    pub async fn login(&self, identifier: &str, password: &str) -> reqwest::Response {
         let body = json!({ "identifier": identifier, "password": password });
         self.post("/api/auth/local", body).await
     }
 
     /// Logs in, asserts 200, and returns the whole response body.
-    async fn login_ok(&self, identifier: &str, password: &str) -> Value {
+    pub async fn login_ok(&self, identifier: &str, password: &str) -> Value {
         let res = self.login(identifier, password).await;
         assert_eq!(res.status(), StatusCode::OK, "login as {identifier}");
         let body: Value = res.json().await.expect("JSON body");
@@ -203,18 +207,18 @@ impl Server {
         body
     }
 
-    async fn token(&self, identifier: &str, password: &str) -> String {
+    pub async fn token(&self, identifier: &str, password: &str) -> String {
         let body = self.login_ok(identifier, password).await;
         body["jwt"].as_str().unwrap().to_owned()
     }
 
-    async fn me(&self, jwt: &str) -> reqwest::Response {
+    pub async fn me(&self, jwt: &str) -> reqwest::Response {
         let req = self.client.get(self.url("/api/users/me")).bearer_auth(jwt);
         req.send().await.expect("request sent")
     }
 
     /// Sends `signal` (`TERM`, `INT`) with kill(1) and waits for the process to exit.
-    async fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
+    pub async fn signal_and_wait(&mut self, signal: &str) -> ExitStatus {
         let pid = self.child.id().expect("keyway still running");
         let sent = std::process::Command::new("kill")
             .arg(format!("-{signal}"))
@@ -231,7 +235,7 @@ impl Server {
     }
 
     /// Stops the server with SIGTERM, asserts a clean exit and returns everything it printed on stdout.
-    async fn stop(mut self) -> String {
+    pub async fn stop(mut self) -> String {
         let status = self.signal_and_wait("TERM").await;
         assert!(status.success(), "exit status {status}: {}", self.stderr());
         self.stdout()
@@ -263,7 +267,7 @@ async fn collect(
     }
 }
 
-fn tempdir() -> TempDir {
+pub fn tempdir() -> TempDir {
     tempfile::tempdir().expect("temp dir")
 }
 

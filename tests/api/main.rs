@@ -5,6 +5,7 @@
 mod account;
 mod audit;
 mod cli;
+mod cluster;
 mod helpers;
 mod input;
 mod jwt;

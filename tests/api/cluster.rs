@@ -1,0 +1,231 @@
+//! Several `keyway serve` processes on one PostgreSQL database, as behind a load balancer: what one
+//! node ends, every node refuses within a second (pushed by `NOTIFY`; the poll is set to a minute
+//! here so it cannot be what delivers), the database alone decides who registers first, and a node
+//! killed mid-burst loses nothing it acknowledged.
+
+use crate::cli::{Server, keyway, serve, tempdir};
+use crate::testdb::PgDatabase;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Connection;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The requirement: a change on one node is in force on every node within this.
+const COHERENCE: Duration = Duration::from_secs(1);
+
+/// A node on `db`, polling the invalidation log only once a minute, without route rate limits (the
+/// tests send bursts from one address) and with cheap argon2 settings.
+async fn node(db: &PgDatabase, dir: &Path) -> Server {
+    let mut cmd = serve(keyway(dir), &[]);
+    cmd.env("KEYWAY_DATABASE_URL", db.url_str())
+        .env("KEYWAY_INVALIDATION_POLL", "60s")
+        .env("KEYWAY_RATE_LIMIT", "false")
+        .env("KEYWAY_LOGIN_THROTTLE", "false");
+    Server::start(cmd).await
+}
+
+async fn register(node: &Server, name: &str, email: &str) -> reqwest::Response {
+    let body = json!({ "username": name, "email": email, "password": format!("{name}-pass-9f3k") });
+    node.post("/api/auth/local/register", body).await
+}
+
+/// How long until `node` refuses `jwt`, or `None` if it still accepts it after twice the limit.
+async fn time_to_refusal(node: &Server, jwt: &str, since: Instant) -> Option<Duration> {
+    while since.elapsed() < 2 * COHERENCE {
+        let status = node.me(jwt).await.status();
+        if status == StatusCode::UNAUTHORIZED {
+            return Some(since.elapsed());
+        }
+        assert_eq!(status, StatusCode::OK, "neither accepted nor refused");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+#[tokio::test]
+async fn a_logout_on_one_node_is_refused_by_the_other_within_a_second() {
+    let db = PgDatabase::create().await;
+    let dir = tempdir();
+    let a = node(&db, dir.path()).await;
+    let b = node(&db, dir.path()).await;
+    let res = register(&a, "alice", "alice@example.com").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let jwt = res.json::<Value>().await.unwrap()["jwt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // B has the token, its session and its user cached: only an invalidation can change its mind.
+    for _ in 0..3 {
+        assert_eq!(b.me(&jwt).await.status(), StatusCode::OK);
+    }
+
+    let res = a
+        .client()
+        .post(a.url("/api/auth/logout"))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let since = Instant::now();
+    let took = time_to_refusal(&b, &jwt, since).await;
+    assert!(
+        took.is_some_and(|t| t < COHERENCE),
+        "node B still accepted the token {took:?} after the logout on A"
+    );
+    assert_eq!(a.me(&jwt).await.status(), StatusCode::UNAUTHORIZED);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_block_made_elsewhere_is_refused_by_a_running_node_within_a_second() {
+    let db = PgDatabase::create().await;
+    let dir = tempdir();
+    let a = node(&db, dir.path()).await;
+    let b = node(&db, dir.path()).await;
+    assert_eq!(
+        register(&b, "bob", "bob@example.com").await.status(),
+        StatusCode::OK
+    );
+    let jwt = a.token("bob", "bob-pass-9f3k").await;
+    assert_eq!(a.me(&jwt).await.status(), StatusCode::OK);
+
+    // Blocked through node B's database by the admin command, as an operator would.
+    let mut block = keyway(dir.path());
+    block
+        .env("KEYWAY_DATABASE_URL", db.url_str())
+        .args(["user", "block", "bob"]);
+    let out = crate::cli::run(block, "").await;
+    assert!(out.status.success(), "{}", crate::cli::stderr(&out));
+    let since = Instant::now();
+    let took = time_to_refusal(&a, &jwt, since).await;
+    assert!(
+        took.is_some_and(|t| t < COHERENCE),
+        "node A still accepted a blocked user's token {took:?} later"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_hundred_registrations_of_one_email_across_two_nodes_make_one_account() {
+    let db = PgDatabase::create().await;
+    let dir = tempdir();
+    let a = node(&db, dir.path()).await;
+    let b = node(&db, dir.path()).await;
+    // All in flight at once, alternating between the nodes.
+    let attempts: Vec<_> = (0..100)
+        .map(|i| {
+            let target = if i % 2 == 0 { &a } else { &b };
+            let (client, url) = (target.client(), target.url("/api/auth/local/register"));
+            tokio::spawn(async move {
+                let name = format!("racer{i}");
+                let body = json!({
+                    "username": name,
+                    "email": "race@example.com",
+                    "password": format!("{name}-pass-9f3k"),
+                });
+                let res = client.post(url).json(&body).send().await.unwrap();
+                (res.status(), res.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for attempt in attempts {
+        results.push(attempt.await.unwrap());
+    }
+    let winners: Vec<_> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "{} registrations succeeded",
+        winners.len()
+    );
+    for (status, body) in results.iter().filter(|(s, _)| *s != StatusCode::OK) {
+        assert_eq!(*status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(
+            body["error"]["message"], "Email or Username are already taken",
+            "{body}"
+        );
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_killed_during_a_burst_of_registrations_loses_nothing_it_acknowledged() {
+    let db = PgDatabase::create().await;
+    let dir = tempdir();
+    let mut victim = node(&db, dir.path()).await;
+    let client = victim.client();
+    let url = victim.url("/api/auth/local/register");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let burst: Vec<_> = (0..60)
+        .map(|i| {
+            let (client, url, done) = (client.clone(), url.clone(), done.clone());
+            tokio::spawn(async move {
+                // Spread over the kill: some finish before it, some are cut off.
+                tokio::time::sleep(Duration::from_millis(i * 10)).await;
+                let name = format!("burst{i}");
+                let body = json!({
+                    "username": name,
+                    "email": format!("{name}@example.com"),
+                    "password": format!("{name}-pass-9f3k"),
+                });
+                let ok = matches!(
+                    client.post(&url).json(&body).send().await,
+                    Ok(res) if res.status() == StatusCode::OK
+                );
+                if ok {
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                (name, ok)
+            })
+        })
+        .collect();
+    // Killed mid-burst: once a few registrations have been acknowledged, while others are in flight.
+    let started = Instant::now();
+    while done.load(std::sync::atomic::Ordering::SeqCst) < 5 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no registration finished"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let killed = victim.signal_and_wait("KILL").await;
+    assert!(!killed.success(), "SIGKILL ends the process");
+    let mut acknowledged = Vec::new();
+    for task in burst {
+        let (name, ok) = task.await.unwrap();
+        if ok {
+            acknowledged.push(name);
+        }
+    }
+    assert!(
+        acknowledged.len() < 60,
+        "every registration finished before the kill; the test proves nothing"
+    );
+
+    // Every acknowledged account is there, whole; so is every account the database kept, even one
+    // whose answer the kill swallowed: each logs in with its password.
+    let survivor = node(&db, dir.path()).await;
+    let mut conn = sqlx::PgConnection::connect(db.url_str()).await.unwrap();
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT username FROM users WHERE username LIKE 'burst%'")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    for name in &acknowledged {
+        assert!(stored.contains(name), "{name} was acknowledged but is gone");
+    }
+    for name in &stored {
+        let res = survivor.login(name, &format!("{name}-pass-9f3k")).await;
+        assert_eq!(res.status(), StatusCode::OK, "{name} cannot log in");
+    }
+    survivor.stop().await;
+}

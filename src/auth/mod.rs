@@ -130,14 +130,18 @@ impl Auth {
         sessions: SessionSettings,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let shared = store.shared_by_nodes().then(|| store.clone());
         Self {
             caches: Caches::new(sessions.cache_capacity),
             policy: policy::PasswordPolicy::new(
                 settings.password_min_chars,
                 settings.pwned_check.as_ref(),
             ),
-            limiter: throttle::RateLimiter::new(settings.rate_limits.clone()),
-            throttle: throttle::AccountThrottle::new(settings.throttle.clone()),
+            limiter: throttle::RateLimiter::with_store(
+                settings.rate_limits.clone(),
+                shared.clone(),
+            ),
+            throttle: throttle::AccountThrottle::with_store(settings.throttle.clone(), shared),
             refusals: audit::refusal_dedup(),
             store,
             hasher,
@@ -215,7 +219,7 @@ impl Auth {
         let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
         let now = self.clock.now_millis();
         let user_id = found.as_ref().map(|c| c.user.id);
-        if let Err(wait) = self.throttle.check(&account, ip, now) {
+        if let Err(wait) = self.throttle.check(&account, ip, now).await {
             self.audit_refusal(&account, user_id, &client, "login throttled")
                 .await;
             return Err(Error::RateLimited(wait));
@@ -224,7 +228,7 @@ impl Auth {
         let secret = SecretString::from(password.expose());
         let verdict = self.hasher.verify(secret.clone(), stored_hash).await?;
         let (Some(creds), Verified::Match { rehash }) = (found, verdict) else {
-            self.throttle.failed(&account, ip, now);
+            self.throttle.failed(&account, ip, now).await;
             let detail = if user_id.is_some() {
                 "wrong password"
             } else {
@@ -234,7 +238,7 @@ impl Auth {
                 .await;
             return Err(Error::Validation(MSG_INVALID_LOGIN.into()));
         };
-        self.throttle.succeeded(&account, ip);
+        self.throttle.succeeded(&account, ip, now).await;
         let user = creds.user;
         if self.settings.email_confirmation && !user.confirmed {
             return Err(Error::Application(MSG_NOT_CONFIRMED.into()));

@@ -8,7 +8,11 @@
 //!   hour. A client that has logged in successfully on the account recently keeps a bucket of its own,
 //!   so an attacker hammering the account cannot lock its owner out.
 //!
-//! State is in process, in bounded caches; several nodes share it through the database later.
+//! State is in process, in bounded caches, when one process serves (SQLite). When the database is
+//! shared by several nodes ([`Store::shared_by_nodes`], PostgreSQL) it lives there instead, so an
+//! attacker spreading requests over the nodes gets one allowance, not one per node. Should the
+//! database fail to answer, the limits let the request through (logged): a login needs the database
+//! anyway, and refusing everyone would be the worse outage.
 
 use moka::sync::Cache;
 use std::collections::{HashMap, VecDeque};
@@ -16,7 +20,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::store::Millis;
+use crate::store::{Millis, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
@@ -67,9 +71,19 @@ struct Window {
 pub struct RateLimiter {
     settings: RateLimitSettings,
     windows: Cache<(String, IpAddr), Arc<Mutex<Window>>>,
+    /// Where the windows live when several nodes count together.
+    shared: Option<Arc<dyn Store>>,
 }
 
 impl RateLimiter {
+    /// Counts in the database when `shared` is given, in memory otherwise.
+    pub fn with_store(settings: RateLimitSettings, shared: Option<Arc<dyn Store>>) -> Self {
+        Self {
+            shared,
+            ..Self::new(settings)
+        }
+    }
+
     pub fn new(settings: RateLimitSettings) -> Self {
         let longest = settings
             .routes
@@ -84,6 +98,7 @@ impl RateLimiter {
                 .max_capacity(200_000)
                 .time_to_idle(longest)
                 .build(),
+            shared: None,
         }
     }
 
@@ -92,7 +107,7 @@ impl RateLimiter {
     }
 
     /// Counts a request to `route` from `ip`.
-    pub fn hit(&self, route: &str, ip: IpAddr, now: Millis) -> Decision {
+    pub async fn hit(&self, route: &str, ip: IpAddr, now: Millis) -> Decision {
         let limit = self
             .settings
             .routes
@@ -100,6 +115,31 @@ impl RateLimiter {
             .copied()
             .unwrap_or(self.settings.default);
         let window_ms = limit.window.as_millis() as Millis;
+        let (started, count) = match &self.shared {
+            None => self.hit_here(route, ip, now, window_ms),
+            Some(store) => match store
+                .hit_window(&format!("{route}|{ip}"), now, window_ms)
+                .await
+            {
+                Ok(window) => window,
+                Err(e) => {
+                    tracing::warn!(error = %e, "rate-limit state unavailable; not limiting");
+                    (now, 0)
+                }
+            },
+        };
+        let ends = started + window_ms;
+        Decision {
+            allowed: count <= limit.max,
+            limit: limit.max,
+            remaining: limit.max.saturating_sub(count),
+            reset_at: (ends + 999) / 1000,
+            retry_after: ((ends - now).max(1) as u64).div_ceil(1000),
+        }
+    }
+
+    /// The in-memory window: its start and its count with this hit.
+    fn hit_here(&self, route: &str, ip: IpAddr, now: Millis, window_ms: Millis) -> (Millis, u32) {
         let entry = self.windows.get_with((route.to_owned(), ip), || {
             Arc::new(Mutex::new(Window {
                 started: now,
@@ -114,14 +154,7 @@ impl RateLimiter {
             };
         }
         w.count = w.count.saturating_add(1);
-        let ends = w.started + window_ms;
-        Decision {
-            allowed: w.count <= limit.max,
-            limit: limit.max,
-            remaining: limit.max.saturating_sub(w.count),
-            reset_at: (ends + 999) / 1000,
-            retry_after: ((ends - now).max(1) as u64).div_ceil(1000),
-        }
+        (w.started, w.count)
     }
 }
 
@@ -162,11 +195,22 @@ pub struct AccountThrottle {
     settings: ThrottleSettings,
     failures: Cache<String, Arc<Mutex<Failures>>>,
     trusted: Cache<(String, IpAddr), ()>,
+    /// Where failures and trust live when several nodes share them.
+    shared: Option<Arc<dyn Store>>,
 }
 
 impl AccountThrottle {
+    /// Keeps its state in the database when `shared` is given, in memory otherwise.
+    pub fn with_store(settings: ThrottleSettings, shared: Option<Arc<dyn Store>>) -> Self {
+        Self {
+            shared,
+            ..Self::new(settings)
+        }
+    }
+
     pub fn new(settings: ThrottleSettings) -> Self {
         Self {
+            shared: None,
             failures: Cache::builder()
                 .max_capacity(200_000)
                 .time_to_idle(Duration::from_millis(HOUR as u64))
@@ -180,36 +224,69 @@ impl AccountThrottle {
     }
 
     /// The failure bucket of an attempt: the account's, or a trusted client's own.
-    fn bucket(&self, account: &str, ip: Option<IpAddr>) -> String {
-        match ip {
-            Some(ip) if self.trusted.contains_key(&(account.to_owned(), ip)) => {
-                format!("{account}|{ip}")
-            }
-            _ => account.to_owned(),
+    async fn bucket(&self, account: &str, ip: Option<IpAddr>, now: Millis) -> String {
+        let Some(ip) = ip else {
+            return account.to_owned();
+        };
+        let trusted = match &self.shared {
+            None => self.trusted.contains_key(&(account.to_owned(), ip)),
+            Some(store) => store
+                .is_trusted(account, &ip.to_string(), now)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "throttle state unavailable");
+                    false
+                }),
+        };
+        if trusted {
+            format!("{account}|{ip}")
+        } else {
+            account.to_owned()
         }
     }
 
     /// `Err(seconds)` when this attempt must wait that long.
-    pub fn check(&self, account: &str, ip: Option<IpAddr>, now: Millis) -> Result<(), u64> {
+    pub async fn check(&self, account: &str, ip: Option<IpAddr>, now: Millis) -> Result<(), u64> {
         if !self.settings.enabled {
             return Ok(());
         }
-        let Some(entry) = self.failures.get(&self.bucket(account, ip)) else {
-            return Ok(());
+        let bucket = self.bucket(account, ip, now).await;
+        let times: Vec<Millis> = match &self.shared {
+            None => {
+                let Some(entry) = self.failures.get(&bucket) else {
+                    return Ok(());
+                };
+                let mut f = entry.lock().unwrap_or_else(|e| e.into_inner());
+                while f.times.front().is_some_and(|t| now - t >= HOUR) {
+                    f.times.pop_front();
+                }
+                f.times.iter().copied().collect()
+            }
+            Some(store) => match store
+                .failures_since(&bucket, now - HOUR, self.settings.hourly_cap)
+                .await
+            {
+                Ok(times) => times,
+                Err(e) => {
+                    tracing::warn!(error = %e, "throttle state unavailable; not throttling");
+                    return Ok(());
+                }
+            },
         };
-        let mut f = entry.lock().unwrap_or_else(|e| e.into_inner());
-        while f.times.front().is_some_and(|t| now - t >= HOUR) {
-            f.times.pop_front();
-        }
-        let n = f.times.len() as u32;
+        self.verdict(&times, now)
+    }
+
+    /// The decision on a bucket's failures of the last hour, oldest first.
+    fn verdict(&self, times: &[Millis], now: Millis) -> Result<(), u64> {
+        let n = times.len() as u32;
         if n >= self.settings.hourly_cap {
-            let oldest = f.times.front().copied().unwrap_or(now);
+            let oldest = times.first().copied().unwrap_or(now);
             return Err(secs(oldest + HOUR - now));
         }
         if n >= self.settings.free_failures {
             let doublings = (n - self.settings.free_failures).min(20);
             let pause = (1000i64 << doublings).min(self.settings.max_pause.as_millis() as Millis);
-            let last = f.times.back().copied().unwrap_or(now);
+            let last = times.last().copied().unwrap_or(now);
             if now - last < pause {
                 return Err(secs(last + pause - now));
             }
@@ -217,13 +294,18 @@ impl AccountThrottle {
         Ok(())
     }
 
-    pub fn failed(&self, account: &str, ip: Option<IpAddr>, now: Millis) {
+    pub async fn failed(&self, account: &str, ip: Option<IpAddr>, now: Millis) {
         if !self.settings.enabled {
             return;
         }
-        let entry = self
-            .failures
-            .get_with(self.bucket(account, ip), Arc::default);
+        let bucket = self.bucket(account, ip, now).await;
+        if let Some(store) = &self.shared {
+            if let Err(e) = store.record_failure(&bucket, now).await {
+                tracing::warn!(error = %e, "cannot record a failed login for throttling");
+            }
+            return;
+        }
+        let entry = self.failures.get_with(bucket, Arc::default);
         let mut f = entry.lock().unwrap_or_else(|e| e.into_inner());
         f.times.push_back(now);
         // Never more than the cap is needed to decide; keeps each bucket small.
@@ -233,10 +315,24 @@ impl AccountThrottle {
     }
 
     /// A correct password: the client becomes trusted on the account and its own bucket is cleared.
-    pub fn succeeded(&self, account: &str, ip: Option<IpAddr>) {
-        if let Some(ip) = ip {
-            self.trusted.insert((account.to_owned(), ip), ());
-            self.failures.invalidate(&format!("{account}|{ip}"));
+    pub async fn succeeded(&self, account: &str, ip: Option<IpAddr>, now: Millis) {
+        let Some(ip) = ip else {
+            return;
+        };
+        let own = format!("{account}|{ip}");
+        match &self.shared {
+            None => {
+                self.trusted.insert((account.to_owned(), ip), ());
+                self.failures.invalidate(&own);
+            }
+            Some(store) => {
+                let until = now + self.settings.trust_for.as_millis() as Millis;
+                let trusted = store.trust_client(account, &ip.to_string(), until).await;
+                let cleared = store.clear_failures(&own).await;
+                if let Err(e) = trusted.and(cleared) {
+                    tracing::warn!(error = %e, "cannot record a trusted client for throttling");
+                }
+            }
         }
     }
 }
@@ -253,36 +349,37 @@ mod tests {
         IpAddr::from([203, 0, 113, last])
     }
 
-    #[test]
-    fn fixed_windows_per_route_and_address() {
+    #[tokio::test]
+    async fn fixed_windows_per_route_and_address() {
         let limiter = RateLimiter::new(RateLimitSettings::default());
         for i in 0..10 {
-            let d = limiter.hit("/api/auth/local", ip(1), 1_000);
+            let d = limiter.hit("/api/auth/local", ip(1), 1_000).await;
             assert!(d.allowed);
             assert_eq!(d.remaining, 9 - i);
         }
-        let d = limiter.hit("/api/auth/local", ip(1), 30_000);
+        let d = limiter.hit("/api/auth/local", ip(1), 30_000).await;
         assert!(!d.allowed);
         assert_eq!((d.limit, d.remaining, d.retry_after), (10, 0, 31));
         assert_eq!(d.reset_at, 61);
         assert!(
-            limiter.hit("/api/auth/local", ip(2), 30_000).allowed,
+            limiter.hit("/api/auth/local", ip(2), 30_000).await.allowed,
             "another address"
         );
         assert!(
             limiter
                 .hit("/api/auth/local/register", ip(1), 30_000)
+                .await
                 .allowed,
             "another route"
         );
         assert!(
-            limiter.hit("/api/auth/local", ip(1), 61_000).allowed,
+            limiter.hit("/api/auth/local", ip(1), 61_000).await.allowed,
             "a new window"
         );
     }
 
-    #[test]
-    fn routes_can_have_their_own_limit() {
+    #[tokio::test]
+    async fn routes_can_have_their_own_limit() {
         let mut settings = RateLimitSettings::default();
         settings.routes.insert(
             "/api/auth/local".into(),
@@ -292,64 +389,64 @@ mod tests {
             },
         );
         let limiter = RateLimiter::new(settings);
-        assert!(limiter.hit("/api/auth/local", ip(1), 0).allowed);
-        assert!(limiter.hit("/api/auth/local", ip(1), 0).allowed);
-        assert!(!limiter.hit("/api/auth/local", ip(1), 0).allowed);
-        assert!(limiter.hit("/api/auth/local", ip(1), 10_000).allowed);
+        assert!(limiter.hit("/api/auth/local", ip(1), 0).await.allowed);
+        assert!(limiter.hit("/api/auth/local", ip(1), 0).await.allowed);
+        assert!(!limiter.hit("/api/auth/local", ip(1), 0).await.allowed);
+        assert!(limiter.hit("/api/auth/local", ip(1), 10_000).await.allowed);
     }
 
-    #[test]
-    fn pauses_grow_after_the_free_failures() {
+    #[tokio::test]
+    async fn pauses_grow_after_the_free_failures() {
         let t = AccountThrottle::new(ThrottleSettings::default());
         let mut now = 0;
         for _ in 0..5 {
-            assert_eq!(t.check("user:1", Some(ip(1)), now), Ok(()));
-            t.failed("user:1", Some(ip(1)), now);
+            assert_eq!(t.check("user:1", Some(ip(1)), now).await, Ok(()));
+            t.failed("user:1", Some(ip(1)), now).await;
         }
-        assert_eq!(t.check("user:1", Some(ip(1)), now), Err(1));
+        assert_eq!(t.check("user:1", Some(ip(1)), now).await, Err(1));
         assert_eq!(
-            t.check("user:1", Some(ip(9)), now),
+            t.check("user:1", Some(ip(9)), now).await,
             Err(1),
             "the account, not the address"
         );
         now += 1_000;
-        assert_eq!(t.check("user:1", Some(ip(1)), now), Ok(()));
-        t.failed("user:1", Some(ip(1)), now);
-        assert_eq!(t.check("user:1", Some(ip(1)), now), Err(2));
+        assert_eq!(t.check("user:1", Some(ip(1)), now).await, Ok(()));
+        t.failed("user:1", Some(ip(1)), now).await;
+        assert_eq!(t.check("user:1", Some(ip(1)), now).await, Err(2));
         now += 2_000;
-        t.failed("user:1", Some(ip(1)), now);
-        assert_eq!(t.check("user:1", Some(ip(1)), now), Err(4));
+        t.failed("user:1", Some(ip(1)), now).await;
+        assert_eq!(t.check("user:1", Some(ip(1)), now).await, Err(4));
         assert_eq!(
-            t.check("user:2", Some(ip(1)), now),
+            t.check("user:2", Some(ip(1)), now).await,
             Ok(()),
             "other accounts are free"
         );
     }
 
-    #[test]
-    fn pauses_are_bounded() {
+    #[tokio::test]
+    async fn pauses_are_bounded() {
         let t = AccountThrottle::new(ThrottleSettings::default());
         for _ in 0..40 {
-            t.failed("user:1", None, 0);
+            t.failed("user:1", None, 0).await;
         }
-        assert_eq!(t.check("user:1", None, 0), Err(15 * 60));
+        assert_eq!(t.check("user:1", None, 0).await, Err(15 * 60));
     }
 
-    #[test]
-    fn the_hourly_cap_holds_even_with_short_pauses() {
+    #[tokio::test]
+    async fn the_hourly_cap_holds_even_with_short_pauses() {
         let t = AccountThrottle::new(ThrottleSettings {
             max_pause: Duration::from_secs(1),
             ..Default::default()
         });
         let mut now = 0;
         for _ in 0..100 {
-            while let Err(wait) = t.check("user:1", None, now) {
+            while let Err(wait) = t.check("user:1", None, now).await {
                 now += wait as Millis * 1000;
             }
-            t.failed("user:1", None, now);
+            t.failed("user:1", None, now).await;
         }
         assert!(now < HOUR);
-        let wait = t.check("user:1", None, now + 5_000).unwrap_err();
+        let wait = t.check("user:1", None, now + 5_000).await.unwrap_err();
         assert_eq!(
             wait as Millis,
             (HOUR - now - 5_000) / 1000,
@@ -357,32 +454,32 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_trusted_client_is_not_locked_out_by_others() {
+    #[tokio::test]
+    async fn a_trusted_client_is_not_locked_out_by_others() {
         let t = AccountThrottle::new(ThrottleSettings::default());
         let (owner, attacker) = (Some(ip(1)), Some(ip(66)));
-        t.succeeded("user:1", owner);
+        t.succeeded("user:1", owner, 0).await;
         for _ in 0..10 {
-            t.failed("user:1", attacker, 0);
+            t.failed("user:1", attacker, 0).await;
         }
-        assert!(t.check("user:1", attacker, 0).is_err());
-        assert_eq!(t.check("user:1", owner, 0), Ok(()));
+        assert!(t.check("user:1", attacker, 0).await.is_err());
+        assert_eq!(t.check("user:1", owner, 0).await, Ok(()));
         // The owner's own mistakes still count, in a bucket of its own.
         for _ in 0..5 {
-            t.failed("user:1", owner, 0);
+            t.failed("user:1", owner, 0).await;
         }
-        assert!(t.check("user:1", owner, 0).is_err());
+        assert!(t.check("user:1", owner, 0).await.is_err());
     }
 
-    #[test]
-    fn disabled_throttling_never_refuses() {
+    #[tokio::test]
+    async fn disabled_throttling_never_refuses() {
         let t = AccountThrottle::new(ThrottleSettings {
             enabled: false,
             ..Default::default()
         });
         for _ in 0..200 {
-            t.failed("user:1", None, 0);
+            t.failed("user:1", None, 0).await;
         }
-        assert_eq!(t.check("user:1", None, 0), Ok(()));
+        assert_eq!(t.check("user:1", None, 0).await, Ok(()));
     }
 }

@@ -25,7 +25,7 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| req.uri().path().to_ascii_lowercase());
-    let decision = limiter.hit(&route, ip, state.auth.now_millis());
+    let decision = limiter.hit(&route, ip, state.auth.now_millis()).await;
     let mut response = if decision.allowed {
         next.run(req).await
     } else {

@@ -288,6 +288,35 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts a key and records a `Keys` invalidation so running servers reload.
     async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
 
+    /// Whether several processes can share this database as one service (PostgreSQL): then rate
+    /// limits and login throttling keep their state here, so that adding nodes does not multiply an
+    /// attacker's allowance. A SQLite file serves one machine and they stay in memory.
+    fn shared_by_nodes(&self) -> bool {
+        false
+    }
+
+    /// Counts a hit in the fixed window named `key`: a window `window_ms` old or older starts over
+    /// at `now`. Returns the window's start and its count, this hit included. Atomic.
+    async fn hit_window(
+        &self,
+        key: &str,
+        now: Millis,
+        window_ms: i64,
+    ) -> StoreResult<(Millis, u32)>;
+    /// Records a failed login in a throttle bucket.
+    async fn record_failure(&self, bucket: &str, at: Millis) -> StoreResult<()>;
+    /// A bucket's failures after `since`, oldest first; at most `limit`, the newest.
+    async fn failures_since(
+        &self,
+        bucket: &str,
+        since: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<Millis>>;
+    async fn clear_failures(&self, bucket: &str) -> StoreResult<()>;
+    /// Trusts `ip` on `account` until `until` (a successful login).
+    async fn trust_client(&self, account: &str, ip: &str, until: Millis) -> StoreResult<()>;
+    async fn is_trusted(&self, account: &str, ip: &str, now: Millis) -> StoreResult<bool>;
+
     /// A push feed that announces new invalidations as they commit, where the engine has one
     /// (PostgreSQL's `LISTEN`/`NOTIFY`); `None` where polling [`Store::invalidations_since`] is all
     /// there is.

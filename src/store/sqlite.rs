@@ -692,6 +692,95 @@ impl Store for SqliteStore {
             .map_err(db)
     }
 
+    async fn hit_window(
+        &self,
+        key: &str,
+        now: Millis,
+        window_ms: i64,
+    ) -> StoreResult<(Millis, u32)> {
+        // One statement, so two nodes counting the same window at once both count. The SET
+        // expressions read the row as it was, so both see the same verdict on the old window.
+        let (started, count): (i64, i64) = sqlx::query_as(
+            "INSERT INTO rate_windows (key, started, count) VALUES (?1, ?2, 1) \
+             ON CONFLICT (key) DO UPDATE SET \
+             count = CASE WHEN rate_windows.started + ?3 <= ?2 THEN 1 ELSE rate_windows.count + 1 END, \
+             started = CASE WHEN rate_windows.started + ?3 <= ?2 THEN ?2 ELSE rate_windows.started END \
+             RETURNING started, count",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(window_ms)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok((started, u32::try_from(count).unwrap_or(u32::MAX)))
+    }
+
+    async fn record_failure(&self, bucket: &str, at: Millis) -> StoreResult<()> {
+        sqlx::query("INSERT INTO login_failures (bucket, at) VALUES (?1, ?2)")
+            .bind(bucket)
+            .bind(at)
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn failures_since(
+        &self,
+        bucket: &str,
+        since: Millis,
+        limit: u32,
+    ) -> StoreResult<Vec<Millis>> {
+        let mut times: Vec<i64> = sqlx::query_scalar(
+            "SELECT at FROM login_failures WHERE bucket = ?1 AND at > ?2 ORDER BY at DESC LIMIT ?3",
+        )
+        .bind(bucket)
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        times.reverse();
+        Ok(times)
+    }
+
+    async fn clear_failures(&self, bucket: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_failures WHERE bucket = ?1")
+            .bind(bucket)
+            .execute(&self.writer)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn trust_client(&self, account: &str, ip: &str, until: Millis) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO trusted_clients (account, ip, until) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (account, ip) DO UPDATE SET until = excluded.until",
+        )
+        .bind(account)
+        .bind(ip)
+        .bind(until)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn is_trusted(&self, account: &str, ip: &str, now: Millis) -> StoreResult<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT until FROM trusted_clients WHERE account = ?1 AND ip = ?2 AND until > ?3",
+        )
+        .bind(account)
+        .bind(ip)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(found.is_some())
+    }
+
     async fn prune(
         &self,
         sessions_before: Millis,
@@ -714,6 +803,19 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await
             .map_err(db)?;
+        // Throttle state: windows and failures older than a day count for nothing (the longest
+        // window is an hour), trust that ended a day ago is gone.
+        for sql in [
+            "DELETE FROM rate_windows WHERE started < ?1",
+            "DELETE FROM login_failures WHERE at < ?1",
+            "DELETE FROM trusted_clients WHERE until < ?1",
+        ] {
+            sqlx::query(sql)
+                .bind(invalidations_before)
+                .execute(&self.writer)
+                .await
+                .map_err(db)?;
+        }
         Ok(())
     }
 

@@ -17,11 +17,25 @@ const COHERENCE: Duration = Duration::from_secs(1);
 /// A node on `db`, polling the invalidation log only once a minute, without route rate limits (the
 /// tests send bursts from one address) and with cheap argon2 settings.
 async fn node(db: &PgDatabase, dir: &Path) -> Server {
+    node_with(
+        db,
+        dir,
+        &[
+            ("KEYWAY_RATE_LIMIT", "false"),
+            ("KEYWAY_LOGIN_THROTTLE", "false"),
+        ],
+    )
+    .await
+}
+
+/// A node on `db` with the defaults (rate limits and throttling on) plus `env`.
+async fn node_with(db: &PgDatabase, dir: &Path, env: &[(&str, &str)]) -> Server {
     let mut cmd = serve(keyway(dir), &[]);
     cmd.env("KEYWAY_DATABASE_URL", db.url_str())
-        .env("KEYWAY_INVALIDATION_POLL", "60s")
-        .env("KEYWAY_RATE_LIMIT", "false")
-        .env("KEYWAY_LOGIN_THROTTLE", "false");
+        .env("KEYWAY_INVALIDATION_POLL", "60s");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     Server::start(cmd).await
 }
 
@@ -228,4 +242,61 @@ async fn a_node_killed_during_a_burst_of_registrations_loses_nothing_it_acknowle
         assert_eq!(res.status(), StatusCode::OK, "{name} cannot log in");
     }
     survivor.stop().await;
+}
+
+#[tokio::test]
+async fn two_nodes_share_one_rate_limit() {
+    let db = PgDatabase::create().await;
+    let dir = tempdir();
+    // The account throttle off: it would step in after five failures and hide the route limit.
+    let only_limits = [("KEYWAY_LOGIN_THROTTLE", "false")];
+    let a = node_with(&db, dir.path(), &only_limits).await;
+    let b = node_with(&db, dir.path(), &only_limits).await;
+    // Twelve attempts from one address, alternating nodes: ten pass the shared limit of ten a
+    // minute, whichever node they reach; per-node counting would have let all twelve through.
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let target = if i % 2 == 0 { &a } else { &b };
+        let res = target.login("nobody", "wrong-password-1").await;
+        statuses.push(res.status());
+    }
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(limited, 2, "{statuses:?}");
+    assert_eq!(
+        statuses[..10]
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count(),
+        0
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn guessing_one_account_through_two_nodes_is_throttled_as_through_one() {
+    let db = PgDatabase::create().await;
+    let dir = tempdir();
+    let a = node_with(&db, dir.path(), &[("KEYWAY_RATE_LIMIT", "false")]).await;
+    let b = node_with(&db, dir.path(), &[("KEYWAY_RATE_LIMIT", "false")]).await;
+    assert_eq!(
+        register(&a, "carol", "carol@example.com").await.status(),
+        StatusCode::OK
+    );
+    // Five free failures in all, spread over both nodes; the sixth attempt must wait, on either.
+    for i in 0..5 {
+        let target = if i % 2 == 0 { &a } else { &b };
+        let res = target.login("carol", "not-her-password").await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "attempt {i}");
+    }
+    for target in [&a, &b] {
+        let res = target.login("carol", "not-her-password").await;
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(res.headers().contains_key("retry-after"));
+    }
+    a.stop().await;
+    b.stop().await;
 }

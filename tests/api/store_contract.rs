@@ -1343,3 +1343,155 @@ async fn postgres_sslmode_is_honoured() {
         );
     }
 }
+
+#[tokio::test]
+async fn rate_windows_count_and_start_over() {
+    on_each_engine(|store| async move {
+        let key = "/api/auth/local|203.0.113.7";
+        assert_eq!(store.hit_window(key, NOW, 60_000).await.unwrap(), (NOW, 1));
+        assert_eq!(
+            store.hit_window(key, NOW + 10, 60_000).await.unwrap(),
+            (NOW, 2)
+        );
+        assert_eq!(
+            store
+                .hit_window("other|203.0.113.7", NOW + 20, 60_000)
+                .await
+                .unwrap(),
+            (NOW + 20, 1),
+            "another key has its own window"
+        );
+        // A window as old as its length starts over at the new hit.
+        assert_eq!(
+            store.hit_window(key, NOW + 60_000, 60_000).await.unwrap(),
+            (NOW + 60_000, 1)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_hits_are_all_counted() {
+    on_each_engine(|store| async move {
+        let hits = (0..RACERS).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.hit_window("race", NOW, 60_000).await.unwrap() })
+        });
+        let mut counts = Vec::new();
+        for hit in hits {
+            counts.push(hit.await.unwrap().1);
+        }
+        counts.sort_unstable();
+        let expected: Vec<u32> = (1..=RACERS as u32).collect();
+        assert_eq!(counts, expected, "each hit saw its own count");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn login_failures_and_trusted_clients() {
+    on_each_engine(|store| async move {
+        for at in [NOW - 3_700_000, NOW - 30, NOW - 20, NOW - 10] {
+            store.record_failure("user:1", at).await.unwrap();
+        }
+        store.record_failure("user:2", NOW - 5).await.unwrap();
+        assert_eq!(
+            store
+                .failures_since("user:1", NOW - 3_600_000, 100)
+                .await
+                .unwrap(),
+            vec![NOW - 30, NOW - 20, NOW - 10],
+            "the last hour, oldest first"
+        );
+        assert_eq!(
+            store
+                .failures_since("user:1", NOW - 3_600_000, 2)
+                .await
+                .unwrap(),
+            vec![NOW - 20, NOW - 10],
+            "at most the limit, the newest"
+        );
+        store.clear_failures("user:1").await.unwrap();
+        assert!(
+            store
+                .failures_since("user:1", 0, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.failures_since("user:2", 0, 100).await.unwrap().len(),
+            1
+        );
+
+        assert!(
+            !store
+                .is_trusted("user:1", "203.0.113.7", NOW)
+                .await
+                .unwrap()
+        );
+        store
+            .trust_client("user:1", "203.0.113.7", NOW + 1_000)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .is_trusted("user:1", "203.0.113.7", NOW)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .is_trusted("user:1", "203.0.113.8", NOW)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .is_trusted("user:1", "203.0.113.7", NOW + 1_000)
+                .await
+                .unwrap(),
+            "expired"
+        );
+        store
+            .trust_client("user:1", "203.0.113.7", NOW + 5_000)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .is_trusted("user:1", "203.0.113.7", NOW + 1_000)
+                .await
+                .unwrap(),
+            "renewed"
+        );
+
+        // Pruning forgets what can no longer count.
+        store.prune(NOW + 10_000, NOW + 10_000).await.unwrap();
+        assert!(
+            !store
+                .is_trusted("user:1", "203.0.113.7", NOW)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .failures_since("user:2", 0, 100)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            store.hit_window("k", NOW + 20_000, 60_000).await.unwrap().1,
+            1
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_a_database_for_several_nodes_says_it_is_shared() {
+    let (sqlite, _a) = fresh_sqlite().await;
+    let (postgres, _b) = fresh_postgres().await;
+    assert!(!sqlite.shared_by_nodes());
+    assert!(postgres.shared_by_nodes());
+}

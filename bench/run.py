@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WRK_DIR = ROOT / "bench" / "wrk"
 PASSWORD = "bench-password-7f3a9c"
+# The bench database on the local test server; recreated by each run.
+DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/keyway_bench?sslmode=disable"
 
 # (scenario, metric, comparison, target) — the figures issue 9 asks for on a 2-core machine.
 TARGETS = {
@@ -78,6 +80,18 @@ def rss_kib(pid):
             key, _, value = line.partition(":")
             fields[key] = value.strip()
     return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
+
+
+def reachable(url):
+    """Whether something listens at a database URL's host and port."""
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    try:
+        with socket.create_connection((u.hostname or "127.0.0.1", u.port or 5432), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def ensure_wrk():
@@ -225,6 +239,8 @@ def main():
     ap.add_argument("--million", action="store_true", help="repeat login and /users/me with 1,000,000 users")
     ap.add_argument("--profile", choices=["release", "debug"], help="cargo profile (default release, smoke debug)")
     ap.add_argument("--out", type=Path, help="also write the Markdown report here")
+    ap.add_argument("--postgres", help=f"PostgreSQL server URL for the PostgreSQL rows (default {DEFAULT_PG})")
+    ap.add_argument("--no-postgres", action="store_true", help="SQLite only")
     opts = ap.parse_args()
     seconds = opts.seconds or (2 if opts.smoke else 10)
     profile = opts.profile or ("debug" if opts.smoke else "release")
@@ -236,14 +252,12 @@ def main():
     db_url = f"sqlite://{work}/keyway.db"
     results = {}
 
-    def server():
-        s = Keyway(keyway_bin, work, db_url)
+    def server(url=db_url):
+        s = Keyway(keyway_bin, work, url)
         s.wait_ready()
         return s
 
-    # The schema, then the users.
-    s = server()
-    s.stop()
+    # The schema and the users (the seeder opens the database, which migrates it).
     seed(seed_bin, db_url, 0, users)
 
     # Cold start: process start to the first successful login (which includes one argon2id hash).
@@ -274,8 +288,8 @@ def main():
     user_list.write_text("\n".join(f"bench_user_{i}" for i in range(users)) + "\n")
     results["cold_start"] = {"ms": cold * 1000, "idle_rss_kib": idle_rss, "rss_after_login_kib": after_login_rss}
 
-    def measured(name, path, script, connections, args=(), warm=True):
-        srv = server()
+    def measured(name, path, script, connections, args=(), warm=True, url=db_url):
+        srv = server(url)
         url = srv.base + path
         if warm:
             wrk(url, script, connections, 1, args, work)
@@ -353,6 +367,23 @@ def main():
     results["me_under_login_flood"] = r
     log(f"me under flood: {r['rps']:.0f}/s p99 {r['p99_ms']:.2f} ms (logins {flood_result['rps']:.1f}/s)")
 
+    pg_url = opts.postgres or os.environ.get("KEYWAY_BENCH_POSTGRES_URL") or DEFAULT_PG
+    if not opts.no_postgres and reachable(pg_url):
+        # The same core scenarios on PostgreSQL, with tokens of its own.
+        seed(seed_bin, pg_url, 0, users)
+        pg = server(pg_url)
+        pg_grants = login_many(pg, names)
+        pg.stop()
+        pg_tokens = Path(work) / "pg-tokens.txt"
+        pg_tokens.write_text("\n".join(g["jwt"] for g in pg_grants) + "\n")
+        pg_refresh = Path(work) / "pg-refresh.txt"
+        pg_refresh.write_text("\n".join(g["refreshToken"] for g in pg_grants) + "\n")
+        measured("pg_me", "/api/users/me", "bearer.lua", 64, [pg_tokens], url=pg_url)
+        measured("pg_login", "/", "login.lua", 16, [user_list, PASSWORD], url=pg_url)
+        measured("pg_refresh", "/", "refresh.lua", 32, [pg_refresh, 2], warm=False, url=pg_url)
+    else:
+        log(f"no PostgreSQL at {pg_url}: SQLite only")
+
     if opts.million:
         seed(seed_bin, db_url, users, 1_000_000)
         big_users = Path(work) / "users-million.txt"
@@ -375,11 +406,11 @@ def main():
 
 def derive(results):
     ceiling = results["ceiling"]["rps"]
-    for name in ("me", "verify", "me_1m"):
+    for name in ("me", "verify", "me_1m", "pg_me"):
         if name in results:
             results[name]["ceiling_fraction"] = results[name]["rps"] / ceiling
     hashes = results["hash_ceiling"]["per_second"]
-    for name in ("login", "login_1m"):
+    for name in ("login", "login_1m", "pg_login"):
         if name in results:
             results[name]["hash_fraction"] = results[name]["rps"] / hashes
 
@@ -407,7 +438,7 @@ def render(results, opts, seconds, profile, users):
         pass
     h = results["hash_ceiling"]
     lines = [
-        f"Keyway {profile} build, SQLite, {users} users, {seconds} s per scenario, wrk on loopback "
+        f"Keyway {profile} build, SQLite (and PostgreSQL 15 where marked, same machine), {users} users, {seconds} s per scenario, wrk on loopback "
         f"(2 threads), {os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}; "
         f"argon2id m={h['m_cost_kib']} KiB t={h['t_cost']} p={h['p_cost']}.",
         "",
@@ -421,6 +452,9 @@ def render(results, opts, seconds, profile, users):
         ("login", "`POST /api/auth/local`"),
         ("refresh", "`POST /api/auth/refresh`"),
         ("me_under_login_flood", "`GET /api/users/me` during a login flood"),
+        ("pg_me", "`GET /api/users/me` (PostgreSQL)"),
+        ("pg_login", "`POST /api/auth/local` (PostgreSQL)"),
+        ("pg_refresh", "`POST /api/auth/refresh` (PostgreSQL)"),
         ("me_1m", "`GET /api/users/me`, 1,000,000 users"),
         ("login_1m", "`POST /api/auth/local`, 1,000,000 users"),
     ]

@@ -18,6 +18,9 @@ async fn main() {
         std::process::exit(2);
     };
     let (from, to): (u64, u64) = (from.parse().expect("FROM"), to.parse().expect("TO"));
+    if from == 0 && url.starts_with("postgres") {
+        fresh_postgres_database(url).await;
+    }
     let settings = keyway::store::DatabaseSettings::default();
     let store = keyway::store::connect(&SecretString::from(url.clone()), &settings)
         .await
@@ -69,4 +72,30 @@ async fn main() {
         done.expect("a writer finished");
     }
     println!("{}", created.load(Ordering::Relaxed));
+}
+
+/// Drops and creates the PostgreSQL database `url` names (through the server's `postgres`
+/// database), so each benchmark run starts empty.
+async fn fresh_postgres_database(url: &str) {
+    use sqlx::Connection;
+    let parsed = url::Url::parse(url).expect("a PostgreSQL URL");
+    let name = parsed.path().trim_start_matches('/').to_owned();
+    assert!(
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "the bench database name must be a plain identifier: {name}"
+    );
+    let mut admin_url = parsed.clone();
+    admin_url.set_path("/postgres");
+    let mut admin = sqlx::PgConnection::connect(admin_url.as_str())
+        .await
+        .expect("the PostgreSQL server answers");
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .expect("the bench database is recreated");
+    }
 }

@@ -179,14 +179,9 @@ impl Auth {
     pub async fn refresh(&self, token: &str, client: &ClientInfo) -> Result<Refreshed> {
         let now = self.clock.now_millis();
         let hash = hash_token(token);
-        let record = self
+        let (record, session) = self
             .store
-            .refresh_token(&hash)
-            .await?
-            .ok_or_else(invalid_refresh)?;
-        let session = self
-            .store
-            .session(&record.session_id)
+            .refresh_token_and_session(&hash)
             .await?
             .ok_or_else(invalid_refresh)?;
         if !session.is_live(now) || session.idle_expires_at <= now {

@@ -491,6 +491,37 @@ impl Store for SqliteStore {
         .map_err(db)
     }
 
+    async fn refresh_token_and_session(
+        &self,
+        hash: &str,
+    ) -> StoreResult<Option<(RefreshRecord, Session)>> {
+        // One round trip to a reader thread instead of two: a refresh is made of few of them.
+        let row = sqlx::query(
+            "SELECT r.hash AS r_hash, r.created_at AS r_created_at, r.used_at AS r_used_at, \
+             r.nonce AS r_nonce, s.id, s.user_id, s.device_id, s.device_name, s.created_at, \
+             s.last_active_at, s.idle_expires_at, s.expires_at, s.revoked_at, s.revoked_reason, \
+             s.user_agent, s.ip FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id \
+             WHERE r.hash = ?",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            let session = session_from_row(&r)?;
+            let record = RefreshRecord {
+                hash: r.try_get("r_hash")?,
+                session_id: session.id.clone(),
+                created_at: r.try_get("r_created_at")?,
+                used_at: r.try_get("r_used_at")?,
+                nonce: r.try_get("r_nonce")?,
+            };
+            Ok((record, session))
+        })
+        .transpose()
+        .map_err(db)
+    }
+
     async fn rotate_refresh(
         &self,
         old_hash: &str,
@@ -499,36 +530,38 @@ impl Store for SqliteStore {
         now: Millis,
         idle_expires_at: Millis,
     ) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
-        let session: Option<String> = sqlx::query_scalar(
-            "UPDATE refresh_tokens SET used_at = ?, nonce = ? \
-             WHERE hash = ? AND used_at IS NULL RETURNING session_id",
+        // One round trip to the connection's thread instead of five (begin, three statements,
+        // commit): under load the hops, not SQLite, were the cost of a refresh. Each step only acts
+        // if the one before did: the successor is inserted only where this call marked the old token
+        // (its random nonce is the proof), and the session moves only if the successor exists.
+        let mut conn = self.writer.acquire().await.map_err(db)?;
+        let done: Result<i64, _> = sqlx::query_scalar(
+            "BEGIN IMMEDIATE; \
+             UPDATE refresh_tokens SET used_at = ?1, nonce = ?2 WHERE hash = ?3 AND used_at IS NULL; \
+             INSERT INTO refresh_tokens (hash, session_id, created_at) \
+               SELECT ?4, session_id, ?1 FROM refresh_tokens \
+               WHERE hash = ?3 AND used_at = ?1 AND nonce = ?2; \
+             UPDATE sessions SET last_active_at = ?1, idle_expires_at = ?5 \
+               WHERE id = (SELECT session_id FROM refresh_tokens WHERE hash = ?4); \
+             COMMIT; \
+             SELECT count(*) FROM refresh_tokens WHERE hash = ?4 AND created_at = ?1;",
         )
         .bind(now)
         .bind(nonce)
         .bind(old_hash)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let Some(session) = session else {
-            return Ok(false);
-        };
-        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?, ?, ?)")
-            .bind(new_hash)
-            .bind(&session)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query("UPDATE sessions SET last_active_at = ?, idle_expires_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(idle_expires_at)
-            .bind(&session)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(true)
+        .bind(new_hash)
+        .bind(idle_expires_at)
+        .fetch_one(&mut *conn)
+        .await;
+        match done {
+            // The successor exists only if this call made it (its hash is fresh randomness).
+            Ok(found) => Ok(found == 1),
+            Err(e) => {
+                // Whatever failed, the connection must not stay inside the transaction.
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(db(e))
+            }
+        }
     }
 
     async fn create_code(

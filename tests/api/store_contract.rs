@@ -451,8 +451,21 @@ async fn sessions_and_refresh_tokens_round_trip() {
         assert_eq!(record.hash, "r-first");
         assert_eq!(record.session_id, "s-first");
         assert_eq!(record.created_at, NOW);
-        assert_eq!((record.used_at, record.nonce), (None, None));
+        assert_eq!((record.used_at, record.nonce.clone()), (None, None));
         assert_eq!(store.refresh_token("r-none").await.unwrap(), None);
+
+        // The same, with its session, in one read.
+        let (joined, session) = store
+            .refresh_token_and_session("r-first")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(joined, record);
+        assert_eq!(Some(session), store.session("s-first").await.unwrap());
+        assert_eq!(
+            store.refresh_token_and_session("r-none").await.unwrap(),
+            None
+        );
     })
     .await;
 }

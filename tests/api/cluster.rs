@@ -300,3 +300,50 @@ async fn guessing_one_account_through_two_nodes_is_throttled_as_through_one() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_node_whose_listener_was_cut_off_reconnects_and_keeps_up() {
+    let db = PgDatabase::create().await;
+    let dir = tempdir();
+    let a = node(&db, dir.path()).await;
+    let b = node(&db, dir.path()).await;
+    let res = register(&a, "dave", "dave@example.com").await;
+    let jwt = res.json::<Value>().await.unwrap()["jwt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(b.me(&jwt).await.status(), StatusCode::OK);
+
+    // The database drops every LISTEN connection, as a failover or a restart would.
+    let mut admin = sqlx::PgConnection::connect(db.url_str()).await.unwrap();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(cut.len(), 2, "both nodes were listening");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        b.me(&jwt).await.status(),
+        StatusCode::OK,
+        "still a good token"
+    );
+
+    let res = a
+        .client()
+        .post(a.url("/api/auth/logout"))
+        .bearer_auth(&jwt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let took = time_to_refusal(&b, &jwt, Instant::now()).await;
+    assert!(
+        took.is_some_and(|t| t < COHERENCE),
+        "node B did not hear of the logout after its listener was cut: {took:?}"
+    );
+    a.stop().await;
+    b.stop().await;
+}

@@ -44,6 +44,22 @@ async fn register(node: &Server, name: &str, email: &str) -> reqwest::Response {
     node.post("/api/auth/local/register", body).await
 }
 
+/// Registers `name` on `node` and returns the access token.
+async fn registered(node: &Server, name: &str) -> String {
+    let res = register(node, name, &format!("{name}@example.com")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    body["jwt"].as_str().expect("a token").to_owned()
+}
+
+async fn logout(node: &Server, jwt: &str) {
+    let req = node
+        .client()
+        .post(node.url("/api/auth/logout"))
+        .bearer_auth(jwt);
+    assert_eq!(req.send().await.unwrap().status(), StatusCode::OK);
+}
+
 /// How long until `node` refuses `jwt`, or `None` if it still accepts it after twice the limit.
 async fn time_to_refusal(node: &Server, jwt: &str, since: Instant) -> Option<Duration> {
     while since.elapsed() < 2 * COHERENCE {
@@ -63,25 +79,13 @@ async fn a_logout_on_one_node_is_refused_by_the_other_within_a_second() {
     let dir = tempdir();
     let a = node(&db, dir.path()).await;
     let b = node(&db, dir.path()).await;
-    let res = register(&a, "alice", "alice@example.com").await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let jwt = res.json::<Value>().await.unwrap()["jwt"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let jwt = registered(&a, "alice").await;
     // B has the token, its session and its user cached: only an invalidation can change its mind.
     for _ in 0..3 {
         assert_eq!(b.me(&jwt).await.status(), StatusCode::OK);
     }
 
-    let res = a
-        .client()
-        .post(a.url("/api/auth/logout"))
-        .bearer_auth(&jwt)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    logout(&a, &jwt).await;
     let since = Instant::now();
     let took = time_to_refusal(&b, &jwt, since).await;
     assert!(
@@ -307,11 +311,7 @@ async fn a_node_whose_listener_was_cut_off_reconnects_and_keeps_up() {
     let dir = tempdir();
     let a = node(&db, dir.path()).await;
     let b = node(&db, dir.path()).await;
-    let res = register(&a, "dave", "dave@example.com").await;
-    let jwt = res.json::<Value>().await.unwrap()["jwt"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let jwt = registered(&a, "dave").await;
     assert_eq!(b.me(&jwt).await.status(), StatusCode::OK);
 
     // The database drops every LISTEN connection, as a failover or a restart would.
@@ -331,14 +331,7 @@ async fn a_node_whose_listener_was_cut_off_reconnects_and_keeps_up() {
         "still a good token"
     );
 
-    let res = a
-        .client()
-        .post(a.url("/api/auth/logout"))
-        .bearer_auth(&jwt)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
+    logout(&a, &jwt).await;
     let took = time_to_refusal(&b, &jwt, Instant::now()).await;
     assert!(
         took.is_some_and(|t| t < COHERENCE),

@@ -76,6 +76,36 @@ pub struct NewUser {
     pub now: Millis,
 }
 
+/// A role to create. Keyway itself only seeds `authenticated` and `public`; `keyway import strapi`
+/// brings over an operator's own roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRole {
+    pub name: String,
+    pub description: String,
+    pub kind: String,
+}
+
+/// An account brought over from Strapi by `keyway import strapi`. Unlike a [`NewUser`] it keeps what
+/// it had there: its id (so tokens Strapi issued still name it), its timestamps, and its password hash
+/// as it is (bcrypt, verified as such and upgraded to argon2id at the next login). No `Debug`: it
+/// carries a password hash.
+#[derive(Clone)]
+pub struct ImportedUser {
+    /// The id in Strapi: becomes the account's id and is recorded as its `strapi_id`.
+    pub strapi_id: i64,
+    pub document_id: String,
+    pub username: String,
+    /// Lower-cased, as every stored email.
+    pub email: String,
+    pub provider: String,
+    pub password_hash: Option<String>,
+    pub confirmed: bool,
+    pub blocked: bool,
+    pub role_id: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
 /// One login: every access token names its session (`sid`), and a token whose session is gone, revoked
 /// or expired is refused. A session is also the family of its refresh tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +235,31 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the user and, with them, their sessions. Returns false when no such user exists.
     /// Records a user invalidation.
     async fn delete_user(&self, user_id: i64) -> StoreResult<bool>;
+
+    /// Inserts a role; [`StoreError::Conflict`] when its name or type is taken.
+    async fn create_role(&self, role: &NewRole) -> StoreResult<Role>;
+    /// Inserts an account imported from Strapi under its Strapi id, with its timestamps and hash as
+    /// given, and makes sure ids handed out later come after it. [`StoreError::Conflict`] when the id,
+    /// username, email, document id or Strapi id is taken.
+    async fn insert_imported_user(&self, user: &ImportedUser) -> StoreResult<()>;
+    /// The account an earlier import made of this Strapi user: the one with this `strapi_id`, else
+    /// (Strapi 5, whose row ids can change while the document stays) an imported account with this
+    /// document id. Accounts created in Keyway are never returned.
+    async fn imported_user(
+        &self,
+        strapi_id: i64,
+        document_id: Option<&str>,
+    ) -> StoreResult<Option<UserCredentials>>;
+    /// Overwrites an imported account with Strapi's newer data: username, email, provider, password
+    /// hash, confirmed, blocked, role and `updated_at` (never its id, document id or creation time).
+    /// Returns false when no such user exists; [`StoreError::Conflict`] when the new username or email
+    /// is taken. Records a user invalidation (at `now`: `updated_at` is Strapi's time).
+    async fn update_imported_user(
+        &self,
+        user_id: i64,
+        user: &ImportedUser,
+        now: Millis,
+    ) -> StoreResult<bool>;
 
     /// Inserts a session and, when given, its first refresh token, in one transaction.
     async fn create_session(

@@ -2,9 +2,9 @@
 //! needs nothing else installed.
 
 use super::{
-    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, Invalidation, Millis, NewUser,
-    RefreshRecord, Revoke, Role, SQLITE_POOL_SIZE, Session, Store, StoreError, StoreResult,
-    StoredKey, User, UserCredentials, applied_versions, newly_applied,
+    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, ImportedUser, Invalidation,
+    Millis, NewRole, NewUser, RefreshRecord, Revoke, Role, SQLITE_POOL_SIZE, Session, Store,
+    StoreError, StoreResult, StoredKey, User, UserCredentials, applied_versions, newly_applied,
 };
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -349,6 +349,97 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db)?;
         }
+        record(&mut tx, &Invalidation::User(user_id), now)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_role(&self, role: &NewRole) -> StoreResult<Role> {
+        let row = sqlx::query(
+            "INSERT INTO roles (name, description, type) VALUES (?, ?, ?) \
+             RETURNING id, name, description, type",
+        )
+        .bind(&role.name)
+        .bind(&role.description)
+        .bind(&role.kind)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        role_from_row(&row).map_err(db)
+    }
+
+    async fn insert_imported_user(&self, u: &ImportedUser) -> StoreResult<()> {
+        // An explicit id in an AUTOINCREMENT table moves sqlite_sequence up to it, so ids handed out
+        // later come after every imported one without anything else to do.
+        sqlx::query(
+            "INSERT INTO users (id, strapi_id, document_id, username, email, provider, password_hash, \
+             confirmed, blocked, role_id, created_at, updated_at) \
+             VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .bind(u.strapi_id)
+        .bind(&u.document_id)
+        .bind(&u.username)
+        .bind(&u.email)
+        .bind(&u.provider)
+        .bind(&u.password_hash)
+        .bind(u.confirmed)
+        .bind(u.blocked)
+        .bind(u.role_id)
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn imported_user(
+        &self,
+        strapi_id: i64,
+        document_id: Option<&str>,
+    ) -> StoreResult<Option<UserCredentials>> {
+        let row = sqlx::query(concat!(
+            user_select!(),
+            "WHERE u.strapi_id = ?1 OR (u.strapi_id IS NOT NULL AND u.document_id = ?2) \
+             ORDER BY u.strapi_id = ?1 DESC LIMIT 1"
+        ))
+        .bind(strapi_id)
+        .bind(document_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(UserCredentials {
+            user: user_from_row(&row).map_err(db)?,
+            password_hash: row.try_get("password_hash").map_err(db)?,
+        }))
+    }
+
+    async fn update_imported_user(
+        &self,
+        user_id: i64,
+        u: &ImportedUser,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let done = sqlx::query(
+            "UPDATE users SET username = ?, email = ?, provider = ?, password_hash = ?, \
+             confirmed = ?, blocked = ?, role_id = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&u.username)
+        .bind(&u.email)
+        .bind(&u.provider)
+        .bind(&u.password_hash)
+        .bind(u.confirmed)
+        .bind(u.blocked)
+        .bind(u.role_id)
+        .bind(u.updated_at)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         record(&mut tx, &Invalidation::User(user_id), now)
             .await
             .map_err(db)?;

@@ -6,6 +6,7 @@ mod account;
 mod audit;
 mod cli;
 mod helpers;
+mod import;
 mod input;
 mod jwt;
 mod limits;

@@ -513,6 +513,21 @@ impl StrapiDb {
         }
     }
 
+    /// Gives a user of a SQLite Strapi 4 or 5 database another username and email.
+    async fn rename(&self, id: i64, username: &str, email: &str, updated_at: i64) {
+        let Pool::Sqlite(pool) = &self.pool else {
+            panic!("rename is for SQLite Strapi 4 and 5 fixtures");
+        };
+        sqlx::query("UPDATE up_users SET username = $1, email = $2, updated_at = $3 WHERE id = $4")
+            .bind(username)
+            .bind(email)
+            .bind(updated_at)
+            .bind(id)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+
     /// Changes a user the way Strapi's admin panel would: new values and a later `updated_at`.
     async fn change_password(&self, id: i64, hash: &str, updated_at: i64) {
         let (table, at) = match self.version {
@@ -1055,6 +1070,30 @@ async fn accounts_made_in_keyway_are_reported_never_overwritten() {
             "{run}"
         );
     }
+    let out = import(&app, &db.url).await;
+    assert!(
+        stdout(&out).contains(
+            "warning: Strapi ids 1 belong to other Keyway accounts: do not turn on \
+             accept_strapi_tokens"
+        ),
+        "{}",
+        stdout(&out)
+    );
+
+    // The same Strapi id under another name and email: rather another project's user than Hana.
+    db.rename(5, "someone", "someone@example.com", UPDATED + 1_000)
+        .await;
+    let out = import(&app, &db.url).await;
+    assert_exit(&out, 3);
+    assert!(
+        stdout(&out).contains(
+            "conflict: Strapi user 5 'someone' <someone@example.com>: it was imported as Keyway \
+             account 5 'hana' <hana@example.com>, and both the username and the email differ now"
+        ),
+        "{}",
+        stdout(&out)
+    );
+
     // Keyway's Alice is untouched; Strapi's Alice cannot take her place.
     let alice = login_ok(&app, "alice", &password_of("alice")).await;
     assert_eq!(alice["user"]["email"], "alice@example.com");

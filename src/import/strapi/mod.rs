@@ -84,6 +84,9 @@ pub struct Report {
     pub kept: usize,
     /// Not imported: their id, username or email belongs to another Keyway account.
     pub conflicts: Vec<Skipped>,
+    /// Strapi ids among the conflicts that belong to another Keyway account. A token Strapi issued
+    /// to such a user would act as that account under `accept_strapi_tokens`.
+    pub ids_taken: Vec<i64>,
     /// Not imported: Strapi has no username or no email for them.
     pub invalid: Vec<Skipped>,
     /// Written with the default role, Strapi having none for them.
@@ -106,6 +109,7 @@ impl Report {
             unchanged: 0,
             kept: 0,
             conflicts: Vec::new(),
+            ids_taken: Vec::new(),
             invalid: Vec::new(),
             default_role_given: 0,
             without_password: 0,
@@ -177,6 +181,16 @@ impl fmt::Display for Report {
                 f,
                 "\n{} without a password Keyway can verify: they can set one with forgot-password",
                 self.without_password
+            )?;
+        }
+        if !self.ids_taken.is_empty() {
+            let ids: Vec<String> = self.ids_taken.iter().map(i64::to_string).collect();
+            write!(
+                f,
+                "\nwarning: Strapi ids {} belong to other Keyway accounts: do not turn on \
+                 accept_strapi_tokens until they are resolved, or a token Strapi issued to one of \
+                 those users would act as the Keyway account with its id",
+                ids.join(", ")
             )?;
         }
         Ok(())
@@ -259,6 +273,10 @@ pub async fn import(
             Outcome::Unchanged => report.unchanged += 1,
             Outcome::Kept => report.kept += 1,
             Outcome::Conflict(reason) => report.conflicts.push(skipped(reason)),
+            Outcome::IdTaken(reason) => {
+                report.ids_taken.push(row.id);
+                report.conflicts.push(skipped(reason));
+            }
             Outcome::Invalid(reason) => report.invalid.push(skipped(reason)),
         }
         if written {
@@ -281,6 +299,8 @@ enum Outcome {
     Unchanged,
     Kept,
     Conflict(String),
+    /// A conflict on the id itself, which Strapi's tokens carry.
+    IdTaken(String),
     Invalid(String),
 }
 
@@ -456,7 +476,7 @@ async fn import_user(
 
 async fn insert(store: &dyn Store, wanted: &ImportedUser) -> StoreResult<Outcome> {
     if let Some(holder) = store.user_by_id(wanted.strapi_id).await? {
-        return Ok(Outcome::Conflict(format!(
+        return Ok(Outcome::IdTaken(format!(
             "its id {} belongs to Keyway account '{}'",
             holder.id, holder.username
         )));
@@ -485,6 +505,16 @@ async fn refresh(
     let user = &current.user;
     if same_data(current, wanted) {
         return Ok(Outcome::Unchanged);
+    }
+    // The same Strapi id with neither the username nor the email it was imported with: more likely
+    // a user of another Strapi project (whose ids are the same numbers) than one person renamed twice
+    // over. Left alone; deleting the Keyway account and running again imports it afresh.
+    if user.username != wanted.username && user.email != wanted.email {
+        return Ok(Outcome::Conflict(format!(
+            "it was imported as Keyway account {} '{}' <{}>, and both the username and the email \
+             differ now",
+            user.id, user.username, user.email
+        )));
     }
     // Strictly newer: the first import copied Strapi's `updated_at`, so an account nobody touched
     // since compares equal; any change Keyway made since (a login that upgraded the hash, a block)

@@ -91,7 +91,7 @@ pub struct NewRole {
 /// carries a password hash.
 #[derive(Clone)]
 pub struct ImportedUser {
-    /// The id in Strapi: becomes the account's id and is recorded as its `strapi_id`.
+    /// The id of the Strapi row: the account's id when it is first imported.
     pub strapi_id: i64,
     pub document_id: String,
     pub username: String,
@@ -104,6 +104,29 @@ pub struct ImportedUser {
     pub role_id: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// What Strapi had, remembered for the next import.
+    pub strapi: StrapiState,
+}
+
+/// What Strapi had, at the last import, for the fields Keyway can change too (a login upgrades the
+/// hash, a user resets a password, an operator blocks): the next import applies a field only when
+/// Strapi's value differs from this one, so it never undoes a change made in Keyway. The password is
+/// a SHA-256 digest of Strapi's hash, enough to notice a change and useless for anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrapiState {
+    pub password_digest: Option<String>,
+    pub confirmed: bool,
+    pub blocked: bool,
+}
+
+/// An account an earlier import made, with what the next import compares.
+#[derive(Clone)]
+pub struct ImportedAccount {
+    pub user: User,
+    pub password_hash: Option<String>,
+    /// The Strapi row it mirrors (Strapi 5 may have re-created it under another id since).
+    pub strapi_id: i64,
+    pub strapi: StrapiState,
 }
 
 /// One login: every access token names its session (`sid`), and a token whose session is gone, revoked
@@ -239,21 +262,22 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts a role; [`StoreError::Conflict`] when its name or type is taken.
     async fn create_role(&self, role: &NewRole) -> StoreResult<Role>;
     /// Inserts an account imported from Strapi under its Strapi id, with its timestamps and hash as
-    /// given, and makes sure ids handed out later come after it. [`StoreError::Conflict`] when the id,
-    /// username, email, document id or Strapi id is taken.
+    /// given, and what Strapi had; makes sure ids handed out later come after it.
+    /// [`StoreError::Conflict`] when the id, username, email, document id or Strapi id is taken.
     async fn insert_imported_user(&self, user: &ImportedUser) -> StoreResult<()>;
-    /// The account an earlier import made of this Strapi user: the one with this `strapi_id`, else
-    /// (Strapi 5, whose row ids can change while the document stays) an imported account with this
-    /// document id. Accounts created in Keyway are never returned.
+    /// The account an earlier import made of this Strapi user: the one mirroring this Strapi row,
+    /// else (Strapi 5, which can re-create a document's row under a new id) the imported account with
+    /// this document id. Accounts made in Keyway are never returned.
     async fn imported_user(
         &self,
         strapi_id: i64,
         document_id: Option<&str>,
-    ) -> StoreResult<Option<UserCredentials>>;
-    /// Overwrites an imported account with Strapi's newer data: username, email, provider, password
-    /// hash, confirmed, blocked, role and `updated_at` (never its id, document id or creation time).
-    /// Returns false when no such user exists; [`StoreError::Conflict`] when the new username or email
-    /// is taken. Records a user invalidation (at `now`: `updated_at` is Strapi's time).
+    ) -> StoreResult<Option<ImportedAccount>>;
+    /// Writes an imported account as the import merged it: username, email, provider, password hash,
+    /// confirmed, blocked, role, `updated_at`, the Strapi row it mirrors and what Strapi had (never its
+    /// id, document id or creation time). Returns false when no such account exists;
+    /// [`StoreError::Conflict`] when the new username or email is taken. Records a user invalidation
+    /// at `now`.
     async fn update_imported_user(
         &self,
         user_id: i64,

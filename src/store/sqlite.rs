@@ -2,9 +2,10 @@
 //! needs nothing else installed.
 
 use super::{
-    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, ImportedUser, Invalidation,
-    Millis, NewRole, NewUser, RefreshRecord, Revoke, Role, SQLITE_POOL_SIZE, Session, Store,
-    StoreError, StoreResult, StoredKey, User, UserCredentials, applied_versions, newly_applied,
+    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, ImportedAccount, ImportedUser,
+    Invalidation, Millis, NewRole, NewUser, RefreshRecord, Revoke, Role, SQLITE_POOL_SIZE, Session,
+    Store, StoreError, StoreResult, StoredKey, StrapiState, User, UserCredentials,
+    applied_versions, newly_applied,
 };
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -27,6 +28,19 @@ macro_rules! user_select {
          u.created_at, u.updated_at, u.password_hash, \
          r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type \
          FROM users u JOIN roles r ON r.id = u.role_id "
+    };
+}
+
+/// [`user_select!`] plus what an import remembered of the account (`strapi_users`); accounts made
+/// in Keyway have no such row, so the join leaves them out.
+macro_rules! imported_select {
+    () => {
+        "SELECT u.id, u.document_id, u.username, u.email, u.provider, u.confirmed, u.blocked, \
+         u.created_at, u.updated_at, u.password_hash, \
+         r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type, \
+         s.strapi_id, s.password_digest AS strapi_password_digest, s.confirmed AS strapi_confirmed, \
+         s.blocked AS strapi_blocked \
+         FROM users u JOIN roles r ON r.id = u.role_id JOIN strapi_users s ON s.user_id = u.id "
     };
 }
 
@@ -54,6 +68,19 @@ fn user_from_row(row: &SqliteRow) -> Result<User, sqlx::Error> {
         },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn imported_from_row(row: &SqliteRow) -> Result<ImportedAccount, sqlx::Error> {
+    Ok(ImportedAccount {
+        user: user_from_row(row)?,
+        password_hash: row.try_get("password_hash")?,
+        strapi_id: row.try_get("strapi_id")?,
+        strapi: StrapiState {
+            password_digest: row.try_get("strapi_password_digest")?,
+            confirmed: row.try_get("strapi_confirmed")?,
+            blocked: row.try_get("strapi_blocked")?,
+        },
     })
 }
 
@@ -371,12 +398,13 @@ impl Store for SqliteStore {
     }
 
     async fn insert_imported_user(&self, u: &ImportedUser) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
         // An explicit id in an AUTOINCREMENT table moves sqlite_sequence up to it, so ids handed out
         // later come after every imported one without anything else to do.
         sqlx::query(
-            "INSERT INTO users (id, strapi_id, document_id, username, email, provider, password_hash, \
+            "INSERT INTO users (id, document_id, username, email, provider, password_hash, \
              confirmed, blocked, role_id, created_at, updated_at) \
-             VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(u.strapi_id)
         .bind(&u.document_id)
@@ -389,32 +417,38 @@ impl Store for SqliteStore {
         .bind(u.role_id)
         .bind(u.created_at)
         .bind(u.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-        Ok(())
+        sqlx::query(
+            "INSERT INTO strapi_users (user_id, strapi_id, password_digest, confirmed, blocked) \
+             VALUES (?1, ?1, ?2, ?3, ?4)",
+        )
+        .bind(u.strapi_id)
+        .bind(&u.strapi.password_digest)
+        .bind(u.strapi.confirmed)
+        .bind(u.strapi.blocked)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
     }
 
     async fn imported_user(
         &self,
         strapi_id: i64,
         document_id: Option<&str>,
-    ) -> StoreResult<Option<UserCredentials>> {
+    ) -> StoreResult<Option<ImportedAccount>> {
         let row = sqlx::query(concat!(
-            user_select!(),
-            "WHERE u.strapi_id = ?1 OR (u.strapi_id IS NOT NULL AND u.document_id = ?2) \
-             ORDER BY u.strapi_id = ?1 DESC LIMIT 1"
+            imported_select!(),
+            "WHERE s.strapi_id = ?1 OR u.document_id = ?2 ORDER BY s.strapi_id = ?1 DESC LIMIT 1"
         ))
         .bind(strapi_id)
         .bind(document_id)
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        let Some(row) = row else { return Ok(None) };
-        Ok(Some(UserCredentials {
-            user: user_from_row(&row).map_err(db)?,
-            password_hash: row.try_get("password_hash").map_err(db)?,
-        }))
+        row.as_ref().map(imported_from_row).transpose().map_err(db)
     }
 
     async fn update_imported_user(
@@ -436,6 +470,18 @@ impl Store for SqliteStore {
         .bind(u.blocked)
         .bind(u.role_id)
         .bind(u.updated_at)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "UPDATE strapi_users SET strapi_id = ?, password_digest = ?, confirmed = ?, \
+             blocked = ? WHERE user_id = ?",
+        )
+        .bind(u.strapi_id)
+        .bind(&u.strapi.password_digest)
+        .bind(u.strapi.confirmed)
+        .bind(u.strapi.blocked)
         .bind(user_id)
         .execute(&mut *tx)
         .await

@@ -513,22 +513,40 @@ impl StrapiDb {
         }
     }
 
-    /// Gives a user of a SQLite Strapi 4 or 5 database another username and email.
-    async fn rename(&self, id: i64, username: &str, email: &str, updated_at: i64) {
-        let Pool::Sqlite(pool) = &self.pool else {
-            panic!("rename is for SQLite Strapi 4 and 5 fixtures");
-        };
-        sqlx::query("UPDATE up_users SET username = $1, email = $2, updated_at = $3 WHERE id = $4")
-            .bind(username)
-            .bind(email)
-            .bind(updated_at)
-            .bind(id)
-            .execute(pool)
-            .await
-            .unwrap();
+    /// Deletes a Strapi 5 user row (and, through the foreign key, its role link).
+    async fn delete_v5_user(&self, id: i64) {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                sqlx::query("DELETE FROM up_users_role_lnk WHERE user_id = $1")
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .unwrap();
+                sqlx::query("DELETE FROM up_users WHERE id = $1")
+                    .bind(id)
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            }
+            Pool::Postgres(pool) => {
+                sqlx::query("DELETE FROM up_users WHERE id = $1")
+                    .bind(id as i32)
+                    .execute(pool)
+                    .await
+                    .unwrap();
+            }
+        }
     }
 
-    /// Changes a user the way Strapi's admin panel would: new values and a later `updated_at`.
+    /// Runs a statement on a SQLite fixture (what an administrator's edit in Strapi would write).
+    async fn sqlite_exec(&self, sql: &'static str) {
+        let Pool::Sqlite(pool) = &self.pool else {
+            panic!("sqlite_exec is for SQLite fixtures");
+        };
+        sqlx::raw_sql(sql).execute(pool).await.unwrap();
+    }
+
+    /// Changes a user's password the way Strapi's admin panel would: a new hash, a later `updated_at`.
     async fn change_password(&self, id: i64, hash: &str, updated_at: i64) {
         let (table, at) = match self.version {
             Strapi::V3 => (
@@ -874,30 +892,61 @@ async fn hashes_of(app: &TestApp, users: &[keyway::store::User]) -> Vec<Option<S
 }
 
 #[tokio::test]
-async fn changes_made_in_strapi_later_are_brought_over_and_keyways_own_are_kept() {
+async fn a_rerun_brings_over_what_changed_in_strapi_and_keeps_what_changed_in_keyway() {
     let app = keyway().await;
     let db = standard(StrapiDb::sqlite(Strapi::V4).await).await;
     assert_exit(&import(&app, &db.url).await, 0);
+
+    // In Keyway: Alice and Bob log in (their hashes become argon2id), Erin changes her password,
+    // an operator blocks Bob.
     let alice_jwt = login_ok(&app, "alice", &password_of("alice")).await["jwt"]
         .as_str()
         .unwrap()
         .to_owned();
-    // Bob logs in to Keyway: his hash becomes argon2id, a change Keyway made after Strapi's last one.
     login_ok(&app, "bob", &password_of("bob")).await;
     let bobs_argon2 = wait_for_argon2(&app, 2).await;
     wait_for_argon2(&app, 1).await;
+    let erin_jwt = login_ok(&app, "erin", &password_of("erin")).await["jwt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The login's background upgrade of her bcrypt hash must land before her new password does:
+    // the upgrade writes unconditionally, so finishing second it would bring the old password back.
+    wait_for_argon2(&app, 5).await;
+    let res = app
+        .client
+        .post(app.url("/api/auth/change-password"))
+        .bearer_auth(&erin_jwt)
+        .json(&serde_json::json!({
+            "currentPassword": password_of("erin"),
+            "password": "erins-keyway-passphrase",
+            "passwordConfirmation": "erins-keyway-passphrase",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    app.auth.set_blocked("bob", true).await.unwrap();
 
-    // Meanwhile Alice changes her password in Strapi, which still runs.
+    // Meanwhile, in Strapi, which still runs: Alice changes her password, an administrator unblocks
+    // Carol and gives Erin a new email.
     let later = chrono::Utc::now().timestamp_millis() + 60_000;
     db.change_password(1, &strapi_hash("alices-new-password", 4), later)
         .await;
+    db.sqlite_exec("UPDATE up_users SET blocked = 0 WHERE id = 3")
+        .await;
+    db.sqlite_exec("UPDATE up_users SET email = 'erin@new.example' WHERE id = 5")
+        .await;
+
     let out = import(&app, &db.url).await;
     assert_exit(&out, 0);
     assert_eq!(
         users_line(&out),
-        "users: 0 imported, 1 updated, 4 unchanged, 1 kept (changed in Keyway since), \
+        "users: 0 imported, 3 updated, 2 unchanged, 1 kept (changed in Keyway since), \
          0 conflicting, 0 invalid (6 in the Strapi 4 database)"
     );
+    // Alice's password is Strapi's new one, and as after a password change in Keyway her sessions
+    // ended (the server learns of it from the invalidation log within half a second).
     login_ok(&app, "alice", "alices-new-password").await;
     let res = app.login("alice", &password_of("alice")).await;
     assert_error(
@@ -907,8 +956,6 @@ async fn changes_made_in_strapi_later_are_brought_over_and_keyways_own_are_kept(
         "Invalid identifier or password",
     )
     .await;
-    // As after a password change in Keyway, her sessions ended. The server learns of it from the
-    // invalidation log the import wrote, within its sync interval (half a second).
     let mut status = app.me(&alice_jwt).await.status();
     for _ in 0..60 {
         if status == StatusCode::UNAUTHORIZED {
@@ -922,8 +969,28 @@ async fn changes_made_in_strapi_later_are_brought_over_and_keyways_own_are_kept(
         StatusCode::UNAUTHORIZED,
         "her old session still works"
     );
+    login_ok(&app, "carol", &password_of("carol")).await;
+    // Erin has Strapi's new email and keeps the password she chose in Keyway.
+    let erin = login_ok(&app, "erin@new.example", "erins-keyway-passphrase").await;
+    assert_eq!(erin["user"]["id"], 5);
+    // Strapi changed nothing of Bob's: Keyway's block and argon2id hash stay.
+    let res = app.login("bob", &password_of("bob")).await;
+    assert_error(
+        res,
+        400,
+        "ApplicationError",
+        "Your account has been blocked by an administrator",
+    )
+    .await;
     assert_eq!(stored_hash(&app, 2).await.unwrap(), bobs_argon2);
-    login_ok(&app, "bob", &password_of("bob")).await;
+
+    let again = import(&app, &db.url).await;
+    assert_exit(&again, 0);
+    assert!(
+        users_line(&again).starts_with("users: 0 imported, 0 updated"),
+        "{}",
+        stdout(&again)
+    );
 }
 
 // ---- Strapi 5 documents ----
@@ -938,17 +1005,19 @@ async fn a_strapi_5_document_with_draft_and_published_rows_is_imported_once() {
         let db = db.with_roles().await;
         // Fay's document: a draft edited after publishing (another password), then the published
         // row. Strapi's API, and its tokens, know the published one.
-        let fay = |id: i64, published: bool, password: &str, updated_at: i64| StrapiUser {
+        let fays_hash = strapi_hash(&password_of("fay"), 4);
+        let fay_row = |id: i64, published: bool, hash: &str, updated_at: i64| StrapiUser {
             document_id: Some("fayfayfayfayfayfayfayfay".into()),
             published,
-            password: Some(strapi_hash(password, 4)),
+            password: Some(hash.to_owned()),
             updated_at,
             role: Some(3),
             ..StrapiUser::new(id, "fay")
         };
-        db.user(&fay(10, false, "fays-draft-password", UPDATED + 5_000))
+        let draft_hash = strapi_hash("fays-draft-password", 4);
+        db.user(&fay_row(10, false, &draft_hash, UPDATED + 5_000))
             .await;
-        db.user(&fay(11, true, &password_of("fay"), UPDATED)).await;
+        db.user(&fay_row(11, true, &fays_hash, UPDATED)).await;
         // Gus was only ever a draft: his latest row counts.
         let gus = |id: i64, updated_at: i64| StrapiUser {
             document_id: Some("gusgusgusgusgusgusgusgus".into()),
@@ -996,6 +1065,23 @@ async fn a_strapi_5_document_with_draft_and_published_rows_is_imported_once() {
             "{}",
             stdout(&again)
         );
+
+        // Strapi publishes Fay again: her published row is re-created under a new id, with the same
+        // values. Her account is found by its document and keeps its id.
+        db.delete_v5_user(11).await;
+        db.user(&fay_row(14, true, &fays_hash, UPDATED + 9_000))
+            .await;
+        for _ in 0..2 {
+            let out = import(&app, &db.url).await;
+            assert_exit(&out, 0);
+            assert!(
+                users_line(&out).starts_with("users: 0 imported, 0 updated"),
+                "{}",
+                stdout(&out)
+            );
+        }
+        let fay = login_ok(&app, "fay", &password_of("fay")).await;
+        assert_eq!(fay["user"]["id"], 11);
     }
 }
 
@@ -1081,8 +1167,10 @@ async fn accounts_made_in_keyway_are_reported_never_overwritten() {
     );
 
     // The same Strapi id under another name and email: rather another project's user than Hana.
-    db.rename(5, "someone", "someone@example.com", UPDATED + 1_000)
-        .await;
+    db.sqlite_exec(
+        "UPDATE up_users SET username = 'someone', email = 'someone@example.com' WHERE id = 5",
+    )
+    .await;
     let out = import(&app, &db.url).await;
     assert_exit(&out, 3);
     assert!(

@@ -5,7 +5,7 @@
 
 use keyway::store::{
     AuditEvent, CodePurpose, DatabaseSettings, ImportedUser, Invalidation, NewRole, NewUser,
-    PgStore, Revoke, Session, SqliteStore, Store, StoreError, StoredKey, User,
+    PgStore, Revoke, Session, SqliteStore, Store, StoreError, StoredKey, StrapiState, User,
 };
 use std::collections::HashSet;
 use std::future::Future;
@@ -402,6 +402,11 @@ fn imported(strapi_id: i64, name: &str) -> ImportedUser {
         role_id: 1,
         created_at: NOW - 2_000,
         updated_at: NOW - 1_000,
+        strapi: StrapiState {
+            password_digest: Some(format!("digest-of-{name}")),
+            confirmed: true,
+            blocked: false,
+        },
     }
 }
 
@@ -494,6 +499,9 @@ async fn imported_users_are_found_by_strapi_id_or_document_never_native_ones() {
             found(50, None).await,
             Some((50, Some("$2a$10$hash-of-otto".into())))
         );
+        let otto = store.imported_user(50, None).await.unwrap().unwrap();
+        assert_eq!(otto.strapi_id, 50);
+        assert_eq!(otto.strapi, imported(50, "otto").strapi, "what Strapi had");
         // Strapi 5 re-created the row under a new id: the document still finds the account.
         assert_eq!(found(51, Some("doc-otto")).await.map(|f| f.0), Some(50));
         assert_eq!(found(51, None).await, None);
@@ -509,6 +517,15 @@ async fn imported_users_are_found_by_strapi_id_or_document_never_native_ones() {
             .await
             .unwrap();
         assert_eq!(found(60, Some("doc-otto")).await.map(|f| f.0), Some(60));
+
+        // Deleting the account forgets that it was imported: a later import may bring it back.
+        assert!(store.delete_user(50).await.unwrap());
+        assert_eq!(found(50, Some("doc-otto")).await, None);
+        store
+            .insert_imported_user(&imported(50, "otto"))
+            .await
+            .unwrap();
+        assert_eq!(found(50, None).await.map(|f| f.0), Some(50));
     })
     .await;
 }
@@ -539,6 +556,13 @@ async fn updating_an_imported_user_changes_its_data_and_records_it() {
         changed.role_id = editor.id;
         changed.created_at = 1;
         changed.updated_at = NOW;
+        // Strapi 5 re-created the row under another id; Strapi's password and flags changed.
+        changed.strapi_id = 71;
+        changed.strapi = StrapiState {
+            password_digest: None,
+            confirmed: false,
+            blocked: true,
+        };
         assert!(
             store
                 .update_imported_user(70, &changed, NOW + 5)
@@ -562,8 +586,12 @@ async fn updating_an_imported_user_changes_its_data_and_records_it() {
             ("doc-quinn", NOW - 2_000),
             "the document id and creation time stay"
         );
-        let creds = store.imported_user(70, None).await.unwrap().unwrap();
-        assert_eq!(creds.password_hash.as_deref(), Some("$2a$10$new"));
+        assert!(store.imported_user(70, None).await.unwrap().is_none());
+        let quinn = store.imported_user(71, None).await.unwrap().unwrap();
+        assert_eq!(quinn.user.id, 70, "the account keeps its id");
+        assert_eq!(quinn.strapi_id, 71);
+        assert_eq!(quinn.strapi, changed.strapi);
+        assert_eq!(quinn.password_hash.as_deref(), Some("$2a$10$new"));
         assert_eq!(changes_since(&store, seq).await, [Invalidation::User(70)]);
 
         let mut taken = imported(70, "rita");

@@ -6,10 +6,13 @@
 //! - **Ids are kept.** Strapi user 42 becomes Keyway account 42: tokens Strapi issued carry only the
 //!   id (`{id, iat, exp}`), and with `accept_strapi_tokens` they must name the same person. An id that
 //!   an account made in Keyway already holds is a conflict, never a renumbering.
-//! - **Running it again is safe.** Each imported account remembers its Strapi id (`strapi_id`). A
-//!   re-run finds it and changes nothing, unless Strapi's copy changed after Keyway's did (compared by
-//!   `updated_at`): then Strapi's username, email, password hash, flags and role replace Keyway's. What
-//!   changed in Keyway since (a hash upgraded to argon2id at login, a block) is kept.
+//! - **Running it again is safe.** Each imported account remembers the Strapi row it came from and
+//!   what Strapi had for the fields Keyway can change too (password, confirmed, blocked;
+//!   [`StrapiState`]). A re-run applies what changed in Strapi since the previous run and nothing
+//!   else: a password changed in Strapi replaces Keyway's hash, but a hash Keyway upgraded at login,
+//!   a reset or a block made in Keyway stay when Strapi did not touch that field. Username, email,
+//!   provider and role only Strapi can change, so Strapi's are taken. A re-run with nothing new in
+//!   Strapi writes nothing.
 //! - **Conflicts are reported, never overwritten**: an id, username or email that belongs to another
 //!   Keyway account, including one imported a moment ago (two Strapi emails that differ only in case).
 //! - **Strapi 5 documents are imported once**: of the rows of a document, the published one (the row
@@ -27,8 +30,8 @@ use std::fmt;
 
 use crate::auth::password;
 use crate::store::{
-    ImportedUser, Millis, NewRole, Revoke, Role, Store, StoreError, StoreResult, User,
-    UserCredentials,
+    ImportedAccount, ImportedUser, Millis, NewRole, Revoke, Role, Store, StoreError, StoreResult,
+    StrapiState, User,
 };
 use source::{RoleRow, UserRow};
 pub use source::{Snapshot, SourceError, Version};
@@ -80,7 +83,8 @@ pub struct Report {
     pub updated: usize,
     /// Imported before and the same as in Strapi.
     pub unchanged: usize,
-    /// Imported before and different from Strapi, but changed in Keyway more recently: left alone.
+    /// Imported before, nothing new in Strapi, and different from Strapi because of changes made in
+    /// Keyway (a hash upgraded at login, a reset, a block): those are kept.
     pub kept: usize,
     /// Not imported: their id, username or email belongs to another Keyway account.
     pub conflicts: Vec<Skipped>,
@@ -210,8 +214,8 @@ pub enum ImportError {
     Store(#[from] StoreError),
 }
 
-/// Reads the Strapi database at `url` (read-only, one snapshot). Done before Keyway's database is
-/// even opened, so an unusable source leaves everything as it was.
+/// Reads the Strapi database at `url` (read-only, one snapshot). Read it before opening Keyway's
+/// database, as the command does, and an unusable source leaves everything as it was.
 pub async fn read(url: &str) -> Result<Snapshot, SourceError> {
     source::read(url).await
 }
@@ -464,14 +468,27 @@ async fn import_user(
         role_id: role.id,
         created_at: row.created_at.or(row.updated_at).unwrap_or(now),
         updated_at: row.updated_at.or(row.created_at).unwrap_or(now),
+        strapi: StrapiState {
+            // Strapi's hash as it is, kept or not: a change of it is a password changed in Strapi.
+            password_digest: row.password.as_deref().map(digest),
+            confirmed: row.confirmed,
+            blocked: row.blocked,
+        },
     };
     match store
         .imported_user(row.id, row.document_id.as_deref())
         .await?
     {
-        Some(current) => refresh(store, row, &current, &wanted, now).await,
+        Some(current) => refresh(store, &current, wanted, now).await,
         None => insert(store, &wanted).await,
     }
+}
+
+/// SHA-256 of Strapi's password hash, hex: remembers it well enough to notice a change, and is no
+/// help to anyone who reads the database (the bcrypt salt is not in it).
+fn digest(hash: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(hash.as_bytes()))
 }
 
 async fn insert(store: &dyn Store, wanted: &ImportedUser) -> StoreResult<Outcome> {
@@ -494,38 +511,42 @@ async fn insert(store: &dyn Store, wanted: &ImportedUser) -> StoreResult<Outcome
     }
 }
 
-/// Brings an account an earlier import made up to date with Strapi, when Strapi's copy is the newer.
+/// Brings an account an earlier import made up to date with what changed in Strapi since.
 async fn refresh(
     store: &dyn Store,
-    row: &UserRow,
-    current: &UserCredentials,
-    wanted: &ImportedUser,
+    current: &ImportedAccount,
+    strapi: ImportedUser,
     now: Millis,
 ) -> StoreResult<Outcome> {
     let user = &current.user;
-    if same_data(current, wanted) {
-        return Ok(Outcome::Unchanged);
-    }
     // The same Strapi id with neither the username nor the email it was imported with: more likely
     // a user of another Strapi project (whose ids are the same numbers) than one person renamed twice
     // over. Left alone; deleting the Keyway account and running again imports it afresh.
-    if user.username != wanted.username && user.email != wanted.email {
+    if user.username != strapi.username && user.email != strapi.email {
         return Ok(Outcome::Conflict(format!(
             "it was imported as Keyway account {} '{}' <{}>, and both the username and the email \
              differ now",
             user.id, user.username, user.email
         )));
     }
-    // Strictly newer: the first import copied Strapi's `updated_at`, so an account nobody touched
-    // since compares equal; any change Keyway made since (a login that upgraded the hash, a block)
-    // moved it forward. A Strapi row without `updated_at` never overwrites anything.
-    if row.updated_at.is_none_or(|t| t <= user.updated_at) {
-        return Ok(Outcome::Kept);
+    let mut merged = merge(current, &strapi);
+    let account_changes = !same_data(current, &merged);
+    let strapi_changes = current.strapi != strapi.strapi || current.strapi_id != strapi.strapi_id;
+    let settled = if same_data(current, &strapi) {
+        Outcome::Unchanged
+    } else {
+        Outcome::Kept
+    };
+    if !account_changes && !strapi_changes {
+        return Ok(settled);
     }
-    if let Some(reason) = taken_by_another(store, wanted, Some(user.id)).await? {
-        return Ok(Outcome::Conflict(reason));
+    if account_changes {
+        merged.updated_at = now.max(user.updated_at);
+        if let Some(reason) = taken_by_another(store, &merged, Some(user.id)).await? {
+            return Ok(Outcome::Conflict(reason));
+        }
     }
-    match store.update_imported_user(user.id, wanted, now).await {
+    match store.update_imported_user(user.id, &merged, now).await {
         Ok(true) => {}
         Ok(false) => {
             return Ok(Outcome::Conflict(format!(
@@ -540,10 +561,14 @@ async fn refresh(
         }
         Err(e) => return Err(e),
     }
+    if !account_changes {
+        // Only what is remembered of Strapi moved (Strapi 5 re-created the row, say).
+        return Ok(settled);
+    }
     // As when Keyway itself changes a password or blocks someone, the account's sessions end.
-    let ended_by = if current.password_hash != wanted.password_hash {
+    let ended_by = if current.password_hash != merged.password_hash {
         Some("password_changed")
-    } else if wanted.blocked && !user.blocked {
+    } else if merged.blocked && !user.blocked {
         Some("blocked")
     } else {
         None
@@ -556,16 +581,39 @@ async fn refresh(
     Ok(Outcome::Updated)
 }
 
-/// Whether the account already holds everything the import would write.
-fn same_data(current: &UserCredentials, wanted: &ImportedUser) -> bool {
+/// The account as it should be after this import. A field Keyway can change too takes Strapi's value
+/// only when Strapi's changed since the previous import, so a change made in Keyway (a hash upgraded
+/// at login, a reset, a block) survives unless Strapi changed the same field later; when both
+/// changed it, Strapi's wins, as the system being migrated from. Username, email, provider and role
+/// are Strapi's alone. Timestamps stay Keyway's (the caller moves `updated_at` when it writes).
+fn merge(current: &ImportedAccount, strapi: &ImportedUser) -> ImportedUser {
+    let (user, seen) = (&current.user, &current.strapi);
+    let mut merged = strapi.clone();
+    if strapi.strapi.password_digest == seen.password_digest {
+        merged.password_hash = current.password_hash.clone();
+    }
+    if strapi.strapi.confirmed == seen.confirmed {
+        merged.confirmed = user.confirmed;
+    }
+    if strapi.strapi.blocked == seen.blocked {
+        merged.blocked = user.blocked;
+    }
+    merged.document_id = user.document_id.clone();
+    merged.created_at = user.created_at;
+    merged.updated_at = user.updated_at;
+    merged
+}
+
+/// Whether the account holds exactly these values.
+fn same_data(current: &ImportedAccount, values: &ImportedUser) -> bool {
     let u = &current.user;
-    u.username == wanted.username
-        && u.email == wanted.email
-        && u.provider == wanted.provider
-        && current.password_hash == wanted.password_hash
-        && u.confirmed == wanted.confirmed
-        && u.blocked == wanted.blocked
-        && u.role.id == wanted.role_id
+    u.username == values.username
+        && u.email == values.email
+        && u.provider == values.provider
+        && current.password_hash == values.password_hash
+        && u.confirmed == values.confirmed
+        && u.blocked == values.blocked
+        && u.role.id == values.role_id
 }
 
 /// Which other account holds the username or the email, looked up in both columns: as at
@@ -689,6 +737,88 @@ mod tests {
             vec!["authenticated", "shop_editors"]
         );
         assert_eq!(by_kind["authenticated"].id, 1);
+    }
+
+    fn account(hash: &str, confirmed: bool, blocked: bool, seen: &StrapiState) -> ImportedAccount {
+        ImportedAccount {
+            user: User {
+                id: 7,
+                document_id: "doc".into(),
+                username: "ann".into(),
+                email: "ann@example.com".into(),
+                provider: "local".into(),
+                confirmed,
+                blocked,
+                role: Role {
+                    id: 1,
+                    name: "Authenticated".into(),
+                    description: String::new(),
+                    kind: "authenticated".into(),
+                },
+                created_at: 10,
+                updated_at: 20,
+            },
+            password_hash: Some(hash.into()),
+            strapi_id: 7,
+            strapi: seen.clone(),
+        }
+    }
+
+    fn from_strapi(hash: &str, confirmed: bool, blocked: bool) -> ImportedUser {
+        ImportedUser {
+            strapi_id: 7,
+            document_id: "other-doc".into(),
+            username: "ann".into(),
+            email: "ann@example.com".into(),
+            provider: "local".into(),
+            password_hash: Some(hash.into()),
+            confirmed,
+            blocked,
+            role_id: 1,
+            created_at: 1,
+            updated_at: 2,
+            strapi: StrapiState {
+                password_digest: Some(digest(hash)),
+                confirmed,
+                blocked,
+            },
+        }
+    }
+
+    #[test]
+    fn a_rerun_takes_from_strapi_only_what_changed_there() {
+        let seen = from_strapi("$2a$04$old", false, false).strapi;
+        // Keyway upgraded the hash at a login, the user confirmed the address, an operator blocked.
+        let keyway = account("$argon2id$new", true, true, &seen);
+
+        let nothing_new = merge(&keyway, &from_strapi("$2a$04$old", false, false));
+        assert_eq!(nothing_new.password_hash.as_deref(), Some("$argon2id$new"));
+        assert!(nothing_new.confirmed && nothing_new.blocked);
+        assert!(same_data(&keyway, &nothing_new));
+
+        // The password changed in Strapi: Strapi's hash wins over Keyway's, the flags stay.
+        let new_password = merge(&keyway, &from_strapi("$2a$04$changed", false, false));
+        assert_eq!(
+            new_password.password_hash.as_deref(),
+            Some("$2a$04$changed")
+        );
+        assert!(new_password.confirmed && new_password.blocked);
+
+        // Strapi unblocked the account since the last import (it was blocked there then): that one
+        // field comes over.
+        let seen_blocked = StrapiState {
+            blocked: true,
+            ..seen.clone()
+        };
+        let unblocked = merge(
+            &account("$argon2id$new", true, true, &seen_blocked),
+            &from_strapi("$2a$04$old", false, false),
+        );
+        assert!(!unblocked.blocked && unblocked.confirmed);
+
+        // The document id and the times stay Keyway's, whatever Strapi says.
+        assert_eq!(unblocked.document_id, "doc");
+        assert_eq!((unblocked.created_at, unblocked.updated_at), (10, 20));
     }
 
     #[test]

@@ -10,10 +10,10 @@
 //! - Strapi 5: the same tables with `document_id`, `published_at` and `locale`, and the link table
 //!   renamed `up_users_role_lnk`. A document may have a draft and a published row.
 //!
-//! Columns are read leniently because Strapi's own constraints are: every value may be NULL, SQLite
-//! datetimes may be integer milliseconds (what Strapi writes), text (a `CURRENT_TIMESTAMP` default)
-//! or real, and booleans 0/1. The queries turn all of that into integers, so one row decoder serves
-//! both engines.
+//! Columns are read leniently because Strapi's own constraints are: every value may be NULL, a SQLite
+//! datetime may be integer milliseconds (what knex makes of a JavaScript `Date`), text (an ISO string,
+//! or what a `CURRENT_TIMESTAMP` default writes) or real, and booleans are 0/1. The queries turn all
+//! of that into integers, so one row decoder serves both engines.
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};

@@ -556,7 +556,9 @@ async fn refresh(
         }
         Err(StoreError::Conflict) => {
             return Ok(Outcome::Conflict(
-                "its new username or email was taken while importing".into(),
+                "its new username or email, or its Strapi row, was taken by another account while \
+                 importing"
+                    .into(),
             ));
         }
         Err(e) => return Err(e),

@@ -540,7 +540,7 @@ pub fn random_id(bytes: usize) -> String {
 }
 
 /// Strapi 5's `documentId` shape: 24 lower-case alphanumerics.
-fn document_id() -> String {
+pub(crate) fn document_id() -> String {
     use rand::RngExt;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();

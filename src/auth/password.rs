@@ -319,6 +319,13 @@ fn is_bcrypt(hash: &str) -> bool {
         .any(|prefix| hash.starts_with(prefix))
 }
 
+/// Whether [`Hasher::verify`] can ever match this stored hash: bcrypt (what Strapi writes) or an
+/// argon2 PHC string. Anything else only ever verifies as a mismatch, so an import does not keep it.
+pub fn is_verifiable(hash: &str) -> bool {
+    is_bcrypt(hash)
+        || PasswordHash::new(hash).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
+}
+
 pub(crate) fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

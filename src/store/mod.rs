@@ -76,6 +76,59 @@ pub struct NewUser {
     pub now: Millis,
 }
 
+/// A role to create. Keyway itself only seeds `authenticated` and `public`; `keyway import strapi`
+/// brings over an operator's own roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRole {
+    pub name: String,
+    pub description: String,
+    pub kind: String,
+}
+
+/// An account brought over from Strapi by `keyway import strapi`. Unlike a [`NewUser`] it keeps what
+/// it had there: its id (so tokens Strapi issued still name it), its timestamps, and its password hash
+/// as it is (bcrypt, verified as such and upgraded to argon2id at the next login). No `Debug`: it
+/// carries a password hash.
+#[derive(Clone)]
+pub struct ImportedUser {
+    /// The id of the Strapi row: the account's id when it is first imported.
+    pub strapi_id: i64,
+    pub document_id: String,
+    pub username: String,
+    /// Lower-cased, as every stored email.
+    pub email: String,
+    pub provider: String,
+    pub password_hash: Option<String>,
+    pub confirmed: bool,
+    pub blocked: bool,
+    pub role_id: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// What Strapi had, remembered for the next import.
+    pub strapi: StrapiState,
+}
+
+/// What Strapi had, at the last import, for the fields Keyway can change too (a login upgrades the
+/// hash, a user resets a password, an operator blocks): the next import applies a field only when
+/// Strapi's value differs from this one, so it never undoes a change made in Keyway. The password is
+/// a SHA-256 digest of Strapi's hash, enough to notice a change and useless for anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrapiState {
+    pub password_digest: Option<String>,
+    pub confirmed: bool,
+    pub blocked: bool,
+}
+
+/// An account an earlier import made, with what the next import compares.
+#[derive(Clone)]
+pub struct ImportedAccount {
+    pub user: User,
+    pub password_hash: Option<String>,
+    /// The Strapi row it mirrors (Strapi 5 may have re-created it under another id since).
+    pub strapi_id: i64,
+    pub strapi: StrapiState,
+}
+
 /// One login: every access token names its session (`sid`), and a token whose session is gone, revoked
 /// or expired is refused. A session is also the family of its refresh tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,6 +258,32 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the user and, with them, their sessions. Returns false when no such user exists.
     /// Records a user invalidation.
     async fn delete_user(&self, user_id: i64) -> StoreResult<bool>;
+
+    /// Inserts a role; [`StoreError::Conflict`] when its name or type is taken.
+    async fn create_role(&self, role: &NewRole) -> StoreResult<Role>;
+    /// Inserts an account imported from Strapi under its Strapi id, with its timestamps and hash as
+    /// given, and what Strapi had; makes sure ids handed out later come after it.
+    /// [`StoreError::Conflict`] when the id, username, email, document id or Strapi id is taken.
+    async fn insert_imported_user(&self, user: &ImportedUser) -> StoreResult<()>;
+    /// The account an earlier import made of this Strapi user: the one mirroring this Strapi row,
+    /// else (Strapi 5, which can re-create a document's row under a new id) the imported account with
+    /// this document id. Accounts made in Keyway are never returned.
+    async fn imported_user(
+        &self,
+        strapi_id: i64,
+        document_id: Option<&str>,
+    ) -> StoreResult<Option<ImportedAccount>>;
+    /// Writes an imported account as the import merged it: username, email, provider, password hash,
+    /// confirmed, blocked, role, `updated_at`, the Strapi row it mirrors and what Strapi had (never its
+    /// id, document id or creation time). Returns false when no such account exists;
+    /// [`StoreError::Conflict`] when the new username or email is taken. Records a user invalidation
+    /// at `now`.
+    async fn update_imported_user(
+        &self,
+        user_id: i64,
+        user: &ImportedUser,
+        now: Millis,
+    ) -> StoreResult<bool>;
 
     /// Inserts a session and, when given, its first refresh token, in one transaction.
     async fn create_session(

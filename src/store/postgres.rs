@@ -4,9 +4,10 @@
 //! updates and one advisory lock — PostgreSQL runs transactions concurrently at READ COMMITTED.
 
 use super::{
-    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, Invalidation, Millis, NewUser,
-    POSTGRES_POOL_SIZE, RefreshRecord, Revoke, Role, Session, SslMode, Store, StoreError,
-    StoreResult, StoredKey, User, UserCredentials, applied_versions, newly_applied,
+    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, ImportedAccount, ImportedUser,
+    Invalidation, Millis, NewRole, NewUser, POSTGRES_POOL_SIZE, RefreshRecord, Revoke, Role,
+    Session, SslMode, Store, StoreError, StoreResult, StoredKey, StrapiState, User,
+    UserCredentials, applied_versions, newly_applied,
 };
 use super::{FeedEvent, InvalidationFeed};
 use async_trait::async_trait;
@@ -27,6 +28,19 @@ macro_rules! user_select {
          u.created_at, u.updated_at, u.password_hash, \
          r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type \
          FROM users u JOIN roles r ON r.id = u.role_id "
+    };
+}
+
+/// [`user_select!`] plus what an import remembered of the account (`strapi_users`); accounts made
+/// in Keyway have no such row, so the join leaves them out.
+macro_rules! imported_select {
+    () => {
+        "SELECT u.id, u.document_id, u.username, u.email, u.provider, u.confirmed, u.blocked, \
+         u.created_at, u.updated_at, u.password_hash, \
+         r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type, \
+         s.strapi_id, s.password_digest AS strapi_password_digest, s.confirmed AS strapi_confirmed, \
+         s.blocked AS strapi_blocked \
+         FROM users u JOIN roles r ON r.id = u.role_id JOIN strapi_users s ON s.user_id = u.id "
     };
 }
 
@@ -99,6 +113,19 @@ fn user_from_row(row: &PgRow) -> Result<User, sqlx::Error> {
         },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn imported_from_row(row: &PgRow) -> Result<ImportedAccount, sqlx::Error> {
+    Ok(ImportedAccount {
+        user: user_from_row(row)?,
+        password_hash: row.try_get("password_hash")?,
+        strapi_id: row.try_get("strapi_id")?,
+        strapi: StrapiState {
+            password_digest: row.try_get("strapi_password_digest")?,
+            confirmed: row.try_get("strapi_confirmed")?,
+            blocked: row.try_get("strapi_blocked")?,
+        },
     })
 }
 
@@ -472,6 +499,126 @@ impl Store for PgStore {
                 .await
                 .map_err(db)?;
         }
+        record(&mut tx, &Invalidation::User(user_id), now)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_role(&self, role: &NewRole) -> StoreResult<Role> {
+        let row = sqlx::query(
+            "INSERT INTO roles (name, description, type) VALUES ($1, $2, $3) \
+             RETURNING id, name, description, type",
+        )
+        .bind(text(&role.name))
+        .bind(text(&role.description))
+        .bind(text(&role.kind))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        role_from_row(&row).map_err(db)
+    }
+
+    async fn insert_imported_user(&self, u: &ImportedUser) -> StoreResult<()> {
+        // Unlike SQLite's AUTOINCREMENT, an identity column does not notice explicit ids: its sequence
+        // is moved past this one first, or a later registration would draw it and fail. `users_id_seq`
+        // is the name PostgreSQL gives the identity sequence of `users.id` (0001_init.sql). GREATEST
+        // never moves it back, so ids already drawn by registrations in flight are never drawn again.
+        // setval is not transactional: an insert that then fails leaves a harmless gap.
+        sqlx::query("SELECT setval('users_id_seq', GREATEST($1, last_value)) FROM users_id_seq")
+            .bind(u.strapi_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO users (id, document_id, username, email, provider, password_hash, \
+             confirmed, blocked, role_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(u.strapi_id)
+        .bind(text(&u.document_id))
+        .bind(text(&u.username))
+        .bind(text(&u.email))
+        .bind(text(&u.provider))
+        .bind(opt_text(&u.password_hash))
+        .bind(u.confirmed)
+        .bind(u.blocked)
+        .bind(u.role_id)
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO strapi_users (user_id, strapi_id, password_digest, confirmed, blocked) \
+             VALUES ($1, $1, $2, $3, $4)",
+        )
+        .bind(u.strapi_id)
+        .bind(opt_text(&u.strapi.password_digest))
+        .bind(u.strapi.confirmed)
+        .bind(u.strapi.blocked)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn imported_user(
+        &self,
+        strapi_id: i64,
+        document_id: Option<&str>,
+    ) -> StoreResult<Option<ImportedAccount>> {
+        // `$2::TEXT`: a NULL document id still needs a type.
+        let row = sqlx::query(concat!(
+            imported_select!(),
+            "WHERE s.strapi_id = $1 OR u.document_id = $2::TEXT \
+             ORDER BY s.strapi_id = $1 DESC LIMIT 1"
+        ))
+        .bind(strapi_id)
+        .bind(document_id.map(text))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(imported_from_row).transpose().map_err(db)
+    }
+
+    async fn update_imported_user(
+        &self,
+        user_id: i64,
+        u: &ImportedUser,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let done = sqlx::query(
+            "UPDATE users SET username = $1, email = $2, provider = $3, password_hash = $4, \
+             confirmed = $5, blocked = $6, role_id = $7, updated_at = $8 WHERE id = $9",
+        )
+        .bind(text(&u.username))
+        .bind(text(&u.email))
+        .bind(text(&u.provider))
+        .bind(opt_text(&u.password_hash))
+        .bind(u.confirmed)
+        .bind(u.blocked)
+        .bind(u.role_id)
+        .bind(u.updated_at)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "UPDATE strapi_users SET strapi_id = $1, password_digest = $2, confirmed = $3, \
+             blocked = $4 WHERE user_id = $5",
+        )
+        .bind(u.strapi_id)
+        .bind(opt_text(&u.strapi.password_digest))
+        .bind(u.strapi.confirmed)
+        .bind(u.strapi.blocked)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         record(&mut tx, &Invalidation::User(user_id), now)
             .await
             .map_err(db)?;

@@ -2,9 +2,10 @@
 //! needs nothing else installed.
 
 use super::{
-    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, Invalidation, Millis, NewUser,
-    RefreshRecord, Revoke, Role, SQLITE_POOL_SIZE, Session, Store, StoreError, StoreResult,
-    StoredKey, User, UserCredentials, applied_versions, newly_applied,
+    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, ImportedAccount, ImportedUser,
+    Invalidation, Millis, NewRole, NewUser, RefreshRecord, Revoke, Role, SQLITE_POOL_SIZE, Session,
+    Store, StoreError, StoreResult, StoredKey, StrapiState, User, UserCredentials,
+    applied_versions, newly_applied,
 };
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -36,6 +37,19 @@ macro_rules! user_select {
     };
 }
 
+/// [`user_select!`] plus what an import remembered of the account (`strapi_users`); accounts made
+/// in Keyway have no such row, so the join leaves them out.
+macro_rules! imported_select {
+    () => {
+        "SELECT u.id, u.document_id, u.username, u.email, u.provider, u.confirmed, u.blocked, \
+         u.created_at, u.updated_at, u.password_hash, \
+         r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type, \
+         s.strapi_id, s.password_digest AS strapi_password_digest, s.confirmed AS strapi_confirmed, \
+         s.blocked AS strapi_blocked \
+         FROM users u JOIN roles r ON r.id = u.role_id JOIN strapi_users s ON s.user_id = u.id "
+    };
+}
+
 fn db(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
@@ -60,6 +74,19 @@ fn user_from_row(row: &SqliteRow) -> Result<User, sqlx::Error> {
         },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn imported_from_row(row: &SqliteRow) -> Result<ImportedAccount, sqlx::Error> {
+    Ok(ImportedAccount {
+        user: user_from_row(row)?,
+        password_hash: row.try_get("password_hash")?,
+        strapi_id: row.try_get("strapi_id")?,
+        strapi: StrapiState {
+            password_digest: row.try_get("strapi_password_digest")?,
+            confirmed: row.try_get("strapi_confirmed")?,
+            blocked: row.try_get("strapi_blocked")?,
+        },
     })
 }
 
@@ -361,6 +388,116 @@ impl Store for SqliteStore {
                 .await
                 .map_err(db)?;
         }
+        record(&mut tx, &Invalidation::User(user_id), now)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_role(&self, role: &NewRole) -> StoreResult<Role> {
+        let row = sqlx::query(
+            "INSERT INTO roles (name, description, type) VALUES (?, ?, ?) \
+             RETURNING id, name, description, type",
+        )
+        .bind(&role.name)
+        .bind(&role.description)
+        .bind(&role.kind)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        role_from_row(&row).map_err(db)
+    }
+
+    async fn insert_imported_user(&self, u: &ImportedUser) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // An explicit id in an AUTOINCREMENT table moves sqlite_sequence up to it, so ids handed out
+        // later come after every imported one without anything else to do.
+        sqlx::query(
+            "INSERT INTO users (id, document_id, username, email, provider, password_hash, \
+             confirmed, blocked, role_id, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(u.strapi_id)
+        .bind(&u.document_id)
+        .bind(&u.username)
+        .bind(&u.email)
+        .bind(&u.provider)
+        .bind(&u.password_hash)
+        .bind(u.confirmed)
+        .bind(u.blocked)
+        .bind(u.role_id)
+        .bind(u.created_at)
+        .bind(u.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO strapi_users (user_id, strapi_id, password_digest, confirmed, blocked) \
+             VALUES (?1, ?1, ?2, ?3, ?4)",
+        )
+        .bind(u.strapi_id)
+        .bind(&u.strapi.password_digest)
+        .bind(u.strapi.confirmed)
+        .bind(u.strapi.blocked)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn imported_user(
+        &self,
+        strapi_id: i64,
+        document_id: Option<&str>,
+    ) -> StoreResult<Option<ImportedAccount>> {
+        let row = sqlx::query(concat!(
+            imported_select!(),
+            "WHERE s.strapi_id = ?1 OR u.document_id = ?2 ORDER BY s.strapi_id = ?1 DESC LIMIT 1"
+        ))
+        .bind(strapi_id)
+        .bind(document_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(imported_from_row).transpose().map_err(db)
+    }
+
+    async fn update_imported_user(
+        &self,
+        user_id: i64,
+        u: &ImportedUser,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let done = sqlx::query(
+            "UPDATE users SET username = ?, email = ?, provider = ?, password_hash = ?, \
+             confirmed = ?, blocked = ?, role_id = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&u.username)
+        .bind(&u.email)
+        .bind(&u.provider)
+        .bind(&u.password_hash)
+        .bind(u.confirmed)
+        .bind(u.blocked)
+        .bind(u.role_id)
+        .bind(u.updated_at)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "UPDATE strapi_users SET strapi_id = ?, password_digest = ?, confirmed = ?, \
+             blocked = ? WHERE user_id = ?",
+        )
+        .bind(u.strapi_id)
+        .bind(&u.strapi.password_digest)
+        .bind(u.strapi.confirmed)
+        .bind(u.strapi.blocked)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         record(&mut tx, &Invalidation::User(user_id), now)
             .await
             .map_err(db)?;

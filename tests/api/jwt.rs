@@ -843,7 +843,7 @@ fn strapi_token(id: i64, iat: i64, exp: i64, secret: &str) -> String {
     )
 }
 
-fn strapi_token_for(id: i64) -> String {
+pub(crate) fn strapi_token_for(id: i64) -> String {
     let now = chrono::Utc::now().timestamp();
     strapi_token(id, now, now + 30 * 86_400, TEST_SECRET)
 }

@@ -7,6 +7,7 @@ mod audit;
 mod cli;
 mod cluster;
 mod helpers;
+mod import;
 mod input;
 mod jwt;
 mod limits;

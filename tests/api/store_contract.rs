@@ -4,8 +4,8 @@
 //! PostgreSQL must be reachable (see `testdb.rs`); these tests fail rather than skip without it.
 
 use keyway::store::{
-    AuditEvent, CodePurpose, DatabaseSettings, Invalidation, NewUser, PgStore, Revoke, Session,
-    SqliteStore, Store, StoreError, StoredKey, User,
+    AuditEvent, CodePurpose, DatabaseSettings, ImportedUser, Invalidation, NewRole, NewUser,
+    PgStore, Revoke, Session, SqliteStore, Store, StoreError, StoredKey, StrapiState, User,
 };
 use std::collections::HashSet;
 use std::future::Future;
@@ -347,6 +347,264 @@ async fn setters_change_users_and_record_what_others_must_forget() {
         assert!(store.delete_user(erin.id).await.unwrap());
         assert_eq!(store.user_by_id(erin.id).await.unwrap(), None);
         assert!(!store.delete_user(erin.id).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn roles_are_created_with_a_name_and_a_type_of_their_own() {
+    on_each_engine(|store| async move {
+        let new = NewRole {
+            name: "Editor".into(),
+            description: "Edits the shop".into(),
+            kind: "editor".into(),
+        };
+        let editor = store.create_role(&new).await.unwrap();
+        assert_eq!(
+            (editor.name.as_str(), editor.description.as_str()),
+            ("Editor", "Edits the shop")
+        );
+        assert_eq!(editor.kind, "editor");
+        assert_eq!(store.role_by_kind("editor").await.unwrap(), Some(editor));
+        let same_type = NewRole {
+            name: "Editors".into(),
+            ..new.clone()
+        };
+        assert!(is_conflict(store.create_role(&same_type).await));
+        let same_name = NewRole {
+            kind: "editor2".into(),
+            ..new
+        };
+        assert!(is_conflict(store.create_role(&same_name).await));
+        assert!(is_conflict(
+            store
+                .create_role(&NewRole {
+                    name: "Public".into(),
+                    description: String::new(),
+                    kind: "visitors".into(),
+                })
+                .await
+        ));
+    })
+    .await;
+}
+
+fn imported(strapi_id: i64, name: &str) -> ImportedUser {
+    ImportedUser {
+        strapi_id,
+        document_id: format!("doc-{name}"),
+        username: name.to_owned(),
+        email: format!("{name}@example.com"),
+        provider: "local".into(),
+        password_hash: Some(format!("$2a$10$hash-of-{name}")),
+        confirmed: true,
+        blocked: false,
+        role_id: 1,
+        created_at: NOW - 2_000,
+        updated_at: NOW - 1_000,
+        strapi: StrapiState {
+            password_digest: Some(format!("digest-of-{name}")),
+            confirmed: true,
+            blocked: false,
+        },
+    }
+}
+
+#[tokio::test]
+async fn imported_users_keep_their_strapi_id_timestamps_and_hash() {
+    on_each_engine(|store| async move {
+        let mut ivy = imported(42, "ivy");
+        ivy.confirmed = false;
+        ivy.blocked = true;
+        ivy.provider = "github".into();
+        store.insert_imported_user(&ivy).await.unwrap();
+        let stored = store.user_by_id(42).await.unwrap().expect("kept its id");
+        assert_eq!(stored.username, "ivy");
+        assert_eq!(stored.email, "ivy@example.com");
+        assert_eq!(stored.document_id, "doc-ivy");
+        assert_eq!(stored.provider, "github");
+        assert!(!stored.confirmed && stored.blocked);
+        assert_eq!(stored.role.kind, "authenticated");
+        assert_eq!(
+            (stored.created_at, stored.updated_at),
+            (NOW - 2_000, NOW - 1_000)
+        );
+        let jack = imported(7, "jack");
+        store.insert_imported_user(&jack).await.unwrap();
+        let creds = store
+            .local_credentials("jack@example.com", "jack")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(creds.user.id, 7);
+        assert_eq!(creds.password_hash.as_deref(), Some("$2a$10$hash-of-jack"));
+
+        // Ids handed out afterwards come after the highest imported one, and importing a lower id
+        // later never moves them back.
+        let next = user(&store, "kate").await;
+        assert!(next.id > 42, "new id {} after imported 42", next.id);
+        store
+            .insert_imported_user(&imported(3, "liam"))
+            .await
+            .unwrap();
+        let after = user(&store, "mia").await;
+        assert!(after.id > next.id, "{} after {}", after.id, next.id);
+
+        // Everything unique stays unique.
+        let mut same_id = imported(42, "other");
+        assert!(is_conflict(store.insert_imported_user(&same_id).await));
+        same_id.strapi_id = next.id;
+        assert!(
+            is_conflict(store.insert_imported_user(&same_id).await),
+            "the id of an account made in Keyway"
+        );
+        let mut same_username = imported(100, "ivy");
+        same_username.email = "ivy2@example.com".into();
+        same_username.document_id = "doc-ivy2".into();
+        assert!(is_conflict(
+            store.insert_imported_user(&same_username).await
+        ));
+        let mut same_email = imported(101, "ivy3");
+        same_email.email = "ivy@example.com".into();
+        assert!(is_conflict(store.insert_imported_user(&same_email).await));
+        let mut same_document = imported(102, "ivy4");
+        same_document.document_id = "doc-ivy".into();
+        assert!(is_conflict(
+            store.insert_imported_user(&same_document).await
+        ));
+        assert_eq!(store.list_users().await.unwrap().len(), 5);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn imported_users_are_found_by_strapi_id_or_document_never_native_ones() {
+    on_each_engine(|store| async move {
+        let native = user(&store, "nora").await;
+        store
+            .insert_imported_user(&imported(50, "otto"))
+            .await
+            .unwrap();
+        let found = |strapi_id: i64, document: Option<&'static str>| {
+            let store = store.clone();
+            async move {
+                store
+                    .imported_user(strapi_id, document)
+                    .await
+                    .unwrap()
+                    .map(|c| (c.user.id, c.password_hash))
+            }
+        };
+        assert_eq!(
+            found(50, None).await,
+            Some((50, Some("$2a$10$hash-of-otto".into())))
+        );
+        let otto = store.imported_user(50, None).await.unwrap().unwrap();
+        assert_eq!(otto.strapi_id, 50);
+        assert_eq!(otto.strapi, imported(50, "otto").strapi, "what Strapi had");
+        // Strapi 5 re-created the row under a new id: the document still finds the account.
+        assert_eq!(found(51, Some("doc-otto")).await.map(|f| f.0), Some(50));
+        assert_eq!(found(51, None).await, None);
+        assert_eq!(found(51, Some("doc-nobody")).await, None);
+        assert_eq!(
+            found(native.id, Some("doc-nora")).await,
+            None,
+            "an account made in Keyway is never taken for an imported one"
+        );
+        // The Strapi id wins over a document id that names another imported account.
+        store
+            .insert_imported_user(&imported(60, "pia"))
+            .await
+            .unwrap();
+        assert_eq!(found(60, Some("doc-otto")).await.map(|f| f.0), Some(60));
+
+        // Deleting the account forgets that it was imported: a later import may bring it back.
+        assert!(store.delete_user(50).await.unwrap());
+        assert_eq!(found(50, Some("doc-otto")).await, None);
+        store
+            .insert_imported_user(&imported(50, "otto"))
+            .await
+            .unwrap();
+        assert_eq!(found(50, None).await.map(|f| f.0), Some(50));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn updating_an_imported_user_changes_its_data_and_records_it() {
+    on_each_engine(|store| async move {
+        store
+            .insert_imported_user(&imported(70, "quinn"))
+            .await
+            .unwrap();
+        user(&store, "rita").await;
+        let editor = store
+            .create_role(&NewRole {
+                name: "Editor".into(),
+                description: String::new(),
+                kind: "editor".into(),
+            })
+            .await
+            .unwrap();
+        let seq = store.last_invalidation().await.unwrap();
+        let mut changed = imported(70, "quinn2");
+        changed.document_id = "doc-ignored".into();
+        changed.password_hash = Some("$2a$10$new".into());
+        changed.blocked = true;
+        changed.confirmed = false;
+        changed.provider = "google".into();
+        changed.role_id = editor.id;
+        changed.created_at = 1;
+        changed.updated_at = NOW;
+        // Strapi 5 re-created the row under another id; Strapi's password and flags changed.
+        changed.strapi_id = 71;
+        changed.strapi = StrapiState {
+            password_digest: None,
+            confirmed: false,
+            blocked: true,
+        };
+        assert!(
+            store
+                .update_imported_user(70, &changed, NOW + 5)
+                .await
+                .unwrap()
+        );
+        let now = store.user_by_id(70).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                now.username.as_str(),
+                now.email.as_str(),
+                now.provider.as_str()
+            ),
+            ("quinn2", "quinn2@example.com", "google")
+        );
+        assert!(now.blocked && !now.confirmed);
+        assert_eq!(now.role, editor);
+        assert_eq!(now.updated_at, NOW);
+        assert_eq!(
+            (now.document_id.as_str(), now.created_at),
+            ("doc-quinn", NOW - 2_000),
+            "the document id and creation time stay"
+        );
+        assert!(store.imported_user(70, None).await.unwrap().is_none());
+        let quinn = store.imported_user(71, None).await.unwrap().unwrap();
+        assert_eq!(quinn.user.id, 70, "the account keeps its id");
+        assert_eq!(quinn.strapi_id, 71);
+        assert_eq!(quinn.strapi, changed.strapi);
+        assert_eq!(quinn.password_hash.as_deref(), Some("$2a$10$new"));
+        assert_eq!(changes_since(&store, seq).await, [Invalidation::User(70)]);
+
+        let mut taken = imported(70, "rita");
+        taken.email = "fresh@example.com".into();
+        assert!(is_conflict(
+            store.update_imported_user(70, &taken, NOW).await
+        ));
+        assert!(
+            !store
+                .update_imported_user(9_999, &changed, NOW)
+                .await
+                .unwrap()
+        );
     })
     .await;
 }

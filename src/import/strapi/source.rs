@@ -1,0 +1,637 @@
+//! Reading a Strapi database: which major version made it, and its users, roles and role links as
+//! plain values. This is the one place outside `store` that speaks SQL, because the schema is
+//! Strapi's, not Keyway's. The database is opened read-only and read in one snapshot (a single
+//! read transaction), so a Strapi that is still running cannot hand us a user whose role link was
+//! written after we read the links; nothing here ever writes to it.
+//!
+//! The three schemas, as Strapi creates them (SQLite and PostgreSQL alike):
+//! - Strapi 3 (bookshelf): `users-permissions_user` with a `role` column, `users-permissions_role`.
+//! - Strapi 4: `up_users`, `up_roles`, and the link table `up_users_role_links (user_id, role_id)`.
+//! - Strapi 5: the same tables with `document_id`, `published_at` and `locale`, and the link table
+//!   renamed `up_users_role_lnk`. A document may have a draft and a published row.
+//!
+//! Columns are read leniently because Strapi's own constraints are: every value may be NULL, a SQLite
+//! datetime may be integer milliseconds (what knex makes of a JavaScript `Date`), text (an ISO string,
+//! or what a `CURRENT_TIMESTAMP` default writes) or real, and booleans are 0/1. The queries turn all
+//! of that into integers, so one row decoder serves both engines.
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::{ConnectOptions, Connection, Row};
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+
+use crate::store::{Millis, redact_url};
+
+/// The major version of Strapi whose schema a database has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V3,
+    V4,
+    V5,
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::V3 => "Strapi 3",
+            Self::V4 => "Strapi 4",
+            Self::V5 => "Strapi 5",
+        })
+    }
+}
+
+/// One row of Strapi's role table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleRow {
+    pub id: i64,
+    /// Strapi 5 only.
+    pub document_id: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// Strapi's machine name (`authenticated`, `public`, or one derived from an operator's role name).
+    pub kind: Option<String>,
+    /// False only for a Strapi 5 draft row.
+    pub published: bool,
+    pub updated_at: Option<Millis>,
+}
+
+/// One row of Strapi's user table. No `Debug`: it carries a password hash.
+#[derive(Clone)]
+pub struct UserRow {
+    pub id: i64,
+    /// Strapi 5 only.
+    pub document_id: Option<String>,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub provider: Option<String>,
+    /// bcrypt (`$2a$10$…` from bcryptjs), or NULL for accounts of an OAuth provider.
+    pub password: Option<String>,
+    pub confirmed: bool,
+    pub blocked: bool,
+    pub created_at: Option<Millis>,
+    pub updated_at: Option<Millis>,
+    /// False only for a Strapi 5 draft row.
+    pub published: bool,
+}
+
+/// A user's role: Strapi 3's `role` column, Strapi 4 and 5's link table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoleLink {
+    pub user_id: i64,
+    pub role_id: i64,
+}
+
+/// Everything the import needs, read in one snapshot.
+pub struct Snapshot {
+    pub version: Version,
+    pub roles: Vec<RoleRow>,
+    /// Ordered by id.
+    pub users: Vec<UserRow>,
+    /// Ordered by user, then role.
+    pub links: Vec<RoleLink>,
+}
+
+/// Why a source could not be read. Nothing has been written when one of these is returned.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(
+        "unsupported Strapi database URL '{0}': give a SQLite file (a path, or sqlite://PATH) or \
+         postgres://USER@HOST/DATABASE"
+    )]
+    UnsupportedUrl(String),
+    #[error("cannot open the Strapi database {url}: {cause}")]
+    Open { url: String, cause: String },
+    #[error(
+        "{url} does not look like a Strapi 3, 4 or 5 database: {detail} (SQLite and PostgreSQL \
+         databases are supported; on PostgreSQL the tables are looked up in the search_path)"
+    )]
+    Unrecognised { url: String, detail: String },
+    #[error("cannot read the Strapi database {url}: {cause}")]
+    Read { url: String, cause: String },
+}
+
+/// Decodes a row of one of the user queries below (the same column names and types on both engines).
+macro_rules! user_row {
+    ($row:expr) => {
+        UserRow {
+            id: $row.try_get("id")?,
+            document_id: $row.try_get("document_id")?,
+            username: $row.try_get("username")?,
+            email: $row.try_get("email")?,
+            provider: $row.try_get("provider")?,
+            password: $row.try_get("password")?,
+            confirmed: $row.try_get::<i64, _>("confirmed")? != 0,
+            blocked: $row.try_get::<i64, _>("blocked")? != 0,
+            created_at: $row.try_get("created_ms")?,
+            updated_at: $row.try_get("updated_ms")?,
+            published: $row.try_get::<i64, _>("published")? != 0,
+        }
+    };
+}
+
+macro_rules! role_row {
+    ($row:expr) => {
+        RoleRow {
+            id: $row.try_get("id")?,
+            document_id: $row.try_get("document_id")?,
+            name: $row.try_get("name")?,
+            description: $row.try_get("description")?,
+            kind: $row.try_get("type")?,
+            published: $row.try_get::<i64, _>("published")? != 0,
+            updated_at: $row.try_get("updated_ms")?,
+        }
+    };
+}
+
+/// Runs the three queries of a version on `$conn` (an open read transaction) and decodes them.
+macro_rules! read_snapshot {
+    ($conn:expr, $version:expr, ($users:expr, $roles:expr, $links:expr)) => {{
+        let mut users = Vec::new();
+        for r in sqlx::query($users).fetch_all(&mut *$conn).await? {
+            users.push(user_row!(r));
+        }
+        let mut roles = Vec::new();
+        for r in sqlx::query($roles).fetch_all(&mut *$conn).await? {
+            roles.push(role_row!(r));
+        }
+        let mut links = Vec::new();
+        for r in sqlx::query($links).fetch_all(&mut *$conn).await? {
+            links.push(RoleLink {
+                user_id: r.try_get("user_id")?,
+                role_id: r.try_get("role_id")?,
+            });
+        }
+        Ok(Snapshot {
+            version: $version,
+            roles,
+            users,
+            links,
+        })
+    }};
+}
+
+/// Opens the database `url` names read-only, recognises its Strapi version and reads it.
+pub async fn read(url: &str) -> Result<Snapshot, SourceError> {
+    let shown = redact_url(url);
+    let read_err = |e: sqlx::Error| SourceError::Read {
+        url: shown.clone(),
+        cause: e.to_string(),
+    };
+    match Engine::of(url)? {
+        Engine::Sqlite(options) => {
+            let mut conn = options.connect().await.map_err(|e| open_error(&shown, e))?;
+            // A read transaction is SQLite's snapshot: with WAL, writes Strapi commits meanwhile stay
+            // invisible until it ends.
+            let mut tx = conn.begin().await.map_err(read_err)?;
+            let names: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(read_err)?;
+            let version = recognise(&names.into_iter().collect(), &shown)?;
+            let snapshot = sqlite_snapshot(&mut tx, version).await.map_err(read_err)?;
+            // Read-only: ending the snapshot is all a rollback does.
+            let _ = tx.rollback().await;
+            let _ = conn.close().await;
+            Ok(snapshot)
+        }
+        Engine::Postgres(options) => {
+            let mut conn = options.connect().await.map_err(|e| open_error(&shown, e))?;
+            let mut tx = conn.begin().await.map_err(read_err)?;
+            // One snapshot for every query of the transaction (READ COMMITTED takes one per query).
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut *tx)
+                .await
+                .map_err(read_err)?;
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT table_name::TEXT FROM information_schema.tables \
+                 WHERE table_schema = ANY (current_schemas(false))",
+            )
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(read_err)?;
+            let version = recognise(&names.into_iter().collect(), &shown)?;
+            let snapshot = postgres_snapshot(&mut tx, version)
+                .await
+                .map_err(read_err)?;
+            let _ = tx.rollback().await;
+            let _ = conn.close().await;
+            Ok(snapshot)
+        }
+    }
+}
+
+fn open_error(shown: &str, e: sqlx::Error) -> SourceError {
+    SourceError::Open {
+        url: shown.to_owned(),
+        cause: e.to_string(),
+    }
+}
+
+enum Engine {
+    Sqlite(SqliteConnectOptions),
+    Postgres(PgConnectOptions),
+}
+
+impl Engine {
+    fn of(url: &str) -> Result<Self, SourceError> {
+        let unsupported = || SourceError::UnsupportedUrl(redact_url(url));
+        let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or("");
+        let sqlite = |options: SqliteConnectOptions| {
+            // Read-only and never created: a mistyped path must be an error, not a new empty file.
+            Self::Sqlite(options.read_only(true).create_if_missing(false))
+        };
+        match scheme {
+            "postgres" | "postgresql" => {
+                let options = PgConnectOptions::from_str(url)
+                    .map_err(|_| unsupported())?
+                    .application_name("keyway import")
+                    // Belt and braces: the import never writes to Strapi's database.
+                    .options([("default_transaction_read_only", "on")]);
+                Ok(Self::Postgres(options))
+            }
+            "sqlite" => Ok(sqlite(
+                SqliteConnectOptions::from_str(url).map_err(|_| unsupported())?,
+            )),
+            // A bare path, such as Strapi's default `.tmp/data.db`. Taken as a file name, not parsed
+            // as a URL, so any character a file name may hold works.
+            _ if !url.contains("://") && !url.is_empty() => {
+                if !std::path::Path::new(url).is_file() {
+                    return Err(SourceError::Open {
+                        url: url.to_owned(),
+                        cause: "no such file".into(),
+                    });
+                }
+                Ok(sqlite(SqliteConnectOptions::new().filename(url)))
+            }
+            _ => Err(unsupported()),
+        }
+    }
+}
+
+/// The Strapi version whose tables are present; the newest wins when an upgraded database kept
+/// older tables.
+fn recognise(tables: &HashSet<String>, shown: &str) -> Result<Version, SourceError> {
+    let has = |t: &str| tables.contains(t);
+    let unrecognised = |detail: &str| SourceError::Unrecognised {
+        url: shown.to_owned(),
+        detail: detail.to_owned(),
+    };
+    if has("up_users") {
+        if !has("up_roles") {
+            return Err(unrecognised("it has up_users but no up_roles"));
+        }
+        if has("up_users_role_lnk") {
+            return Ok(Version::V5);
+        }
+        if has("up_users_role_links") {
+            return Ok(Version::V4);
+        }
+        return Err(unrecognised(
+            "it has up_users but neither up_users_role_lnk (Strapi 5) nor up_users_role_links \
+             (Strapi 4)",
+        ));
+    }
+    if has("users-permissions_user") {
+        if has("users-permissions_role") {
+            return Ok(Version::V3);
+        }
+        return Err(unrecognised(
+            "it has users-permissions_user but no users-permissions_role",
+        ));
+    }
+    Err(unrecognised(
+        "it has neither up_users (Strapi 4 and 5) nor users-permissions_user (Strapi 3)",
+    ))
+}
+
+// ---- SQLite ----
+
+/// Milliseconds since the epoch from a SQLite datetime column, whatever Strapi put there: integer
+/// milliseconds as they are, a real truncated, digits-only text as a number, other text through
+/// julianday (`YYYY-MM-DD HH:MM:SS[.SSS]`, ISO 8601 with `T`, `Z` or an offset). NULL when unreadable.
+macro_rules! sqlite_millis {
+    ($col:literal) => {
+        concat!(
+            "(CASE typeof(",
+            $col,
+            ") WHEN 'integer' THEN ",
+            $col,
+            " WHEN 'real' THEN CAST(",
+            $col,
+            " AS INTEGER)",
+            " WHEN 'text' THEN CASE WHEN ",
+            $col,
+            " GLOB '[0-9]*' AND ",
+            $col,
+            " NOT GLOB '*[^0-9]*'",
+            " THEN CAST(",
+            $col,
+            " AS INTEGER)",
+            " ELSE CAST(ROUND((julianday(",
+            $col,
+            ") - 2440587.5) * 86400000.0) AS INTEGER) END END)"
+        )
+    };
+}
+
+/// A SQLite boolean as 0 or 1; NULL (never set) is false, as Strapi reads it.
+macro_rules! sqlite_flag {
+    ($col:literal) => {
+        concat!(
+            "(CASE WHEN ",
+            $col,
+            " IN (1, '1', 'true', 't') THEN 1 ELSE 0 END)"
+        )
+    };
+}
+
+/// Strapi 5's draft rows have no `published_at`.
+macro_rules! sqlite_published {
+    () => {
+        "(CASE WHEN published_at IS NULL THEN 0 ELSE 1 END)"
+    };
+}
+
+macro_rules! sqlite_users {
+    ($table:literal, $document_id:expr, $published:expr) => {
+        concat!(
+            "SELECT id, ",
+            $document_id,
+            " AS document_id, username, email, provider, password, ",
+            sqlite_flag!("confirmed"),
+            " AS confirmed, ",
+            sqlite_flag!("blocked"),
+            " AS blocked, ",
+            sqlite_millis!("created_at"),
+            " AS created_ms, ",
+            sqlite_millis!("updated_at"),
+            " AS updated_ms, ",
+            $published,
+            " AS published FROM ",
+            $table,
+            " ORDER BY id"
+        )
+    };
+}
+
+macro_rules! sqlite_roles {
+    ($table:literal, $document_id:expr, $published:expr, $updated:expr) => {
+        concat!(
+            "SELECT id, ",
+            $document_id,
+            " AS document_id, name, description, type, ",
+            $published,
+            " AS published, ",
+            $updated,
+            " AS updated_ms FROM ",
+            $table,
+            " ORDER BY id"
+        )
+    };
+}
+
+async fn sqlite_snapshot(
+    conn: &mut SqliteConnection,
+    version: Version,
+) -> Result<Snapshot, sqlx::Error> {
+    match version {
+        Version::V3 => read_snapshot!(
+            conn,
+            version,
+            (
+                sqlite_users!("\"users-permissions_user\"", "NULL", "1"),
+                // Strapi 3 roles have no timestamps.
+                sqlite_roles!("\"users-permissions_role\"", "NULL", "1", "NULL"),
+                "SELECT id AS user_id, role AS role_id FROM \"users-permissions_user\" \
+                 WHERE role IS NOT NULL ORDER BY id"
+            )
+        ),
+        Version::V4 => read_snapshot!(
+            conn,
+            version,
+            (
+                sqlite_users!("up_users", "NULL", "1"),
+                sqlite_roles!("up_roles", "NULL", "1", sqlite_millis!("updated_at")),
+                "SELECT user_id, role_id FROM up_users_role_links \
+                 WHERE user_id IS NOT NULL AND role_id IS NOT NULL ORDER BY user_id, role_id"
+            )
+        ),
+        Version::V5 => read_snapshot!(
+            conn,
+            version,
+            (
+                sqlite_users!("up_users", "document_id", sqlite_published!()),
+                sqlite_roles!(
+                    "up_roles",
+                    "document_id",
+                    sqlite_published!(),
+                    sqlite_millis!("updated_at")
+                ),
+                "SELECT user_id, role_id FROM up_users_role_lnk \
+                 WHERE user_id IS NOT NULL AND role_id IS NOT NULL ORDER BY user_id, role_id"
+            )
+        ),
+    }
+}
+
+// ---- PostgreSQL ----
+
+/// Milliseconds since the epoch from a `timestamp` (Strapi 4 and 5, read as UTC) or `timestamptz`
+/// (Strapi 3) column.
+macro_rules! pg_millis {
+    ($col:literal) => {
+        concat!("(EXTRACT(EPOCH FROM ", $col, ") * 1000)::BIGINT")
+    };
+}
+
+/// A PostgreSQL boolean as 0 or 1, as on SQLite, so one decoder reads both; NULL is false.
+macro_rules! pg_flag {
+    ($col:literal) => {
+        concat!("(CASE WHEN ", $col, " THEN 1 ELSE 0 END)::BIGINT")
+    };
+}
+
+macro_rules! pg_published {
+    () => {
+        "(CASE WHEN published_at IS NULL THEN 0 ELSE 1 END)::BIGINT"
+    };
+}
+
+/// Ids are `serial` (INTEGER) in Strapi; cast to BIGINT, Keyway's id type.
+macro_rules! pg_users {
+    ($table:literal, $document_id:expr, $published:expr) => {
+        concat!(
+            "SELECT id::BIGINT AS id, ",
+            $document_id,
+            " AS document_id, username, email, provider, \
+             password, ",
+            pg_flag!("confirmed"),
+            " AS confirmed, ",
+            pg_flag!("blocked"),
+            " AS blocked, ",
+            pg_millis!("created_at"),
+            " AS created_ms, ",
+            pg_millis!("updated_at"),
+            " AS updated_ms, ",
+            $published,
+            " AS published FROM ",
+            $table,
+            " ORDER BY id"
+        )
+    };
+}
+
+macro_rules! pg_roles {
+    ($table:literal, $document_id:expr, $published:expr, $updated:expr) => {
+        concat!(
+            "SELECT id::BIGINT AS id, ",
+            $document_id,
+            " AS document_id, name, description, type, ",
+            $published,
+            " AS published, ",
+            $updated,
+            " AS updated_ms FROM ",
+            $table,
+            " ORDER BY id"
+        )
+    };
+}
+
+async fn postgres_snapshot(
+    conn: &mut PgConnection,
+    version: Version,
+) -> Result<Snapshot, sqlx::Error> {
+    match version {
+        Version::V3 => read_snapshot!(
+            conn,
+            version,
+            (
+                pg_users!("\"users-permissions_user\"", "NULL::TEXT", "1::BIGINT"),
+                pg_roles!(
+                    "\"users-permissions_role\"",
+                    "NULL::TEXT",
+                    "1::BIGINT",
+                    "NULL::BIGINT"
+                ),
+                "SELECT id::BIGINT AS user_id, role::BIGINT AS role_id \
+                 FROM \"users-permissions_user\" WHERE role IS NOT NULL ORDER BY id"
+            )
+        ),
+        Version::V4 => read_snapshot!(
+            conn,
+            version,
+            (
+                pg_users!("up_users", "NULL::TEXT", "1::BIGINT"),
+                pg_roles!(
+                    "up_roles",
+                    "NULL::TEXT",
+                    "1::BIGINT",
+                    pg_millis!("updated_at")
+                ),
+                "SELECT user_id::BIGINT AS user_id, role_id::BIGINT AS role_id \
+                 FROM up_users_role_links WHERE user_id IS NOT NULL AND role_id IS NOT NULL \
+                 ORDER BY user_id, role_id"
+            )
+        ),
+        Version::V5 => read_snapshot!(
+            conn,
+            version,
+            (
+                pg_users!("up_users", "document_id", pg_published!()),
+                pg_roles!(
+                    "up_roles",
+                    "document_id",
+                    pg_published!(),
+                    pg_millis!("updated_at")
+                ),
+                "SELECT user_id::BIGINT AS user_id, role_id::BIGINT AS role_id \
+                 FROM up_users_role_lnk WHERE user_id IS NOT NULL AND role_id IS NOT NULL \
+                 ORDER BY user_id, role_id"
+            )
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(names: &[&str]) -> HashSet<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn the_tables_present_say_which_strapi_made_the_database() {
+        let v = |names: &[&str]| recognise(&tables(names), "db").ok();
+        assert_eq!(
+            v(&["up_users", "up_roles", "up_users_role_lnk"]),
+            Some(Version::V5)
+        );
+        assert_eq!(
+            v(&["up_users", "up_roles", "up_users_role_links"]),
+            Some(Version::V4)
+        );
+        // An upgraded database that kept Strapi 4's link table is read as what it is now.
+        assert_eq!(
+            v(&[
+                "up_users",
+                "up_roles",
+                "up_users_role_links",
+                "up_users_role_lnk"
+            ]),
+            Some(Version::V5)
+        );
+        assert_eq!(
+            v(&["users-permissions_user", "users-permissions_role"]),
+            Some(Version::V3)
+        );
+        for not_strapi in [
+            &["users", "roles"][..],
+            &["up_users"],
+            &["users-permissions_user"],
+            &[],
+        ] {
+            assert!(
+                matches!(
+                    recognise(&tables(not_strapi), "db"),
+                    Err(SourceError::Unrecognised { .. })
+                ),
+                "{not_strapi:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_sqlite_and_postgres_urls_are_sources() {
+        assert!(matches!(
+            Engine::of("postgres://u:secret@db/strapi"),
+            Ok(Engine::Postgres(_))
+        ));
+        assert!(matches!(
+            Engine::of("sqlite://.tmp/data.db"),
+            Ok(Engine::Sqlite(_))
+        ));
+        match Engine::of("mysql://strapi:secret@db/strapi") {
+            Err(e @ SourceError::UnsupportedUrl(_)) => {
+                let message = e.to_string();
+                assert!(
+                    message.contains("mysql://strapi:***@db/strapi"),
+                    "{message}"
+                );
+                assert!(!message.contains("secret"), "{message}");
+            }
+            _ => panic!("mysql is not a source"),
+        }
+        assert!(matches!(
+            Engine::of("/no/such/strapi.db"),
+            Err(SourceError::Open { .. })
+        ));
+        assert!(matches!(
+            Engine::of(""),
+            Err(SourceError::UnsupportedUrl(_))
+        ));
+    }
+}

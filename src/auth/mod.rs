@@ -246,8 +246,8 @@ impl Auth {
         if user.blocked {
             return Err(Error::Application(MSG_BLOCKED.into()));
         }
-        if rehash {
-            self.upgrade_hash(user.id, secret);
+        if let (true, Some(old)) = (rehash, creds.password_hash) {
+            self.upgrade_hash(user.id, old, secret);
         }
         self.audit("login_success", Some(user.id), &client, None)
             .await;
@@ -261,19 +261,25 @@ impl Auth {
 
     /// Replaces an outdated hash (bcrypt from Strapi, or argon2 with old parameters) without making the
     /// user wait for a second hash; a failure only means the upgrade is retried at the next login.
-    fn upgrade_hash(&self, user_id: i64, password: SecretString) {
+    /// Only where the hash is still `old`: a password change or reset that lands while the new hash
+    /// is computed wins, instead of being silently undone by the upgrade.
+    fn upgrade_hash(&self, user_id: i64, old: String, password: SecretString) {
         let hasher = self.hasher.clone();
         let store = self.store.clone();
         let now = self.clock.now_millis();
         tokio::spawn(async move {
             let result = async {
                 let hash = hasher.hash(password).await?;
-                store.set_password_hash(user_id, &hash, now).await?;
-                Ok::<_, Error>(())
+                Ok::<_, Error>(
+                    store
+                        .replace_password_hash(user_id, &old, &hash, now)
+                        .await?,
+                )
             }
             .await;
             match result {
-                Ok(()) => tracing::info!(user_id, "password hash upgraded to argon2id"),
+                Ok(true) => tracing::info!(user_id, "password hash upgraded to argon2id"),
+                Ok(false) => tracing::info!(user_id, "password changed meanwhile; upgrade dropped"),
                 Err(e) => tracing::warn!(user_id, error = %e, "password hash upgrade failed"),
             }
         });

@@ -253,6 +253,15 @@ pub trait Store: Send + Sync + 'static {
     /// Marks the email confirmed. Records a user invalidation.
     async fn set_confirmed(&self, user_id: i64, now: Millis) -> StoreResult<()>;
     async fn set_password_hash(&self, user_id: i64, hash: &str, now: Millis) -> StoreResult<()>;
+    /// Replaces the hash only if it is still `old`; returns whether it did. For upgrades made in the
+    /// background, which must never undo a password change that landed first.
+    async fn replace_password_hash(
+        &self,
+        user_id: i64,
+        old: &str,
+        new: &str,
+        now: Millis,
+    ) -> StoreResult<bool>;
     /// Returns false when no such user exists. Records a user invalidation.
     async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool>;
     /// Deletes the user and, with them, their sessions. Returns false when no such user exists.

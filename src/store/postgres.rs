@@ -456,6 +456,26 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn replace_password_hash(
+        &self,
+        user_id: i64,
+        old: &str,
+        new: &str,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash = $4",
+        )
+        .bind(text(new))
+        .bind(now)
+        .bind(user_id)
+        .bind(text(old))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let done = sqlx::query("UPDATE users SET blocked = $1, updated_at = $2 WHERE id = $3")

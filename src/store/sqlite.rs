@@ -354,6 +354,26 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn replace_password_hash(
+        &self,
+        user_id: i64,
+        old: &str,
+        new: &str,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = ?1, updated_at = ?2 WHERE id = ?3 AND password_hash = ?4",
+        )
+        .bind(new)
+        .bind(now)
+        .bind(user_id)
+        .bind(old)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await.map_err(db)?;
         let done = sqlx::query("UPDATE users SET blocked = ?, updated_at = ? WHERE id = ?")

@@ -1766,3 +1766,40 @@ async fn only_a_database_for_several_nodes_says_it_is_shared() {
     assert!(!sqlite.shared_by_nodes());
     assert!(postgres.shared_by_nodes());
 }
+
+#[tokio::test]
+async fn a_hash_is_replaced_only_while_it_is_still_the_old_one() {
+    on_each_engine(|store| async move {
+        let u = user(&store, "erin").await;
+        let hash = |s: &Arc<dyn Store>| {
+            let s = s.clone();
+            async move {
+                s.local_credentials("erin@example.com", "erin")
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .password_hash
+            }
+        };
+        assert!(
+            store
+                .replace_password_hash(u.id, "hash-of-erin", "upgraded", NOW + 1)
+                .await
+                .unwrap()
+        );
+        assert_eq!(hash(&store).await.as_deref(), Some("upgraded"));
+        // A password change landed first: the late upgrade must not undo it.
+        store
+            .set_password_hash(u.id, "changed", NOW + 2)
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .replace_password_hash(u.id, "upgraded", "stale-upgrade", NOW + 3)
+                .await
+                .unwrap()
+        );
+        assert_eq!(hash(&store).await.as_deref(), Some("changed"));
+    })
+    .await;
+}

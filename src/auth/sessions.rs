@@ -179,6 +179,31 @@ impl Auth {
     pub async fn refresh(&self, token: &str, client: &ClientInfo) -> Result<Refreshed> {
         let now = self.clock.now_millis();
         let hash = hash_token(token);
+        let idle = now + self.sessions.idle_ttl.as_millis() as Millis;
+
+        // The usual case first, in one step where the store can: an unused token of an open session.
+        let mut nonce = [0u8; 32];
+        rand::fill(&mut nonce);
+        let next = successor(token, &nonce)?;
+        if let Some(session) = self
+            .store
+            .rotate_fresh_refresh(&hash, &nonce, &hash_token(&next), now, idle)
+            .await?
+        {
+            let user = self.user(session.user_id).await?;
+            if user.as_ref().is_none_or(|u| !self.may_act(u)) {
+                return Err(invalid_refresh());
+            }
+            let jwt = self
+                .keys
+                .issue(session.user_id, &session.id, now, session.expires_at)?;
+            return Ok(Refreshed {
+                jwt,
+                refresh_token: next,
+            });
+        }
+
+        // Anything else: a replay inside or past the grace window, an ended session, a stranger.
         let (record, session) = self
             .store
             .refresh_token_and_session(&hash)
@@ -194,10 +219,6 @@ impl Auth {
 
         let next = match (&record.used_at, &record.nonce) {
             (None, _) => {
-                let mut nonce = [0u8; 32];
-                rand::fill(&mut nonce);
-                let next = successor(token, &nonce)?;
-                let idle = now + self.sessions.idle_ttl.as_millis() as Millis;
                 let rotated = self
                     .store
                     .rotate_refresh(&hash, &nonce, &hash_token(&next), now, idle)

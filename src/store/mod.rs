@@ -322,6 +322,22 @@ pub trait Store: Send + Sync + 'static {
         };
         Ok(self.session(&record.session_id).await?.map(|s| (record, s)))
     }
+    /// The common refresh in one step: exchanges `old_hash` for `new_hash` as [`Store::rotate_refresh`]
+    /// does, but only if the token is unused and its session open and within its idle deadline at
+    /// `now`; returns that session, as updated. `None` when anything else holds (a replay, an ended
+    /// session, an unknown token) or when the engine has no such shortcut: the caller then takes the
+    /// careful path, which tells those cases apart.
+    async fn rotate_fresh_refresh(
+        &self,
+        _old_hash: &str,
+        _nonce: &[u8],
+        _new_hash: &str,
+        _now: Millis,
+        _idle_expires_at: Millis,
+    ) -> StoreResult<Option<Session>> {
+        Ok(None)
+    }
+
     /// Exchanges an unused refresh token for its successor, atomically: marks `old_hash` used with
     /// `nonce`, records `new_hash`, and moves the session's idle deadline. Returns false (changing
     /// nothing) when `old_hash` was already used, so two concurrent refreshes cannot both rotate.

@@ -679,6 +679,49 @@ impl Store for SqliteStore {
         .map_err(db)
     }
 
+    async fn rotate_fresh_refresh(
+        &self,
+        old_hash: &str,
+        nonce: &[u8],
+        new_hash: &str,
+        now: Millis,
+        idle_expires_at: Millis,
+    ) -> StoreResult<Option<Session>> {
+        // As rotate_refresh, with the session's liveness in the first statement's condition and the
+        // session read back in the same batch: one round trip for the whole of a normal refresh. The
+        // liveness check is a correlated EXISTS on the session's key: an `IN (SELECT … FROM sessions)`
+        // scanned every session on each refresh.
+        let mut conn = self.writer.acquire().await.map_err(db)?;
+        let done = sqlx::query(concat!(
+            "BEGIN IMMEDIATE; \
+             UPDATE refresh_tokens SET used_at = ?1, nonce = ?2 WHERE hash = ?3 AND used_at IS NULL \
+               AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.session_id \
+                 AND s.revoked_at IS NULL AND s.expires_at > ?1 AND s.idle_expires_at > ?1); \
+             INSERT INTO refresh_tokens (hash, session_id, created_at) \
+               SELECT ?4, session_id, ?1 FROM refresh_tokens \
+               WHERE hash = ?3 AND used_at = ?1 AND nonce = ?2; \
+             UPDATE sessions SET last_active_at = ?1, idle_expires_at = ?5 \
+               WHERE id = (SELECT session_id FROM refresh_tokens WHERE hash = ?4); \
+             COMMIT; ",
+            session_select!(),
+            "WHERE id = (SELECT session_id FROM refresh_tokens WHERE hash = ?4 AND created_at = ?1);"
+        ))
+        .bind(now)
+        .bind(nonce)
+        .bind(old_hash)
+        .bind(new_hash)
+        .bind(idle_expires_at)
+        .fetch_optional(&mut *conn)
+        .await;
+        match done {
+            Ok(row) => row.as_ref().map(session_from_row).transpose().map_err(db),
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(db(e))
+            }
+        }
+    }
+
     async fn rotate_refresh(
         &self,
         old_hash: &str,

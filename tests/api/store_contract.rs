@@ -1803,3 +1803,52 @@ async fn a_hash_is_replaced_only_while_it_is_still_the_old_one() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_one_step_refresh_rotates_only_a_fresh_token_of_an_open_session() {
+    on_each_engine(|store| async move {
+        let u = user(&store, "frank").await;
+        store
+            .create_session(&session("s-fresh", u.id, "laptop", NOW), Some("r-fresh"))
+            .await
+            .unwrap();
+        let later = NOW + 500;
+        match store
+            .rotate_fresh_refresh("r-fresh", b"nonce-1", "r-next", later, later + 5_000)
+            .await
+            .unwrap()
+        {
+            // An engine without the shortcut leaves everything to the careful path.
+            None => {
+                let record = store.refresh_token("r-fresh").await.unwrap().unwrap();
+                assert_eq!(record.used_at, None, "nothing changed");
+                return;
+            }
+            Some(session) => {
+                assert_eq!(session.id, "s-fresh");
+                assert_eq!(session.idle_expires_at, later + 5_000);
+                let old = store.refresh_token("r-fresh").await.unwrap().unwrap();
+                assert_eq!(old.used_at, Some(later));
+                assert_eq!(old.nonce.as_deref(), Some(&b"nonce-1"[..]));
+                assert!(store.refresh_token("r-next").await.unwrap().is_some());
+            }
+        }
+        // A used token, an ended session: not for the shortcut.
+        let again = store
+            .rotate_fresh_refresh("r-fresh", b"nonce-2", "r-other", later, later + 5_000)
+            .await
+            .unwrap();
+        assert_eq!(again, None, "a used token");
+        store
+            .revoke_sessions(Revoke::Session("s-fresh".into()), "logout", later)
+            .await
+            .unwrap();
+        let ended = store
+            .rotate_fresh_refresh("r-next", b"nonce-3", "r-third", later, later + 5_000)
+            .await
+            .unwrap();
+        assert_eq!(ended, None, "an ended session");
+        assert!(store.refresh_token("r-third").await.unwrap().is_none());
+    })
+    .await;
+}

@@ -107,6 +107,21 @@ macro_rules! session_select {
     };
 }
 
+/// The rest of a refresh-token rotation batch, after the statement that marks the old token (?3)
+/// used at ?1 with nonce ?2: the successor (?4) is inserted only where that statement acted (the
+/// random nonce proves it), the session's idle deadline moves to ?5 only if the successor exists, and
+/// the transaction commits.
+macro_rules! rotation_rest {
+    () => {
+        "INSERT INTO refresh_tokens (hash, session_id, created_at) \
+           SELECT ?4, session_id, ?1 FROM refresh_tokens \
+           WHERE hash = ?3 AND used_at = ?1 AND nonce = ?2; \
+         UPDATE sessions SET last_active_at = ?1, idle_expires_at = ?5 \
+           WHERE id = (SELECT session_id FROM refresh_tokens WHERE hash = ?4); \
+         COMMIT; "
+    };
+}
+
 fn session_from_row(row: &SqliteRow) -> Result<Session, sqlx::Error> {
     Ok(Session {
         id: row.try_get("id")?,
@@ -696,13 +711,8 @@ impl Store for SqliteStore {
             "BEGIN IMMEDIATE; \
              UPDATE refresh_tokens SET used_at = ?1, nonce = ?2 WHERE hash = ?3 AND used_at IS NULL \
                AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.session_id \
-                 AND s.revoked_at IS NULL AND s.expires_at > ?1 AND s.idle_expires_at > ?1); \
-             INSERT INTO refresh_tokens (hash, session_id, created_at) \
-               SELECT ?4, session_id, ?1 FROM refresh_tokens \
-               WHERE hash = ?3 AND used_at = ?1 AND nonce = ?2; \
-             UPDATE sessions SET last_active_at = ?1, idle_expires_at = ?5 \
-               WHERE id = (SELECT session_id FROM refresh_tokens WHERE hash = ?4); \
-             COMMIT; ",
+                 AND s.revoked_at IS NULL AND s.expires_at > ?1 AND s.idle_expires_at > ?1); ",
+            rotation_rest!(),
             session_select!(),
             "WHERE id = (SELECT session_id FROM refresh_tokens WHERE hash = ?4 AND created_at = ?1);"
         ))
@@ -735,17 +745,12 @@ impl Store for SqliteStore {
         // if the one before did: the successor is inserted only where this call marked the old token
         // (its random nonce is the proof), and the session moves only if the successor exists.
         let mut conn = self.writer.acquire().await.map_err(db)?;
-        let done: Result<i64, _> = sqlx::query_scalar(
+        let done: Result<i64, _> = sqlx::query_scalar(concat!(
             "BEGIN IMMEDIATE; \
-             UPDATE refresh_tokens SET used_at = ?1, nonce = ?2 WHERE hash = ?3 AND used_at IS NULL; \
-             INSERT INTO refresh_tokens (hash, session_id, created_at) \
-               SELECT ?4, session_id, ?1 FROM refresh_tokens \
-               WHERE hash = ?3 AND used_at = ?1 AND nonce = ?2; \
-             UPDATE sessions SET last_active_at = ?1, idle_expires_at = ?5 \
-               WHERE id = (SELECT session_id FROM refresh_tokens WHERE hash = ?4); \
-             COMMIT; \
-             SELECT count(*) FROM refresh_tokens WHERE hash = ?4 AND created_at = ?1;",
-        )
+             UPDATE refresh_tokens SET used_at = ?1, nonce = ?2 WHERE hash = ?3 AND used_at IS NULL; ",
+            rotation_rest!(),
+            "SELECT count(*) FROM refresh_tokens WHERE hash = ?4 AND created_at = ?1;"
+        ))
         .bind(now)
         .bind(nonce)
         .bind(old_hash)

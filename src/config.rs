@@ -13,6 +13,7 @@ use crate::auth::AuthSettings;
 use crate::auth::mail::{MailSettings, Mailer};
 use crate::auth::password::HashParams;
 use crate::auth::sessions::SessionSettings;
+use crate::auth::sso::{Protocol, ProviderSettings, SsoSettings};
 use crate::auth::throttle::{Limit, RateLimitSettings, ThrottleSettings};
 use crate::auth::tokens::{KeyAlgorithm, TokenSettings};
 use crate::http::pages::PageSettings;
@@ -53,6 +54,8 @@ pub struct Config {
     pub access_log: bool,
     /// Outgoing mail: SMTP server, sender, links and templates.
     pub mail: MailSettings,
+    /// Single sign-on providers.
+    pub sso: SsoSettings,
 }
 
 impl Config {
@@ -98,6 +101,7 @@ impl Config {
             invalidation_poll: Duration::from_millis(500),
             access_log: false,
             mail: MailSettings::default(),
+            sso: SsoSettings::default(),
         }
     }
 }
@@ -335,6 +339,18 @@ pub struct Overrides {
     /// email-confirmation, reset-password, password-changed.
     #[arg(long, env = "KEYWAY_MAIL_TEMPLATES_DIR", global = true)]
     pub mail_templates_dir: Option<PathBuf>,
+    /// Single sign-on providers to enable, comma-separated (each configured by
+    /// KEYWAY_SSO_<NAME>_* variables or a [sso.<name>] table in the file).
+    #[arg(long, env = "KEYWAY_SSO_PROVIDERS", global = true)]
+    pub sso_providers: Option<String>,
+    /// Front-end callback URLs a sign-in may ask to return to, besides each provider's own,
+    /// comma-separated.
+    #[arg(long, env = "KEYWAY_SSO_CALLBACK_ALLOWLIST", global = true)]
+    pub sso_callback_allowlist: Option<String>,
+    /// Link a provider identity to the existing account with the same email when the provider says
+    /// the email is verified (default false: such a sign-in is refused).
+    #[arg(long, env = "KEYWAY_SSO_LINK_VERIFIED_EMAIL", global = true)]
+    pub sso_link_verified_email: Option<bool>,
 }
 
 /// The configuration file. Same names as the flags, in snake_case; unknown keys are an error so a typo
@@ -399,6 +415,30 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub app_name: Option<String>,
     pub mail_templates_dir: Option<PathBuf>,
+    /// `[sso.<name>]` tables, one per provider.
+    pub sso: Option<std::collections::BTreeMap<String, SsoProviderFile>>,
+    pub sso_callback_allowlist: Option<Vec<String>>,
+    pub sso_link_verified_email: Option<bool>,
+}
+
+/// One single sign-on provider in the file; `KEYWAY_SSO_<NAME>_<KEY>` variables override each key.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SsoProviderFile {
+    /// `oidc` or `github`; by default `github` for the provider named github, else `oidc`.
+    pub kind: Option<String>,
+    pub issuer: Option<String>,
+    /// Microsoft's preset: the directory (tenant) id.
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<PathBuf>,
+    pub display_name: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub callback: Option<String>,
+    pub auth_url: Option<String>,
+    pub token_url: Option<String>,
+    pub api_url: Option<String>,
 }
 
 /// One route's limit in the file.
@@ -838,6 +878,14 @@ impl Overrides {
         }
         // Builds a throw-away mailer so a bad smtp_url, sender or template stops start-up here.
         Mailer::new(c.mail.clone()).map_err(|e| invalid(e.to_string()))?;
+        c.sso = sso_settings(
+            self,
+            file.sso,
+            file.sso_callback_allowlist,
+            file.sso_link_verified_email,
+            &c,
+            env,
+        )?;
         Ok(c)
     }
 
@@ -858,6 +906,198 @@ impl Overrides {
             message: e.to_string(),
         })
     }
+}
+
+/// The single sign-on providers: those named by `sso_providers` plus the file's `[sso.<name>]`
+/// tables, each key from `KEYWAY_SSO_<NAME>_<KEY>` or else the table. Presets fill in the well-known
+/// providers' endpoints and names.
+fn sso_settings(
+    flags: &Overrides,
+    tables: Option<std::collections::BTreeMap<String, SsoProviderFile>>,
+    allowlist: Option<Vec<String>>,
+    link_verified_email: Option<bool>,
+    c: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SsoSettings, ConfigError> {
+    let invalid = ConfigError::Invalid;
+    let tables = tables.unwrap_or_default();
+    let mut names: Vec<String> = tables.keys().cloned().collect();
+    for name in flags.sso_providers.iter().flat_map(|l| l.split(',')) {
+        let name = name.trim().to_lowercase();
+        if !name.is_empty() && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    let mut providers = Vec::with_capacity(names.len());
+    for name in names {
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            || name.len() > 32
+        {
+            return Err(invalid(format!(
+                "sso provider name '{name}' must be lower-case letters, digits, _ or - (at most 32)"
+            )));
+        }
+        if name == "local" {
+            return Err(invalid(
+                "sso provider name 'local' is taken by password logins".into(),
+            ));
+        }
+        let table = tables.get(&name).cloned().unwrap_or_default();
+        let prefix = format!("KEYWAY_SSO_{}_", name.to_uppercase().replace('-', "_"));
+        let key = |k: &str, from_file: Option<String>| {
+            env(&format!("{prefix}{k}"))
+                .or(from_file)
+                .filter(|v| !v.trim().is_empty())
+        };
+        let setting = |k: &str| format!("sso.{name}.{}", k.to_lowercase());
+        let client_id = key("CLIENT_ID", table.client_id.clone())
+            .ok_or_else(|| invalid(format!("{} is required", setting("CLIENT_ID"))))?;
+        // Same precedence as the other secrets: the *_FILE setting, then the variable, then the file.
+        let secret_file = env(&format!("{prefix}CLIENT_SECRET_FILE"))
+            .map(PathBuf::from)
+            .or(table.client_secret_file.clone());
+        let client_secret = match secret_file {
+            Some(path) => Some(read_secret_file(&path)?),
+            None => key("CLIENT_SECRET", table.client_secret.clone()),
+        }
+        .map(SecretString::from);
+        let kind = key("KIND", table.kind.clone())
+            .unwrap_or_else(|| if name == "github" { "github" } else { "oidc" }.into());
+        let url_setting = |k: &str, from_file: Option<String>, default: &str| {
+            let v = key(k, from_file).unwrap_or_else(|| default.to_owned());
+            url::Url::parse(&v)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .map(|_| v.trim_end_matches('/').to_owned())
+                .ok_or_else(|| invalid(format!("{} '{v}' is not an http(s) URL", setting(k))))
+        };
+        let (protocol, preset_name, preset_scopes) = match kind.as_str() {
+            "github" => (
+                Protocol::GitHub {
+                    auth_url: url_setting(
+                        "AUTH_URL",
+                        table.auth_url.clone(),
+                        "https://github.com/login/oauth/authorize",
+                    )?,
+                    token_url: url_setting(
+                        "TOKEN_URL",
+                        table.token_url.clone(),
+                        "https://github.com/login/oauth/access_token",
+                    )?,
+                    api_url: url_setting(
+                        "API_URL",
+                        table.api_url.clone(),
+                        "https://api.github.com",
+                    )?,
+                },
+                "GitHub",
+                "read:user user:email",
+            ),
+            "oidc" => {
+                let tenant = key("TENANT", table.tenant.clone());
+                let (preset_issuer, preset_name) = match name.as_str() {
+                    "google" => (Some("https://accounts.google.com".to_owned()), "Google"),
+                    "gitlab" => (Some("https://gitlab.com".to_owned()), "GitLab"),
+                    // Microsoft's multi-tenant endpoints have no single issuer an id_token could be
+                    // checked against, so the preset needs the directory's own.
+                    "microsoft" => (
+                        tenant.map(|t| format!("https://login.microsoftonline.com/{t}/v2.0")),
+                        "Microsoft",
+                    ),
+                    _ => (None, ""),
+                };
+                let issuer = key("ISSUER", table.issuer.clone())
+                    .or(preset_issuer)
+                    .ok_or_else(|| {
+                        invalid(if name == "microsoft" {
+                            "sso.microsoft needs tenant (the directory id) or issuer".to_owned()
+                        } else {
+                            format!(
+                                "{} is required for an OpenID Connect provider",
+                                setting("ISSUER")
+                            )
+                        })
+                    })?;
+                let issuer = url_setting("ISSUER", Some(issuer.clone()), &issuer)?;
+                (
+                    Protocol::Oidc { issuer },
+                    preset_name,
+                    "openid email profile",
+                )
+            }
+            other => {
+                return Err(invalid(format!(
+                    "{} '{other}' must be oidc or github",
+                    setting("KIND")
+                )));
+            }
+        };
+        let display_name = key("DISPLAY_NAME", table.display_name.clone())
+            .or_else(|| (!preset_name.is_empty()).then(|| preset_name.to_owned()))
+            .unwrap_or_else(|| name.clone());
+        let scopes: Vec<String> = match env(&format!("{prefix}SCOPES")) {
+            Some(v) => v.split([',', ' ']).map(str::to_owned).collect(),
+            None => table
+                .scopes
+                .clone()
+                .unwrap_or_else(|| preset_scopes.split(' ').map(str::to_owned).collect()),
+        }
+        .into_iter()
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+        let default_callback = format!(
+            "{}{}connect/{name}/redirect",
+            c.mail.public_url, c.pages.base_path
+        );
+        let callback = key("CALLBACK", table.callback.clone()).unwrap_or(default_callback);
+        let callback = url::Url::parse(&callback)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{} '{callback}' is not an http(s) URL",
+                    setting("CALLBACK")
+                ))
+            })?;
+        providers.push(ProviderSettings {
+            name,
+            display_name,
+            protocol,
+            client_id,
+            client_secret,
+            scopes,
+            callback,
+        });
+    }
+    let allowlist = match &flags.sso_callback_allowlist {
+        Some(list) => list.split(',').map(|u| u.trim().to_owned()).collect(),
+        None => allowlist.unwrap_or_default(),
+    };
+    let callback_allowlist = allowlist
+        .into_iter()
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            url::Url::parse(&u)
+                .ok()
+                .filter(|p| matches!(p.scheme(), "http" | "https"))
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "sso_callback_allowlist: '{u}' is not an http(s) URL"
+                    ))
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(SsoSettings {
+        providers,
+        callback_allowlist,
+        link_verified_email: flags
+            .sso_link_verified_email
+            .or(link_verified_email)
+            .unwrap_or(false),
+        public_url: c.mail.public_url.clone(),
+    })
 }
 
 /// The `sslmode` (or sqlx's `ssl-mode`) parameter of a PostgreSQL URL, lower-cased.

@@ -40,6 +40,10 @@ pub enum Error {
     /// 400 `ValidationError` with empty details (e.g. "Invalid identifier or password").
     #[error("{0}")]
     Validation(String),
+    /// 400 `ValidationError` with the given `details` (e.g. "Invalid callback URL provided" with
+    /// `{callback}`).
+    #[error("{0}")]
+    ValidationWith(String, serde_json::Value),
     /// 400 `ApplicationError` (e.g. "Email or Username are already taken").
     #[error("{0}")]
     Application(String),

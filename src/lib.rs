@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod import;
+pub mod outbound;
 pub mod serve;
 pub mod store;
 
@@ -68,15 +69,19 @@ pub async fn build_auth_with_clock(
     let hasher = Hasher::new(config.hash, config.hash_concurrency).await?;
     let mailer = Mailer::new(config.mail.clone())
         .map_err(|e| error::Error::internal(format!("mail settings: {e}")))?;
-    Ok(Arc::new(Auth::new(
-        store,
-        hasher,
-        keys,
-        mailer,
-        config.auth.clone(),
-        config.sessions.clone(),
-        clock,
-    )))
+    let sso = auth::sso::Sso::new(config.sso.clone()).map_err(error::Error::internal)?;
+    Ok(Arc::new(
+        Auth::new(
+            store,
+            hasher,
+            keys,
+            mailer,
+            config.auth.clone(),
+            config.sessions.clone(),
+            clock,
+        )
+        .with_sso(sso),
+    ))
 }
 
 /// How often a feed that could not be opened (database down at start) is tried again.

@@ -138,6 +138,8 @@ enum UserCommand {
     },
     /// List accounts.
     List,
+    /// Show one account and the single sign-on identities linked to it.
+    Show { username: String },
     /// Block an account: its tokens stop working at once.
     Block { username: String },
     /// Unblock an account.
@@ -367,6 +369,36 @@ async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
                 );
             }
             println!("{} user(s)", users.len());
+        }
+        UserCommand::Show { username } => {
+            let user = auth
+                .find_by_username(&username)
+                .await
+                .map_err(show_err)?
+                .ok_or_else(|| format!("no user named '{username}'"))?;
+            println!("id:         {}", user.id);
+            println!("username:   {}", user.username);
+            println!("email:      {}", user.email);
+            println!("provider:   {}", user.provider);
+            println!("role:       {}", user.role.name);
+            println!("confirmed:  {}", user.confirmed);
+            println!("blocked:    {}", user.blocked);
+            println!("created:    {}", keyway::http::users::iso(user.created_at));
+            let identities = auth.identities(user.id).await.map_err(show_err)?;
+            if identities.is_empty() {
+                println!("identities: none");
+            } else {
+                println!("identities:");
+                for i in &identities {
+                    println!(
+                        "  {:<12} {:<40} {:<32} linked {}",
+                        i.provider,
+                        i.subject,
+                        i.email.as_deref().unwrap_or("-"),
+                        keyway::http::users::iso(i.created_at)
+                    );
+                }
+            }
         }
         UserCommand::Block { username } => {
             let user = auth.set_blocked(&username, true).await.map_err(show_err)?;

@@ -236,8 +236,35 @@ function forgotPage() {
   });
 }
 
+/** The landing page of a single sign-on: trades the one-time code for a session, or says why not. */
+async function ssoPage() {
+  const provider = document.getElementById('sso').dataset.provider;
+  const params = new URLSearchParams(window.location.search);
+  // The code works once; keep it out of the history and of any reload.
+  window.history.replaceState(null, '', window.location.pathname);
+  const fail = (message) => {
+    document.getElementById('sso').hidden = true;
+    const section = document.getElementById('sso-failed');
+    section.hidden = false;
+    document.getElementById('alert').textContent = message;
+    document.getElementById('sso-failed-title').focus();
+  };
+  if (params.get('error') || !params.get('code')) {
+    fail(params.get('error_description') || params.get('error') || 'The sign-in did not complete.');
+    return;
+  }
+  const code = encodeURIComponent(params.get('code'));
+  const result = await call(`/auth/${encodeURIComponent(provider)}/callback?code=${code}`, { cookie: true });
+  if (result.ok) {
+    window.location.replace(`${base}home`);
+    return;
+  }
+  fail(serverMessage(result) || 'The sign-in did not complete.');
+}
+
 const pages = {
   login: loginPage,
+  sso: ssoPage,
   home: homePage,
   register: registerPage,
   'forgot-password': forgotPage,

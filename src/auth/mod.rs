@@ -7,6 +7,7 @@ pub mod mail;
 pub mod password;
 pub mod policy;
 pub mod sessions;
+pub mod sso;
 pub mod throttle;
 pub mod tokens;
 
@@ -117,6 +118,7 @@ pub struct Auth {
     limiter: throttle::RateLimiter,
     throttle: throttle::AccountThrottle,
     refusals: moka::sync::Cache<String, ()>,
+    sso: sso::Sso,
     clock: Arc<dyn Clock>,
 }
 
@@ -143,6 +145,7 @@ impl Auth {
             ),
             throttle: throttle::AccountThrottle::with_store(settings.throttle.clone(), shared),
             refusals: audit::refusal_dedup(),
+            sso: sso::Sso::disabled(),
             store,
             hasher,
             keys,
@@ -151,6 +154,11 @@ impl Auth {
             sessions,
             clock,
         }
+    }
+
+    /// The same core with single sign-on through `sso`'s providers.
+    pub fn with_sso(self, sso: sso::Sso) -> Self {
+        Self { sso, ..self }
     }
 
     pub fn session_settings(&self) -> &SessionSettings {

@@ -10,21 +10,16 @@
 //! check, at every place that stores a new password ([`Auth::check_new_password`]), so no caller can
 //! forget it.
 
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-use hyper::http::{Request, header};
-use hyper_util::rt::TokioIo;
+use hyper::http::Request;
 use sha1::{Digest, Sha1};
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::TlsConnector;
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore, pki_types::ServerName};
 
 use super::Auth;
 use crate::domain::Password;
 use crate::error::{Error, FieldError, Result};
+use crate::outbound::HttpClient;
 
 pub const MSG_TOO_COMMON: &str =
     "password is too common: choose one that is not on lists of breached passwords";
@@ -155,32 +150,19 @@ impl Auth {
     }
 }
 
-/// A minimal HTTP/1.1 client for the range API: one GET per check, over TLS for `https`. Built on
-/// hyper's connection API and tokio-rustls (ring, Mozilla's roots), both already in the build, so the
-/// check needs no further HTTP stack.
+/// The range API's client: one GET per check through the shared outbound client.
 struct RangeClient {
     base: String,
-    timeout: Duration,
-    tls: TlsConnector,
+    http: HttpClient,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl RangeClient {
     fn new(settings: &BreachCheckSettings) -> Self {
-        let roots = RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth())
-            // ring supports the default protocol versions; this cannot fail.
-            .unwrap_or_else(|_| unreachable!("ring supports TLS 1.2 and 1.3"));
         Self {
             base: settings.range_url.trim_end_matches('/').to_owned(),
-            timeout: settings.timeout,
-            tls: TlsConnector::from(Arc::new(config)),
+            http: HttpClient::new(settings.timeout, MAX_RANGE_BYTES),
         }
     }
 
@@ -189,69 +171,17 @@ impl RangeClient {
     async fn is_listed(&self, password: &Password) -> std::result::Result<bool, BoxError> {
         let digest = hex::encode_upper(Sha1::digest(password.expose().as_bytes()));
         let (prefix, suffix) = digest.split_at(5);
-        let url = url::Url::parse(&format!("{}/{prefix}", self.base))?;
-        let body = tokio::time::timeout(self.timeout, self.get(&url))
-            .await
-            .map_err(|_| format!("no answer within {:?}", self.timeout))??;
-        Ok(range_lists(&body, suffix))
-    }
-
-    async fn get(&self, url: &url::Url) -> std::result::Result<String, BoxError> {
-        let host = url.host().ok_or("range_url has no host")?;
-        let port = url.port_or_known_default().ok_or("range_url has no port")?;
-        let tcp = match &host {
-            url::Host::Domain(d) => tokio::net::TcpStream::connect((*d, port)).await?,
-            url::Host::Ipv4(ip) => tokio::net::TcpStream::connect((*ip, port)).await?,
-            url::Host::Ipv6(ip) => tokio::net::TcpStream::connect((*ip, port)).await?,
-        };
-        let authority = match url.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_string(),
-        };
-        let request = Request::get(&url[url::Position::BeforePath..url::Position::AfterQuery])
-            .header(header::HOST, authority)
-            .header(
-                header::USER_AGENT,
-                concat!("keyway/", env!("CARGO_PKG_VERSION")),
-            )
+        let request = Request::get(format!("{}/{prefix}", self.base))
             // Pads every answer to a similar size, so its length does not hint at the prefix.
             .header("Add-Padding", "true")
-            .body(Empty::<Bytes>::new())?;
-        match url.scheme() {
-            "https" => {
-                let name = match host {
-                    url::Host::Domain(d) => ServerName::try_from(d.to_owned())?,
-                    url::Host::Ipv4(ip) => ServerName::from(std::net::IpAddr::from(ip)),
-                    url::Host::Ipv6(ip) => ServerName::from(std::net::IpAddr::from(ip)),
-                };
-                send(self.tls.connect(name, tcp).await?, request).await
-            }
-            "http" => send(tcp, request).await,
-            other => Err(format!("range_url scheme {other} is not http or https").into()),
-        }
-    }
-}
-
-async fn send(
-    io: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    request: Request<Empty<Bytes>>,
-) -> std::result::Result<String, BoxError> {
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    let driver = tokio::spawn(connection);
-    let result = async {
-        let response = sender.send_request(request).await?;
+            .body(Vec::new())?;
+        let response = self.http.send(request).await?;
         if !response.status().is_success() {
             return Err(format!("range API answered {}", response.status()).into());
         }
-        let body = Limited::new(response.into_body(), MAX_RANGE_BYTES)
-            .collect()
-            .await?
-            .to_bytes();
-        Ok(String::from_utf8(body.to_vec())?)
+        let body = String::from_utf8(response.into_body())?;
+        Ok(range_lists(&body, suffix))
     }
-    .await;
-    driver.abort();
-    result
 }
 
 /// Whether a range answer (`SUFFIX:COUNT` lines) lists `suffix`. Padding lines have a count of 0 and

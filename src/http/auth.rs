@@ -116,7 +116,12 @@ pub async fn register(
 }
 
 /// The `{jwt, refreshToken, user}` body, or `{jwt, user}` plus the cookie in cookie mode.
-fn deliver(state: &AppState, headers: &HeaderMap, issued: &Issued, in_cookie: bool) -> Response {
+pub(super) fn deliver(
+    state: &AppState,
+    headers: &HeaderMap,
+    issued: &Issued,
+    in_cookie: bool,
+) -> Response {
     let mut response = Json(Grant::of(issued, in_cookie)).into_response();
     if let (true, Some(refresh)) = (in_cookie, &issued.refresh_token) {
         let c = cookie::set(

@@ -21,14 +21,39 @@ pub fn wanted(settings: &CookieSettings, headers: &HeaderMap) -> bool {
 
 /// The refresh token the request carries in the cookie, if any.
 pub fn read(settings: &CookieSettings, headers: &HeaderMap) -> Option<String> {
+    read_named(&settings.name, headers)
+}
+
+/// The non-empty value of the cookie `name`, if the request carries it.
+pub fn read_named(name: &str, headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(Cookie::split_parse)
         .filter_map(Result::ok)
-        .find(|c| c.name() == settings.name && !c.value().is_empty())
+        .find(|c| c.name() == name && !c.value().is_empty())
         .map(|c| c.value().to_owned())
+}
+
+/// The cookie that ties a single sign-on to the browser that started it. Only the API reads it.
+pub const SSO_COOKIE: &str = "keyway_sso";
+
+/// `Set-Cookie` for the single sign-on binding. `SameSite=Lax`, because the provider's redirect back
+/// is a cross-site top-level navigation, which Lax lets the cookie ride along with (Strict would not).
+pub fn set_sso(
+    settings: &CookieSettings,
+    headers: &HeaderMap,
+    value: &str,
+    max_age: Duration,
+) -> HeaderValue {
+    let cookie = Cookie::build((SSO_COOKIE, value))
+        .http_only(true)
+        .secure(secure(settings.secure, headers))
+        .same_site(SameSite::Lax)
+        .path("/api/")
+        .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64));
+    header_value(&cookie.build())
 }
 
 /// `Set-Cookie` that stores `token` for `max_age`.

@@ -32,6 +32,12 @@ impl IntoResponse for Error {
                 m.clone(),
                 json!({}),
             ),
+            Error::ValidationWith(m, details) => (
+                StatusCode::BAD_REQUEST,
+                "ValidationError",
+                m.clone(),
+                details.clone(),
+            ),
             Error::Application(m) => (
                 StatusCode::BAD_REQUEST,
                 "ApplicationError",

@@ -4,6 +4,7 @@
 mod account;
 mod auth;
 pub mod client;
+mod connect;
 pub mod cookie;
 pub mod error;
 pub mod extract;
@@ -105,7 +106,9 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(auth::change_password))
         .routes(routes!(account::forgot_password))
         .routes(routes!(account::reset_password))
-        .routes(routes!(account::send_email_confirmation));
+        .routes(routes!(account::send_email_confirmation))
+        .routes(routes!(connect::connect))
+        .routes(routes!(connect::provider_callback));
     let open = OpenApiRouter::new()
         .routes(routes!(account::email_confirmation))
         .routes(routes!(auth::refresh))
@@ -113,6 +116,7 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
         .routes(routes!(auth::sessions))
         .routes(routes!(auth::end_session))
         .routes(routes!(auth::verify))
+        .routes(routes!(connect::finish))
         .routes(routes!(users::me))
         .routes(routes!(wellknown::jwks))
         .routes(routes!(health::alive))

@@ -22,6 +22,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
     tags(
         (name = "auth", description = "Logging in, registering and sessions"),
         (name = "account", description = "Forgotten passwords and email confirmation"),
+        (name = "sso", description = "Single sign-on with OpenID Connect providers and GitHub"),
         (name = "users", description = "The logged-in user"),
         (name = "meta", description = "Keys, health and this description")
     )

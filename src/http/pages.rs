@@ -28,6 +28,7 @@ const EMAIL_CONFIRMED: &str = include_str!("../../web/email-confirmed.html");
 const RESET_FORM: &str = include_str!("../../web/reset-password.html");
 const RESET_DONE: &str = include_str!("../../web/reset-done.html");
 const RESET_INVALID: &str = include_str!("../../web/reset-invalid.html");
+const SSO_REDIRECT: &str = include_str!("../../web/sso-redirect.html");
 
 /// Settings of the hosted pages, validated by the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,7 @@ pub fn router() -> Router<AppState> {
         .route("/forgot-password", get(forgot))
         .route("/reset-password", get(reset_form).post(reset_submit))
         .route("/email-confirmed", get(email_confirmed))
+        .route("/connect/{provider}/redirect", get(sso_redirect))
         .route("/assets/style.css", get(stylesheet))
         .route("/assets/theme.css", get(theme))
         .route("/assets/app.js", get(script))
@@ -180,12 +182,59 @@ pub(super) async fn login(State(state): State<AppState>) -> Response {
         String::new()
     };
     let logo = logo_html(&state);
+    let sso = sso_buttons(&state);
     let mut vars = common(&state, &logo).to_vec();
     vars.push(("register_link_html", &register_link));
+    vars.push(("sso_html", &sso));
     let body = fill(LOGIN, &vars);
     let page = Page {
         name: "login",
         title: "Sign in",
+        script: true,
+        body: &body,
+    };
+    render(&state, StatusCode::OK, page)
+}
+
+/// A "Continue with …" link per configured provider: plain links to the API's connect route, so they
+/// work without the script.
+fn sso_buttons(state: &AppState) -> String {
+    let buttons: String = state
+        .auth
+        .sso()
+        .buttons()
+        .map(|(name, display)| {
+            format!(
+                r#"<a class="button provider" data-provider="{n}" href="/api/connect/{n}">Continue with {d}</a>"#,
+                n = escape(name),
+                d = escape(display),
+            )
+        })
+        .collect();
+    if buttons.is_empty() {
+        String::new()
+    } else {
+        format!(r#"<div class="sso"><p class="or">or</p>{buttons}</div>"#)
+    }
+}
+
+/// Where a provider's sign-in lands: the script trades the one-time code for a session (cookie mode,
+/// like the sign-in form) and goes on to the main page, or shows why it failed.
+async fn sso_redirect(
+    State(state): State<AppState>,
+    axum::extract::Path(provider): axum::extract::Path<String>,
+) -> Response {
+    let Some((name, display)) = state.auth.sso().buttons().find(|(n, _)| *n == provider) else {
+        return Error::NotFound("Not Found".into()).into_response();
+    };
+    let logo = logo_html(&state);
+    let mut vars = common(&state, &logo).to_vec();
+    vars.push(("provider", name));
+    vars.push(("display_name", display));
+    let body = fill(SSO_REDIRECT, &vars);
+    let page = Page {
+        name: "sso",
+        title: "Signing in",
         script: true,
         body: &body,
     };
@@ -409,6 +458,9 @@ mod tests {
             "app_name",
             "logo_html",
             "register_link_html",
+            "sso_html",
+            "provider",
+            "display_name",
             "min_length",
             "code",
             "alert_html",
@@ -427,6 +479,7 @@ mod tests {
             RESET_FORM,
             RESET_DONE,
             RESET_INVALID,
+            SSO_REDIRECT,
         ] {
             let mut rest = template;
             while let Some(start) = rest.find("{{") {

@@ -215,6 +215,85 @@ impl CodePurpose {
     }
 }
 
+/// A provider identity linked to an account (single sign-on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The configured provider's name, e.g. `google`.
+    pub provider: String,
+    /// The provider's stable id of the person: the OpenID Connect `sub`, GitHub's numeric id.
+    pub subject: String,
+    pub user_id: i64,
+    /// The email the provider asserted when the link was made.
+    pub email: Option<String>,
+    pub created_at: Millis,
+}
+
+/// An identity row as both engines read it: provider, subject, user_id, email, created_at.
+pub(crate) type IdentityRow = (String, String, i64, Option<String>, Millis);
+
+impl From<IdentityRow> for Identity {
+    fn from((provider, subject, user_id, email, created_at): IdentityRow) -> Self {
+        Self {
+            provider,
+            subject,
+            user_id,
+            email,
+            created_at,
+        }
+    }
+}
+
+/// Which leg of a single sign-on an [`SsoState`] waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SsoStage {
+    /// Sent to the provider; waits for its callback (keyed by the OAuth `state`).
+    Authorize,
+    /// The provider vouched for someone; waits for the front end to trade the code for a session.
+    Finish,
+}
+
+impl SsoStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Authorize => "authorize",
+            Self::Finish => "finish",
+        }
+    }
+}
+
+/// A sign-in in progress, stored by the hash of its single-use key. No `Debug`: the payload holds the
+/// PKCE verifier.
+#[derive(Clone)]
+pub struct SsoState {
+    pub hash: String,
+    pub stage: SsoStage,
+    pub provider: String,
+    /// SHA-256 of the cookie that binds the sign-in to one browser.
+    pub browser: String,
+    /// What the next leg needs, as JSON (the auth core's business).
+    pub payload: String,
+    pub expires_at: Millis,
+}
+
+/// The state a `DELETE … RETURNING stage, provider, browser, payload, expires_at` took out, if it was
+/// at `stage` and unexpired; both engines share this check.
+pub(crate) fn live_sso_state(
+    hash: &str,
+    row: Option<(String, String, String, String, Millis)>,
+    stage: SsoStage,
+    now: Millis,
+) -> Option<SsoState> {
+    let (found_stage, provider, browser, payload, expires_at) = row?;
+    (found_stage == stage.as_str() && expires_at > now).then(|| SsoState {
+        hash: hash.to_owned(),
+        stage,
+        provider,
+        browser,
+        payload,
+        expires_at,
+    })
+}
+
 /// A signing key the server generated for itself. The private half is PKCS#8 DER.
 #[derive(Clone)]
 pub struct StoredKey {
@@ -430,6 +509,30 @@ pub trait Store: Send + Sync + 'static {
     /// Trusts `ip` on `account` until `until` (a successful login).
     async fn trust_client(&self, account: &str, ip: &str, until: Millis) -> StoreResult<()>;
     async fn is_trusted(&self, account: &str, ip: &str, now: Millis) -> StoreResult<bool>;
+
+    /// Stores a sign-in in progress.
+    async fn put_sso_state(&self, state: &SsoState) -> StoreResult<()>;
+    /// Takes a sign-in in progress out, atomically: it is returned at most once, and only while
+    /// unexpired and at `stage`.
+    async fn take_sso_state(
+        &self,
+        hash: &str,
+        stage: SsoStage,
+        now: Millis,
+    ) -> StoreResult<Option<SsoState>>;
+    /// The account a provider identity is linked to.
+    async fn identity_owner(&self, provider: &str, subject: &str) -> StoreResult<Option<i64>>;
+    /// Links an identity to an existing account; `Conflict` when the identity is linked already.
+    async fn link_identity(&self, identity: &Identity) -> StoreResult<()>;
+    /// Creates an account and links `identity` to it in one transaction (its `user_id` is ignored);
+    /// `Conflict` when the username, the email or the identity is taken.
+    async fn create_user_with_identity(
+        &self,
+        user: NewUser,
+        identity: &Identity,
+    ) -> StoreResult<User>;
+    /// An account's linked identities, oldest first.
+    async fn identities_of_user(&self, user_id: i64) -> StoreResult<Vec<Identity>>;
 
     /// A push feed that announces new invalidations as they commit, where the engine has one
     /// (PostgreSQL's `LISTEN`/`NOTIFY`); `None` where polling [`Store::invalidations_since`] is all

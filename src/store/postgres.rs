@@ -4,10 +4,10 @@
 //! updates and one advisory lock — PostgreSQL runs transactions concurrently at READ COMMITTED.
 
 use super::{
-    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, ImportedAccount, ImportedUser,
-    Invalidation, Millis, NewRole, NewUser, POSTGRES_POOL_SIZE, RefreshRecord, Revoke, Role,
-    Session, SslMode, Store, StoreError, StoreResult, StoredKey, StrapiState, User,
-    UserCredentials, applied_versions, newly_applied,
+    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, Identity, IdentityRow,
+    ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, POSTGRES_POOL_SIZE,
+    RefreshRecord, Revoke, Role, Session, SslMode, SsoStage, SsoState, Store, StoreError,
+    StoreResult, StoredKey, StrapiState, User, UserCredentials, applied_versions, newly_applied,
 };
 use super::{FeedEvent, InvalidationFeed};
 use async_trait::async_trait;
@@ -87,6 +87,49 @@ fn text(s: &str) -> Cow<'_, str> {
 
 fn opt_text(s: &Option<String>) -> Option<Cow<'_, str>> {
     s.as_deref().map(text)
+}
+
+/// Inserts an account; its id.
+async fn insert_user<'e>(
+    exec: impl sqlx::Executor<'e, Database = Postgres>,
+    user: &NewUser,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO users (document_id, username, email, provider, password_hash, confirmed, \
+         blocked, role_id, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+    )
+    .bind(text(&user.document_id))
+    .bind(text(&user.username))
+    .bind(text(&user.email))
+    .bind(text(&user.provider))
+    .bind(opt_text(&user.password_hash))
+    .bind(user.confirmed)
+    .bind(user.blocked)
+    .bind(user.role_id)
+    .bind(user.now)
+    .fetch_one(exec)
+    .await
+}
+
+/// Links `identity` to account `user_id`.
+async fn insert_identity<'e>(
+    exec: impl sqlx::Executor<'e, Database = Postgres>,
+    identity: &Identity,
+    user_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO identities (provider, subject, user_id, email, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(text(&identity.provider))
+    .bind(text(&identity.subject))
+    .bind(user_id)
+    .bind(opt_text(&identity.email))
+    .bind(identity.created_at)
+    .execute(exec)
+    .await?;
+    Ok(())
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -336,23 +379,7 @@ impl Store for PgStore {
     }
 
     async fn create_user(&self, user: NewUser) -> StoreResult<User> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO users (document_id, username, email, provider, password_hash, confirmed, \
-             blocked, role_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
-        )
-        .bind(text(&user.document_id))
-        .bind(text(&user.username))
-        .bind(text(&user.email))
-        .bind(text(&user.provider))
-        .bind(opt_text(&user.password_hash))
-        .bind(user.confirmed)
-        .bind(user.blocked)
-        .bind(user.role_id)
-        .bind(user.now)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
+        let id = insert_user(&self.pool, &user).await.map_err(db)?;
         self.user_by_id(id)
             .await?
             .ok_or_else(|| StoreError::Database("user vanished after insert".into()))
@@ -1073,6 +1100,82 @@ impl Store for PgStore {
         Ok(found.is_some())
     }
 
+    async fn put_sso_state(&self, state: &SsoState) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sso_states (hash, stage, provider, browser, payload, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(text(&state.hash))
+        .bind(state.stage.as_str())
+        .bind(text(&state.provider))
+        .bind(text(&state.browser))
+        .bind(text(&state.payload))
+        .bind(state.expires_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn take_sso_state(
+        &self,
+        hash: &str,
+        stage: SsoStage,
+        now: Millis,
+    ) -> StoreResult<Option<SsoState>> {
+        // Deleted whatever its stage or age, so a key is good for one attempt only.
+        let row: Option<(String, String, String, String, Millis)> = sqlx::query_as(
+            "DELETE FROM sso_states WHERE hash = $1 \
+             RETURNING stage, provider, browser, payload, expires_at",
+        )
+        .bind(text(hash))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(super::live_sso_state(hash, row, stage, now))
+    }
+
+    async fn identity_owner(&self, provider: &str, subject: &str) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar("SELECT user_id FROM identities WHERE provider = $1 AND subject = $2")
+            .bind(text(provider))
+            .bind(text(subject))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn link_identity(&self, identity: &Identity) -> StoreResult<()> {
+        insert_identity(&self.pool, identity, identity.user_id)
+            .await
+            .map_err(db)
+    }
+
+    async fn create_user_with_identity(
+        &self,
+        user: NewUser,
+        identity: &Identity,
+    ) -> StoreResult<User> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let id = insert_user(&mut *tx, &user).await.map_err(db)?;
+        insert_identity(&mut *tx, identity, id).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.user_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::Database("user vanished after insert".into()))
+    }
+
+    async fn identities_of_user(&self, user_id: i64) -> StoreResult<Vec<Identity>> {
+        let rows: Vec<IdentityRow> = sqlx::query_as(
+            "SELECT provider, subject, user_id, email, created_at FROM identities \
+             WHERE user_id = $1 ORDER BY created_at, provider",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.into_iter().map(Identity::from).collect())
+    }
+
     async fn prune(
         &self,
         sessions_before: Millis,
@@ -1085,11 +1188,16 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await
         .map_err(db)?;
-        sqlx::query("DELETE FROM one_time_codes WHERE expires_at < $1")
-            .bind(sessions_before)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
+        for sql in [
+            "DELETE FROM one_time_codes WHERE expires_at < $1",
+            "DELETE FROM sso_states WHERE expires_at < $1",
+        ] {
+            sqlx::query(sql)
+                .bind(sessions_before)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        }
         sqlx::query("DELETE FROM invalidations WHERE at < $1")
             .bind(invalidations_before)
             .execute(&self.pool)

@@ -2,10 +2,10 @@
 //! needs nothing else installed.
 
 use super::{
-    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, ImportedAccount, ImportedUser,
-    Invalidation, Millis, NewRole, NewUser, RefreshRecord, Revoke, Role, SQLITE_POOL_SIZE, Session,
-    Store, StoreError, StoreResult, StoredKey, StrapiState, User, UserCredentials,
-    applied_versions, newly_applied,
+    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, Identity, IdentityRow,
+    ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, RefreshRecord, Revoke,
+    Role, SQLITE_POOL_SIZE, Session, SsoStage, SsoState, Store, StoreError, StoreResult, StoredKey,
+    StrapiState, User, UserCredentials, applied_versions, newly_applied,
 };
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -55,6 +55,49 @@ fn db(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
         _ => StoreError::Database(Box::new(e)),
     }
+}
+
+/// Inserts an account; its id.
+async fn insert_user<'e>(
+    exec: impl sqlx::Executor<'e, Database = Sqlite>,
+    user: &NewUser,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO users (document_id, username, email, provider, password_hash, confirmed, \
+         blocked, role_id, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) \
+         RETURNING id",
+    )
+    .bind(&user.document_id)
+    .bind(&user.username)
+    .bind(&user.email)
+    .bind(&user.provider)
+    .bind(&user.password_hash)
+    .bind(user.confirmed)
+    .bind(user.blocked)
+    .bind(user.role_id)
+    .bind(user.now)
+    .fetch_one(exec)
+    .await
+}
+
+/// Links `identity` to account `user_id`.
+async fn insert_identity<'e>(
+    exec: impl sqlx::Executor<'e, Database = Sqlite>,
+    identity: &Identity,
+    user_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO identities (provider, subject, user_id, email, created_at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(&identity.provider)
+    .bind(&identity.subject)
+    .bind(user_id)
+    .bind(&identity.email)
+    .bind(identity.created_at)
+    .execute(exec)
+    .await?;
+    Ok(())
 }
 
 fn user_from_row(row: &SqliteRow) -> Result<User, sqlx::Error> {
@@ -249,24 +292,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, user: NewUser) -> StoreResult<User> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO users (document_id, username, email, provider, password_hash, confirmed, \
-             blocked, role_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             RETURNING id",
-        )
-        .bind(&user.document_id)
-        .bind(&user.username)
-        .bind(&user.email)
-        .bind(&user.provider)
-        .bind(&user.password_hash)
-        .bind(user.confirmed)
-        .bind(user.blocked)
-        .bind(user.role_id)
-        .bind(user.now)
-        .bind(user.now)
-        .fetch_one(&self.writer)
-        .await
-        .map_err(db)?;
+        let id = insert_user(&self.writer, &user).await.map_err(db)?;
         self.user_by_id(id)
             .await?
             .ok_or_else(|| StoreError::Database("user vanished after insert".into()))
@@ -1019,6 +1045,82 @@ impl Store for SqliteStore {
         Ok(found.is_some())
     }
 
+    async fn put_sso_state(&self, state: &SsoState) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sso_states (hash, stage, provider, browser, payload, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&state.hash)
+        .bind(state.stage.as_str())
+        .bind(&state.provider)
+        .bind(&state.browser)
+        .bind(&state.payload)
+        .bind(state.expires_at)
+        .execute(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn take_sso_state(
+        &self,
+        hash: &str,
+        stage: SsoStage,
+        now: Millis,
+    ) -> StoreResult<Option<SsoState>> {
+        // Deleted whatever its stage or age, so a key is good for one attempt only.
+        let row: Option<(String, String, String, String, Millis)> = sqlx::query_as(
+            "DELETE FROM sso_states WHERE hash = ? \
+             RETURNING stage, provider, browser, payload, expires_at",
+        )
+        .bind(hash)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(db)?;
+        Ok(super::live_sso_state(hash, row, stage, now))
+    }
+
+    async fn identity_owner(&self, provider: &str, subject: &str) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar("SELECT user_id FROM identities WHERE provider = ? AND subject = ?")
+            .bind(provider)
+            .bind(subject)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn link_identity(&self, identity: &Identity) -> StoreResult<()> {
+        insert_identity(&self.writer, identity, identity.user_id)
+            .await
+            .map_err(db)
+    }
+
+    async fn create_user_with_identity(
+        &self,
+        user: NewUser,
+        identity: &Identity,
+    ) -> StoreResult<User> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let id = insert_user(&mut *tx, &user).await.map_err(db)?;
+        insert_identity(&mut *tx, identity, id).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        self.user_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::Database("user vanished after insert".into()))
+    }
+
+    async fn identities_of_user(&self, user_id: i64) -> StoreResult<Vec<Identity>> {
+        let rows: Vec<IdentityRow> = sqlx::query_as(
+            "SELECT provider, subject, user_id, email, created_at FROM identities \
+             WHERE user_id = ? ORDER BY created_at, provider",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.into_iter().map(Identity::from).collect())
+    }
+
     async fn prune(
         &self,
         sessions_before: Millis,
@@ -1031,11 +1133,16 @@ impl Store for SqliteStore {
         .execute(&self.writer)
         .await
         .map_err(db)?;
-        sqlx::query("DELETE FROM one_time_codes WHERE expires_at < ?")
-            .bind(sessions_before)
-            .execute(&self.writer)
-            .await
-            .map_err(db)?;
+        for sql in [
+            "DELETE FROM one_time_codes WHERE expires_at < ?",
+            "DELETE FROM sso_states WHERE expires_at < ?",
+        ] {
+            sqlx::query(sql)
+                .bind(sessions_before)
+                .execute(&self.writer)
+                .await
+                .map_err(db)?;
+        }
         sqlx::query("DELETE FROM invalidations WHERE at < ?")
             .bind(invalidations_before)
             .execute(&self.writer)

@@ -4,8 +4,9 @@
 //! PostgreSQL must be reachable (see `testdb.rs`); these tests fail rather than skip without it.
 
 use keyway::store::{
-    AuditEvent, CodePurpose, DatabaseSettings, ImportedUser, Invalidation, NewRole, NewUser,
-    PgStore, Revoke, Session, SqliteStore, Store, StoreError, StoredKey, StrapiState, User,
+    AuditEvent, CodePurpose, DatabaseSettings, Identity, ImportedUser, Invalidation, NewRole,
+    NewUser, PgStore, Revoke, Session, SqliteStore, SsoStage, SsoState, Store, StoreError,
+    StoredKey, StrapiState, User,
 };
 use std::collections::HashSet;
 use std::future::Future;
@@ -1849,6 +1850,136 @@ async fn the_one_step_refresh_rotates_only_a_fresh_token_of_an_open_session() {
             .unwrap();
         assert_eq!(ended, None, "an ended session");
         assert!(store.refresh_token("r-third").await.unwrap().is_none());
+    })
+    .await;
+}
+
+fn sso_state(hash: &str, stage: SsoStage, expires_at: i64) -> SsoState {
+    SsoState {
+        hash: hash.to_owned(),
+        stage,
+        provider: "google".into(),
+        browser: "browser-hash".into(),
+        payload: r#"{"verifier":"v"}"#.into(),
+        expires_at,
+    }
+}
+
+#[tokio::test]
+async fn sign_ins_in_progress_are_taken_once_at_their_stage_until_they_expire() {
+    on_each_engine(|store| async move {
+        let exp = NOW + 60_000;
+        let take = |hash: &'static str, stage, now| {
+            let store = store.clone();
+            async move { store.take_sso_state(hash, stage, now).await.unwrap() }
+        };
+        store
+            .put_sso_state(&sso_state("a", SsoStage::Authorize, exp))
+            .await
+            .unwrap();
+        let got = take("a", SsoStage::Authorize, NOW).await.expect("taken");
+        assert_eq!(
+            (
+                got.provider.as_str(),
+                got.browser.as_str(),
+                got.payload.as_str()
+            ),
+            ("google", "browser-hash", r#"{"verifier":"v"}"#)
+        );
+        assert_eq!(got.stage, SsoStage::Authorize);
+        assert!(
+            take("a", SsoStage::Authorize, NOW).await.is_none(),
+            "only once"
+        );
+
+        // A state presented at the wrong stage, or late, is gone all the same: one attempt each.
+        store
+            .put_sso_state(&sso_state("b", SsoStage::Authorize, exp))
+            .await
+            .unwrap();
+        assert!(take("b", SsoStage::Finish, NOW).await.is_none());
+        assert!(take("b", SsoStage::Authorize, NOW).await.is_none());
+        store
+            .put_sso_state(&sso_state("c", SsoStage::Finish, exp))
+            .await
+            .unwrap();
+        assert!(take("c", SsoStage::Finish, exp).await.is_none(), "expired");
+        assert!(take("c", SsoStage::Finish, NOW).await.is_none());
+        assert!(take("never", SsoStage::Finish, NOW).await.is_none());
+
+        // Duplicate keys conflict; expired rows are pruned.
+        store
+            .put_sso_state(&sso_state("d", SsoStage::Finish, exp))
+            .await
+            .unwrap();
+        assert!(is_conflict(
+            store
+                .put_sso_state(&sso_state("d", SsoStage::Finish, exp))
+                .await
+        ));
+        store.prune(exp + 1, 0).await.unwrap();
+        assert!(take("d", SsoStage::Finish, NOW).await.is_none(), "pruned");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn identities_link_one_person_to_one_account() {
+    on_each_engine(|store| async move {
+        let ann = user(&store, "ann").await;
+        let identity = |subject: &str, user_id: i64| Identity {
+            provider: "google".into(),
+            subject: subject.to_owned(),
+            user_id,
+            email: Some("ann@example.com".into()),
+            created_at: NOW,
+        };
+        assert_eq!(store.identity_owner("google", "s1").await.unwrap(), None);
+        store.link_identity(&identity("s1", ann.id)).await.unwrap();
+        assert_eq!(
+            store.identity_owner("google", "s1").await.unwrap(),
+            Some(ann.id)
+        );
+        assert_eq!(store.identity_owner("github", "s1").await.unwrap(), None);
+        let bob = user(&store, "bob").await;
+        assert!(
+            is_conflict(store.link_identity(&identity("s1", bob.id)).await),
+            "an identity belongs to one account"
+        );
+
+        // Created together, or not at all.
+        let mut new = new_user("cid");
+        new.provider = "google".into();
+        new.password_hash = None;
+        let cid = store
+            .create_user_with_identity(new, &identity("s2", 0))
+            .await
+            .unwrap();
+        assert_eq!(cid.provider, "google");
+        assert_eq!(
+            store.identity_owner("google", "s2").await.unwrap(),
+            Some(cid.id)
+        );
+        let mut twin = new_user("cid2");
+        twin.email = "cid2@example.com".into();
+        assert!(is_conflict(
+            store
+                .create_user_with_identity(twin, &identity("s2", 0))
+                .await
+        ));
+        assert!(
+            store.user_by_username("cid2").await.unwrap().is_none(),
+            "the account of a refused link is rolled back"
+        );
+
+        let listed = store.identities_of_user(ann.id).await.unwrap();
+        assert_eq!(listed, vec![identity("s1", ann.id)]);
+        store.delete_user(ann.id).await.unwrap();
+        assert_eq!(
+            store.identity_owner("google", "s1").await.unwrap(),
+            None,
+            "deleting the account deletes its links"
+        );
     })
     .await;
 }

@@ -93,6 +93,7 @@ const provider = new Provider(origin, {
     },
   ],
   clientAuthMethods: [config['token-auth-method']],
+  responseTypes: ['code'],
   pkce: { required: () => true },
   claims: {
     openid: ['sub'],

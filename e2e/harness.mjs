@@ -1,12 +1,14 @@
 // The harness of the browser suite: a Keyway server per test (its own temporary working directory,
-// so its SQLite `keyway.db` is fresh), one headless Chromium per test file, a fresh browser context per
-// test, and a screenshot of every test's page in e2e/screenshots/<test-name>.png, pass or fail.
+// so its SQLite `keyway.db` is fresh), the sign-in peers of e2e/sso for tests that need a provider, one
+// headless Chromium per test file, a fresh browser context per test, and a screenshot of every test's
+// page in e2e/screenshots/<test-name>.png, pass or fail.
 //
 // Needs the debug binary (`cargo test` or `cargo build` makes it) and Debian's Chromium at
 // /usr/bin/chromium (scripts/test.sh installs it).
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -63,31 +65,16 @@ process.on('exit', () => {
 });
 
 /**
- * Starts `keyway serve --demo --bind 127.0.0.1:0` in a fresh temporary directory and resolves once it
- * printed where it listens. `env` adds settings (KEYWAY_* from the caller's environment are dropped, so
- * the developer's own configuration never leaks in).
+ * Spawns `command` and resolves once its first stdout line matches `pattern` (else fails with its
+ * stderr). Resolves with the match, the tail of stderr and `stop()`, which ends the process.
  */
-export async function startKeyway(env = {}) {
-  const dir = await mkdtemp(join(tmpdir(), 'keyway-e2e-'));
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith('KEYWAY_')),
-  );
-  const child = spawn(KEYWAY_BIN, ['serve', '--demo', '--bind', '127.0.0.1:0'], {
-    cwd: dir,
-    env: {
-      ...base,
-      KEYWAY_ARGON2_MEMORY_KIB: '1024',
-      KEYWAY_ARGON2_ITERATIONS: '1',
-      KEYWAY_LOG: 'warn',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+async function startProcess(name, command, args, { cwd, env, pattern }) {
+  const child = spawn(command, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   const exited = new Promise((done) => child.once('exit', (code, signal) => done({ code, signal })));
   exited.then(() => running.delete(child));
 
-  // Keep the tail of stderr for the error message if the server does not come up.
+  // Keep the tail of stderr for the error message if the process does not come up.
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (chunk) => {
@@ -97,20 +84,20 @@ export async function startKeyway(env = {}) {
   const lines = createInterface({ input: child.stdout });
   let timer;
   try {
-    const origin = await Promise.race([
+    const match = await Promise.race([
       new Promise((done, fail) => {
         lines.once('line', (line) => {
-          const m = LISTENING.exec(line);
-          if (m) done(m[1]);
-          else fail(new Error(`unexpected first line from keyway serve: ${JSON.stringify(line)}`));
+          const m = pattern.exec(line);
+          if (m) done(m);
+          else fail(new Error(`unexpected first line from ${name}: ${JSON.stringify(line)}`));
         });
       }),
       exited.then(({ code, signal }) => {
-        throw new Error(`keyway serve exited (code ${code}, signal ${signal}) before listening:\n${stderr}`);
+        throw new Error(`${name} exited (code ${code}, signal ${signal}) before listening:\n${stderr}`);
       }),
       new Promise((_, fail) => {
         timer = setTimeout(
-          () => fail(new Error(`keyway serve did not print where it listens within ${STARTUP_TIMEOUT_MS} ms:\n${stderr}`)),
+          () => fail(new Error(`${name} did not print where it listens within ${STARTUP_TIMEOUT_MS} ms:\n${stderr}`)),
           STARTUP_TIMEOUT_MS,
         );
       }),
@@ -118,8 +105,7 @@ export async function startKeyway(env = {}) {
     // Drain the rest of stdout so the pipe never fills.
     lines.on('line', () => {});
     return {
-      origin,
-      dir,
+      match,
       stderr: () => stderr,
       async stop() {
         if (child.exitCode === null && child.signalCode === null) {
@@ -128,17 +114,78 @@ export async function startKeyway(env = {}) {
           await exited;
           clearTimeout(killer);
         }
-        await rm(dir, { recursive: true, force: true });
       },
     };
   } catch (e) {
     child.kill('SIGKILL');
     await exited;
-    await rm(dir, { recursive: true, force: true });
     throw e;
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Starts `keyway serve --demo --bind 127.0.0.1:PORT` (`port`, default 0: any free one) in a fresh
+ * temporary directory and resolves once it printed where it listens. `env` adds settings (KEYWAY_*
+ * from the caller's environment are dropped, so the developer's own configuration never leaks in).
+ */
+export async function startKeyway(env = {}, { port = 0 } = {}) {
+  const dir = await mkdtemp(join(tmpdir(), 'keyway-e2e-'));
+  const base = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith('KEYWAY_')),
+  );
+  let keyway;
+  try {
+    keyway = await startProcess('keyway serve', KEYWAY_BIN, ['serve', '--demo', '--bind', `127.0.0.1:${port}`], {
+      cwd: dir,
+      env: {
+        ...base,
+        KEYWAY_ARGON2_MEMORY_KIB: '1024',
+        KEYWAY_ARGON2_ITERATIONS: '1',
+        KEYWAY_LOG: 'warn',
+        ...env,
+      },
+      pattern: LISTENING,
+    });
+  } catch (e) {
+    await rm(dir, { recursive: true, force: true });
+    throw e;
+  }
+  return {
+    origin: keyway.match[1],
+    dir,
+    stderr: keyway.stderr,
+    async stop() {
+      await keyway.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A free port on 127.0.0.1, for a server whose address another one must know before it starts. */
+export function freePort() {
+  return new Promise((done, fail) => {
+    const server = createServer();
+    server.once('error', fail);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => done(port));
+    });
+  });
+}
+
+/**
+ * Starts one of the sign-in peers in e2e/sso (`idp.mjs`, `rogue-idp.mjs`, `github-standin.mjs`) with
+ * `args`, and resolves with its origin, the tail of its stderr and `stop()`.
+ */
+export async function startPeer(script, args = []) {
+  const peer = await startProcess(script, process.execPath, [join(E2E, 'sso', script), ...args], {
+    cwd: E2E,
+    env: process.env,
+    pattern: / listening on (http:\/\/127\.0\.0\.1:\d+)$/,
+  });
+  return { origin: peer.match[1], stderr: peer.stderr, stop: peer.stop };
 }
 
 export function launchBrowser() {
@@ -207,12 +254,12 @@ export class Session {
 }
 
 /**
- * Wraps a test body: starts a server (with `env`), hands over a Session, and always photographs the
- * page, closes the contexts and stops the server.
+ * Wraps a test body: starts a server (with `env`, on `port`), hands over a Session, and always
+ * photographs the page, closes the contexts and stops the server.
  */
-export function withKeyway(getBrowser, body, { env } = {}) {
+export function withKeyway(getBrowser, body, { env, port } = {}) {
   return async (t) => {
-    const server = await startKeyway(env);
+    const server = await startKeyway(env, { port });
     const session = new Session(getBrowser(), server);
     try {
       await body(session, t);

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Keyway's test command. Installs what the suites need beyond the Rust toolchain (the Node peers in
-# e2e/, the SMTP sink and Schemathesis in e2e/.venv, Debian's Chromium for the browser suite, a
-# PostgreSQL server), runs every Rust suite in one `cargo test` (the API suite on SQLite, the store
-# contract suite on both engines), the API suite a second time on PostgreSQL, then the hosted app's
-# browser suite (`node --test e2e/`) and Schemathesis against the binary that `cargo test` built.
+# e2e/, the SSO tests' identity providers among them, the SMTP sink and Schemathesis in e2e/.venv,
+# Debian's Chromium for the browser suite, a PostgreSQL server), runs every Rust suite in one
+# `cargo test` (the API suite on SQLite, the store contract suite on both engines), the API suite a
+# second time on PostgreSQL, then the hosted app's browser suite (`node --test e2e/`) and Schemathesis
+# against the binary that `cargo test` built.
 # Extra arguments go to both `cargo test` runs and skip the browser and Schemathesis suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -142,10 +143,11 @@ echo "== cargo test --test api (API suite on PostgreSQL)"
 KEYWAY_TEST_BACKEND=postgres cargo test --test api "$@"
 
 # The hosted app in a real browser: each test starts target/debug/keyway (just built by `cargo test`)
-# with a fresh database. Skipped when extra arguments select part of the Rust suites.
+# with a fresh database; the SSO tests also start a provider from e2e/sso. Skipped when extra
+# arguments select part of the Rust suites.
 if [ "$#" -eq 0 ]; then
   echo "== node --test e2e/ (browser suite)"
-  node --test --test-reporter=spec e2e/hosted-app.test.mjs
+  node --test --test-reporter=spec e2e/hosted-app.test.mjs e2e/sso.test.mjs
   echo "== schemathesis (API against /api/openapi.json)"
   scripts/schemathesis.sh target/debug/keyway
 fi

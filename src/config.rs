@@ -1363,6 +1363,127 @@ mod tests {
     }
 
     #[test]
+    fn sso_providers_come_from_tables_and_variables_with_presets() {
+        let secret = file_with("from-file\n");
+        let toml = format!(
+            "public_url = \"https://auth.acme.test\"\n\
+             base_path = \"/login\"\n\
+             sso_callback_allowlist = [\"https://app.acme.test/done\"]\n\
+             [sso.google]\nclient_id = \"g-id\"\nclient_secret_file = \"{}\"\n\
+             [sso.keycloak]\nissuer = \"https://kc.acme.test/realms/x/\"\nclient_id = \"kc\"\n\
+             display_name = \"Staff\"\nscopes = [\"openid\", \"email\"]\n",
+            secret.path().display()
+        );
+        let f = file_with(&toml);
+        let env = |k: &str| match k {
+            "KEYWAY_SSO_GITHUB_CLIENT_ID" => Some("gh-id".to_owned()),
+            "KEYWAY_SSO_GITHUB_CLIENT_SECRET" => Some("gh-secret".to_owned()),
+            "KEYWAY_SSO_KEYCLOAK_CLIENT_ID" => Some("kc-env".to_owned()),
+            _ => None,
+        };
+        let c = Overrides {
+            config: Some(f.path().to_owned()),
+            sso_providers: Some("github, google".into()),
+            ..Default::default()
+        }
+        .resolve(&env)
+        .unwrap();
+        let sso = &c.sso;
+        let names: Vec<&str> = sso.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["google", "keycloak", "github"]);
+        let [google, keycloak, github] = &sso.providers[..] else {
+            unreachable!()
+        };
+        assert_eq!(
+            google.protocol,
+            Protocol::Oidc {
+                issuer: "https://accounts.google.com".into()
+            }
+        );
+        assert_eq!(google.display_name, "Google");
+        assert_eq!(
+            google.client_secret.as_ref().unwrap().expose_secret(),
+            "from-file"
+        );
+        assert_eq!(google.scopes, ["openid", "email", "profile"]);
+        assert_eq!(
+            google.callback.as_str(),
+            "https://auth.acme.test/login/connect/google/redirect"
+        );
+        assert_eq!(keycloak.client_id, "kc-env", "the variable beats the table");
+        assert_eq!(keycloak.display_name, "Staff");
+        assert_eq!(keycloak.scopes, ["openid", "email"]);
+        assert_eq!(
+            keycloak.protocol,
+            Protocol::Oidc {
+                issuer: "https://kc.acme.test/realms/x".into()
+            }
+        );
+        assert!(keycloak.client_secret.is_none());
+        assert_eq!(
+            github.protocol,
+            Protocol::GitHub {
+                auth_url: "https://github.com/login/oauth/authorize".into(),
+                token_url: "https://github.com/login/oauth/access_token".into(),
+                api_url: "https://api.github.com".into(),
+            }
+        );
+        assert_eq!(github.scopes, ["read:user", "user:email"]);
+        assert_eq!(
+            sso.callback_allowlist[0].as_str(),
+            "https://app.acme.test/done"
+        );
+        assert!(!sso.link_verified_email);
+        assert_eq!(sso.public_url, "https://auth.acme.test");
+        assert!(
+            !format!("{google:?}").contains("from-file"),
+            "secrets stay out of Debug"
+        );
+    }
+
+    #[test]
+    fn sso_mistakes_stop_start_up_with_the_setting_named() {
+        let refused = |providers: &str, env: &[(&str, &str)]| {
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+            Overrides {
+                config: Some(file_with("").path().to_owned()),
+                sso_providers: Some(providers.into()),
+                ..Default::default()
+            }
+            .resolve(&lookup)
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(refused("okta", &[]).contains("sso.okta.client_id"));
+        let issuer = refused("okta", &[("KEYWAY_SSO_OKTA_CLIENT_ID", "x")]);
+        assert!(issuer.contains("sso.okta.issuer"), "{issuer}");
+        let tenant = refused("microsoft", &[("KEYWAY_SSO_MICROSOFT_CLIENT_ID", "x")]);
+        assert!(tenant.contains("tenant"), "{tenant}");
+        assert!(refused("Bad Name", &[]).contains("must be lower-case"));
+        assert!(refused("local", &[]).contains("taken"));
+        let kind = refused(
+            "x",
+            &[
+                ("KEYWAY_SSO_X_CLIENT_ID", "x"),
+                ("KEYWAY_SSO_X_KIND", "saml"),
+            ],
+        );
+        assert!(kind.contains("sso.x.kind"), "{kind}");
+        let url = refused(
+            "x",
+            &[
+                ("KEYWAY_SSO_X_CLIENT_ID", "x"),
+                ("KEYWAY_SSO_X_ISSUER", "ftp://x"),
+            ],
+        );
+        assert!(url.contains("sso.x.issuer"), "{url}");
+    }
+
+    #[test]
     fn database_url_file_is_read() {
         let url = file_with("sqlite:///tmp/from-file.db\n");
         let c = Overrides {

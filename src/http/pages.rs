@@ -205,7 +205,7 @@ fn sso_buttons(state: &AppState) -> String {
         .buttons()
         .map(|(name, display)| {
             format!(
-                r#"<a class="button provider" data-provider="{n}" href="/api/connect/{n}">Continue with {d}</a>"#,
+                r#"<a class="button sso" data-provider="{n}" href="/api/connect/{n}">Continue with {d}</a>"#,
                 n = escape(name),
                 d = escape(display),
             )
@@ -214,7 +214,7 @@ fn sso_buttons(state: &AppState) -> String {
     if buttons.is_empty() {
         String::new()
     } else {
-        format!(r#"<div class="sso"><p class="or">or</p>{buttons}</div>"#)
+        format!(r#"<div class="sso-options"><p class="or">or</p>{buttons}</div>"#)
     }
 }
 

@@ -796,8 +796,10 @@ impl Auth {
         browser: Option<&str>,
         client: ClientInfo,
     ) -> Result<Issued> {
+        // Strapi answers this for any provider, configured or not, and so does Keyway: without a
+        // configured provider there can be no completed sign-in either.
         let refused = || Error::Application(MSG_NO_PROVIDER_SESSION.into());
-        self.sso.provider(name)?;
+        self.sso.provider(name).map_err(|_| refused())?;
         let code = code
             .filter(|c| !c.is_empty() && c.len() <= MAX_PARAM)
             .ok_or_else(refused)?;

@@ -751,6 +751,38 @@ async fn an_unknown_provider_is_disabled() {
 }
 
 #[tokio::test]
+async fn a_provider_that_cannot_be_reached_sends_the_browser_back_with_an_error() {
+    let keyway = Setup::new()
+        .oidc("test", "http://127.0.0.1:9")
+        .start()
+        .await;
+    let res = Browser::new().connect(&keyway, "test", None).await;
+    assert_eq!(res.status(), 302);
+    let front = location(&res);
+    assert_eq!(keyway.error(&front, "test"), "oauth_error");
+}
+
+/// Strapi's own test (auth-oauth-callback.test.api.js): the front-end leg without a completed
+/// provider session is refused with this message, whatever the provider, configured or not.
+#[tokio::test]
+async fn the_front_end_leg_without_a_provider_session_is_refused_as_in_strapi() {
+    let keyway = Setup::new()
+        .oidc("test", "http://127.0.0.1:9")
+        .start()
+        .await;
+    for provider in ["cognito", "google", "test"] {
+        let res = Browser::new()
+            .client
+            .get(keyway.url(&format!("/api/auth/{provider}/callback")))
+            .send()
+            .await
+            .expect("request sent");
+        let message = "OAuth authentication requires a completed provider session";
+        assert_error(res, 400, "ApplicationError", message).await;
+    }
+}
+
+#[tokio::test]
 async fn cancelling_at_the_provider_comes_back_as_its_oauth_error() {
     let alice = IdpUser::new("alice");
     let (keyway, _idp) = with_idp(std::slice::from_ref(&alice), |s| s).await;

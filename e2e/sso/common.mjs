@@ -47,6 +47,25 @@ export function settings(spec) {
 }
 
 /**
+ * The options every peer has: its port and the one client it knows (id, secret, redirect URIs), read
+ * from flags or from `<prefix>_PORT`, `<prefix>_CLIENT_ID`, `<prefix>_CLIENT_SECRET` and
+ * `<prefix>_REDIRECT_URIS`.
+ */
+export function clientOptions(prefix, { clientId, clientSecret, redirectUri, redirectHelp }) {
+  return {
+    port: { env: `${prefix}_PORT`, default: '0', help: 'port on 127.0.0.1 (0: any free one)' },
+    'client-id': { env: `${prefix}_CLIENT_ID`, default: clientId, help: 'client_id of the one client' },
+    'client-secret': { env: `${prefix}_CLIENT_SECRET`, default: clientSecret, help: 'its client_secret' },
+    'redirect-uri': {
+      env: `${prefix}_REDIRECT_URIS`,
+      multiple: true,
+      default: [redirectUri],
+      help: `${redirectHelp ?? 'registered redirect_uri'} (env: comma-separated)`,
+    },
+  };
+}
+
+/**
  * Starts `handler` on 127.0.0.1:`port` (0: any free port). Resolves with the origin once listening;
  * `announce(origin)` prints the one stdout line after the caller finished setting up.
  */

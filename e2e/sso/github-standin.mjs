@@ -28,6 +28,7 @@ import {
   redirect,
   s256,
   send,
+  clientOptions,
   settings,
   withQuery,
 } from './common.mjs';
@@ -35,15 +36,11 @@ import {
 quietStdout();
 
 const config = settings({
-  port: { env: 'GITHUB_PORT', default: '0', help: 'port on 127.0.0.1 (0: any free one)' },
-  'client-id': { env: 'GITHUB_CLIENT_ID', default: 'keyway-github', help: 'the OAuth app client_id' },
-  'client-secret': { env: 'GITHUB_CLIENT_SECRET', default: 'keyway-github-secret', help: 'its client_secret' },
-  'redirect-uri': {
-    env: 'GITHUB_REDIRECT_URIS',
-    multiple: true,
-    default: ['http://127.0.0.1:8080/api/connect/github/callback'],
-    help: 'accepted redirect_uri; the first is used when a request names none (env: comma-separated)',
-  },
+  ...clientOptions('GITHUB', {
+    clientId: 'keyway-github',
+    clientSecret: 'keyway-github-secret',
+    redirectUri: 'http://127.0.0.1:8080/api/connect/github/callback', redirectHelp: 'accepted redirect_uri; the first is used when a request names none',
+  }),
   user: {
     env: 'GITHUB_USER',
     default: JSON.stringify({

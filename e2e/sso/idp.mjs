@@ -17,20 +17,26 @@
 import { randomBytes } from 'node:crypto';
 import { exportJWK, generateKeyPair } from 'jose';
 import Provider from 'oidc-provider';
-import { announce, escapeHtml, listen, page, quietStdout, readParams, send, settings } from './common.mjs';
+import {
+  announce,
+  clientOptions,
+  escapeHtml,
+  listen,
+  page,
+  quietStdout,
+  readParams,
+  send,
+  settings,
+} from './common.mjs';
 
 quietStdout();
 
 const config = settings({
-  port: { env: 'IDP_PORT', default: '0', help: 'port on 127.0.0.1 (0: any free one)' },
-  'client-id': { env: 'IDP_CLIENT_ID', default: 'keyway', help: 'client_id of the one client' },
-  'client-secret': { env: 'IDP_CLIENT_SECRET', default: 'keyway-idp-secret', help: 'its client_secret' },
-  'redirect-uri': {
-    env: 'IDP_REDIRECT_URIS',
-    multiple: true,
-    default: ['http://127.0.0.1:8080/api/connect/test/callback'],
-    help: 'registered redirect_uri (env: comma-separated)',
-  },
+  ...clientOptions('IDP', {
+    clientId: 'keyway',
+    clientSecret: 'keyway-idp-secret',
+    redirectUri: 'http://127.0.0.1:8080/api/connect/test/callback',
+  }),
   'token-auth-method': {
     env: 'IDP_TOKEN_AUTH_METHOD',
     default: 'client_secret_basic',

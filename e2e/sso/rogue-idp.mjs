@@ -25,6 +25,7 @@ import {
   redirect,
   s256,
   send,
+  clientOptions,
   settings,
   withQuery,
 } from './common.mjs';
@@ -32,15 +33,11 @@ import {
 quietStdout();
 
 const config = settings({
-  port: { env: 'IDP_PORT', default: '0', help: 'port on 127.0.0.1 (0: any free one)' },
-  'client-id': { env: 'IDP_CLIENT_ID', default: 'keyway', help: 'client_id of the one client' },
-  'client-secret': { env: 'IDP_CLIENT_SECRET', default: 'keyway-idp-secret', help: 'its client_secret' },
-  'redirect-uri': {
-    env: 'IDP_REDIRECT_URIS',
-    multiple: true,
-    default: ['http://127.0.0.1:8080/api/connect/rogue/callback'],
-    help: 'registered redirect_uri (env: comma-separated)',
-  },
+  ...clientOptions('IDP', {
+    clientId: 'keyway',
+    clientSecret: 'keyway-idp-secret',
+    redirectUri: 'http://127.0.0.1:8080/api/connect/rogue/callback',
+  }),
 });
 
 const FAULTS = new Set(['none', 'wrong-key', 'expired', 'wrong-nonce', 'wrong-aud', 'wrong-iss', 'unverified-email']);

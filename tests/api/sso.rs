@@ -348,10 +348,15 @@ impl Browser {
         location(&res)
     }
 
+    /// From the start to the provider's redirect back: Keyway's provider callback, not yet visited.
+    async fn to_callback(&self, keyway: &Keyway, provider: &str, act: AtProvider<'_>) -> Url {
+        let authorize = self.start(keyway, provider, None).await;
+        self.through_provider(keyway, authorize, act).await
+    }
+
     /// Everything up to the front-end callback, with the default callback.
     async fn through(&self, keyway: &Keyway, provider: &str, act: AtProvider<'_>) -> Url {
-        let authorize = self.start(keyway, provider, None).await;
-        let callback = self.through_provider(keyway, authorize, act).await;
+        let callback = self.to_callback(keyway, provider, act).await;
         self.back_at_keyway(&callback).await
     }
 
@@ -599,9 +604,8 @@ async fn a_tampered_state_is_refused_and_the_genuine_one_still_works() {
     let alice = IdpUser::new("alice");
     let (keyway, _idp) = with_idp(std::slice::from_ref(&alice), |s| s).await;
     let browser = Browser::new();
-    let authorize = browser.start(&keyway, "test", None).await;
     let callback = browser
-        .through_provider(&keyway, authorize, AtProvider::SignIn(&alice))
+        .to_callback(&keyway, "test", AtProvider::SignIn(&alice))
         .await;
 
     let state = query(&callback)["state"].clone();
@@ -624,9 +628,8 @@ async fn a_replayed_provider_callback_is_refused() {
     let alice = IdpUser::new("alice");
     let (keyway, _idp) = with_idp(std::slice::from_ref(&alice), |s| s).await;
     let browser = Browser::new();
-    let authorize = browser.start(&keyway, "test", None).await;
     let callback = browser
-        .through_provider(&keyway, authorize, AtProvider::SignIn(&alice))
+        .to_callback(&keyway, "test", AtProvider::SignIn(&alice))
         .await;
     let front = browser.back_at_keyway(&callback).await;
     keyway.code(&front, "test");
@@ -640,9 +643,8 @@ async fn a_provider_callback_opened_in_another_browser_is_refused() {
     let alice = IdpUser::new("alice");
     let (keyway, _idp) = with_idp(std::slice::from_ref(&alice), |s| s).await;
     let victim = Browser::new();
-    let authorize = victim.start(&keyway, "test", None).await;
     let callback = victim
-        .through_provider(&keyway, authorize, AtProvider::SignIn(&alice))
+        .to_callback(&keyway, "test", AtProvider::SignIn(&alice))
         .await;
 
     // Login CSRF: a callback URL made in one browser, planted in another that has its own flow.
@@ -658,9 +660,8 @@ async fn an_authorization_code_reused_in_a_second_flow_is_refused() {
     let alice = IdpUser::new("alice");
     let (keyway, _idp) = with_idp(std::slice::from_ref(&alice), |s| s).await;
     let browser = Browser::new();
-    let authorize = browser.start(&keyway, "test", None).await;
     let first = browser
-        .through_provider(&keyway, authorize, AtProvider::SignIn(&alice))
+        .to_callback(&keyway, "test", AtProvider::SignIn(&alice))
         .await;
     let front = browser.back_at_keyway(&first).await;
     keyway.code(&front, "test");

@@ -20,6 +20,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import {
   announce,
+  clientOptions,
   escapeHtml,
   listen,
   page,
@@ -28,7 +29,6 @@ import {
   redirect,
   s256,
   send,
-  clientOptions,
   settings,
   withQuery,
 } from './common.mjs';
@@ -39,7 +39,8 @@ const config = settings({
   ...clientOptions('GITHUB', {
     clientId: 'keyway-github',
     clientSecret: 'keyway-github-secret',
-    redirectUri: 'http://127.0.0.1:8080/api/connect/github/callback', redirectHelp: 'accepted redirect_uri; the first is used when a request names none',
+    redirectUri: 'http://127.0.0.1:8080/api/connect/github/callback',
+    redirectHelp: 'accepted redirect_uri; the first is used when a request names none',
   }),
   user: {
     env: 'GITHUB_USER',

@@ -18,6 +18,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import {
   announce,
+  clientOptions,
   listen,
   quietStdout,
   readBody,
@@ -25,7 +26,6 @@ import {
   redirect,
   s256,
   send,
-  clientOptions,
   settings,
   withQuery,
 } from './common.mjs';

@@ -27,8 +27,9 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AuthType, AuthUrl, AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret,
-    CsrfToken, HttpRequest, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError, TokenResponse, TokenUrl,
+    CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, HttpRequest, IssuerUrl, Nonce,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    SignatureVerificationError, TokenResponse, TokenUrl,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -118,6 +119,17 @@ pub enum Protocol {
         api_url: String,
     },
 }
+
+/// A client made from discovered metadata: the authorization endpoint is known, the token and userinfo
+/// endpoints may be.
+type OidcClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
 /// Why a provider's answer was not accepted. Logged, never shown: the browser gets a generic
 /// `error_description`.
@@ -322,6 +334,25 @@ impl Provider {
             .map(|s| Scope::new(s.clone()))
     }
 
+    /// An OpenID Connect client for this provider as `metadata` describes it.
+    fn oidc_client(&self, metadata: CoreProviderMetadata) -> OidcClient {
+        // Basic authentication is the default; some providers only take the secret in the body.
+        let basic_only = metadata
+            .token_endpoint_auth_methods_supported()
+            .is_some_and(|methods| !methods.iter().any(|m| m.as_ref() == "client_secret_basic"));
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.settings.client_id.clone()),
+            self.secret(),
+        )
+        .set_redirect_uri(self.redirect_uri.clone());
+        if basic_only {
+            client.set_auth_type(AuthType::RequestBody)
+        } else {
+            client
+        }
+    }
+
     /// Where to send the browser.
     async fn authorization_url(
         &self,
@@ -332,13 +363,7 @@ impl Provider {
     ) -> std::result::Result<url::Url, SsoError> {
         match &self.settings.protocol {
             Protocol::Oidc { issuer } => {
-                let metadata = self.metadata(sso, issuer, false).await?;
-                let client = CoreClient::from_provider_metadata(
-                    metadata,
-                    ClientId::new(self.settings.client_id.clone()),
-                    self.secret(),
-                )
-                .set_redirect_uri(self.redirect_uri.clone());
+                let client = self.oidc_client(self.metadata(sso, issuer, false).await?);
                 let (url, _, _) = client
                     .authorize_url(
                         CoreAuthenticationFlow::AuthorizationCode,
@@ -392,26 +417,8 @@ impl Provider {
         code: String,
         pending: &Pending,
     ) -> std::result::Result<Asserted, SsoError> {
-        let metadata = self.metadata(sso, issuer, false).await?;
-        let basic_only = metadata
-            .token_endpoint_auth_methods_supported()
-            .is_some_and(|methods| !methods.iter().any(|m| m.as_ref() == "client_secret_basic"));
-        let client = |metadata| {
-            let client = CoreClient::from_provider_metadata(
-                metadata,
-                ClientId::new(self.settings.client_id.clone()),
-                self.secret(),
-            )
-            .set_redirect_uri(self.redirect_uri.clone());
-            // Basic authentication is the default; some providers only take the secret in the body.
-            if basic_only {
-                client.set_auth_type(AuthType::RequestBody)
-            } else {
-                client
-            }
-        };
         let http = sso.client();
-        let oidc = client(metadata);
+        let oidc = self.oidc_client(self.metadata(sso, issuer, false).await?);
         let token = oidc
             .exchange_code(AuthorizationCode::new(code))
             .map_err(|e| SsoError::Config(e.to_string()))?
@@ -423,7 +430,7 @@ impl Provider {
             .id_token()
             .ok_or_else(|| SsoError::IdToken("the token answer has no id_token".into()))?;
         let nonce = Nonce::new(pending.nonce.clone());
-        let verify = |oidc: &openidconnect::core::CoreClient<_, _, _, _, _, _>| {
+        let verify = |oidc: &OidcClient| {
             let verifier = oidc
                 .id_token_verifier()
                 .set_allowed_algs(ASYMMETRIC.iter().cloned());
@@ -435,7 +442,7 @@ impl Provider {
             Err(ClaimsVerificationError::SignatureVerification(
                 SignatureVerificationError::NoMatchingKey,
             )) => {
-                let fresh = client(self.metadata(sso, issuer, true).await?);
+                let fresh = self.oidc_client(self.metadata(sso, issuer, true).await?);
                 verify(&fresh).map_err(|e| SsoError::IdToken(e.to_string()))?
             }
             Err(e) => return Err(SsoError::IdToken(e.to_string())),

@@ -24,6 +24,12 @@ pub const MSG_SESSION_NOT_FOUND: &str = "Session not found";
 /// The longest client-chosen device id kept; longer ones are cut.
 const DEVICE_ID_MAX: usize = 128;
 
+/// A device id as sessions store it: cut to [`DEVICE_ID_MAX`] characters. Logging out by device cuts
+/// the same way, so a long id still names the sessions it started.
+fn stored_device_id(device_id: &str) -> String {
+    device_id.chars().take(DEVICE_ID_MAX).collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
     /// Issue refresh tokens at login (Strapi 5's refresh mode).
@@ -142,7 +148,7 @@ impl Auth {
         let s = &self.sessions;
         let device_id = device_id
             .filter(|d| !d.is_empty())
-            .map(|d| d.chars().take(DEVICE_ID_MAX).collect())
+            .map(|d| stored_device_id(&d))
             .unwrap_or_else(|| random_id(12));
         let session = Session {
             id: random_id(16),
@@ -291,9 +297,10 @@ impl Auth {
         let user_id = who.map(|p| p.user.id);
         let which = match (scope, user_id) {
             (LogoutScope::All, Some(uid)) => Revoke::AllOfUser(uid),
-            (LogoutScope::Device(device_id), Some(user_id)) => {
-                Revoke::Device { user_id, device_id }
-            }
+            (LogoutScope::Device(device_id), Some(user_id)) => Revoke::Device {
+                user_id,
+                device_id: stored_device_id(&device_id),
+            },
             (LogoutScope::RefreshToken(token), _) => {
                 let Some(record) = self.store.refresh_token(&hash_token(&token)).await? else {
                     return Ok(());

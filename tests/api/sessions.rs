@@ -560,6 +560,25 @@ async fn logout_by_device_ends_that_device_only() {
 }
 
 #[tokio::test]
+async fn logout_by_a_device_id_longer_than_kept_still_ends_that_device() {
+    let app = TestApp::spawn().await.with_user("alice").await;
+    let long = "d".repeat(300);
+    let body: Value = app
+        .post(
+            "/api/auth/local",
+            json!({"identifier": "alice", "password": "alice-password", "deviceId": long}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let jwt = body["jwt"].as_str().unwrap();
+    let res = post_auth(&app, "/api/auth/logout", jwt, json!({"deviceId": long})).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_token_dead(&app, jwt).await;
+}
+
+#[tokio::test]
 async fn a_refresh_token_cannot_end_another_users_session() {
     let app = TestApp::spawn().await.with_user("alice").await;
     app.create_user("bob", |_| {}).await;

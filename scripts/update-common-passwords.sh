@@ -7,7 +7,8 @@
 #
 # The tarball is fetched with `npm pack` and checked against the pinned integrity hash, so a re-run
 # gives the same file byte for byte. Entries are lower-cased (the check is case-insensitive),
-# deduplicated and kept in rank order, one a line. The package's licence goes next to the list.
+# deduplicated and sorted by their UTF-8 bytes (the server binary-searches the list), one a line.
+# The package's licence goes next to the list.
 # Needs npm, node, tar and openssl. To move to a newer version, change VERSION and INTEGRITY (from
 # `npm view @zxcvbn-ts/language-common@VERSION dist.integrity`), run this, and review the diff.
 set -euo pipefail
@@ -44,6 +45,8 @@ for (const entry of ranked) {
   seen.add(p);
   out.push(p);
 }
+// Byte order, as Rust compares strings (JavaScript's own sort compares UTF-16 code units).
+out.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
 process.stdout.write(out.join("\n") + "\n");
 JS
 cp "$work/package/LICENSE.txt" data/common-passwords.LICENSE

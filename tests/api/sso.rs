@@ -108,16 +108,20 @@ impl Setup {
                 (db.url_str().to_owned(), Some(db))
             }
         };
+        let mut env = vec![
+            ("KEYWAY_DATABASE_URL".to_owned(), database_url.clone()),
+            ("KEYWAY_PUBLIC_URL".to_owned(), self.origin()),
+            ("KEYWAY_SSO_PROVIDERS".to_owned(), self.providers.join(",")),
+        ];
+        env.extend(self.env);
         let mut cmd = keyway(dir.path());
-        cmd.env("KEYWAY_DATABASE_URL", &database_url)
-            .env("KEYWAY_PUBLIC_URL", self.origin())
-            .env("KEYWAY_SSO_PROVIDERS", self.providers.join(","))
-            .envs(self.env)
+        cmd.envs(env.clone())
             .args(["serve", "--bind", &format!("127.0.0.1:{}", self.port)]);
         Keyway {
             server: Server::start(cmd).await,
             dir,
             database_url,
+            env,
             _pg: pg,
         }
     }
@@ -128,12 +132,24 @@ struct Keyway {
     server: Server,
     dir: TempDir,
     database_url: String,
+    /// What the server was started with, for a second node.
+    env: Vec<(String, String)>,
     _pg: Option<PgDatabase>,
 }
 
 impl Keyway {
     fn url(&self, path: &str) -> String {
         self.server.url(path)
+    }
+
+    /// A second `keyway serve` on the same database and settings, as behind a load balancer; its
+    /// folder must outlive it.
+    async fn another_node(&self) -> (Server, TempDir) {
+        let dir = tempdir();
+        let mut cmd = keyway(dir.path());
+        cmd.envs(self.env.clone())
+            .args(["serve", "--bind", "127.0.0.1:0"]);
+        (Server::start(cmd).await, dir)
     }
 
     /// The hosted page a provider's sign-ins end on unless `?callback=` chose another.
@@ -621,6 +637,24 @@ async fn a_tampered_state_is_refused_and_the_genuine_one_still_works() {
     // The refusal was the state's doing: the untouched callback goes through.
     let front = browser.back_at_keyway(&callback).await;
     keyway.code(&front, "test");
+}
+
+#[tokio::test]
+async fn a_sign_in_started_on_one_node_finishes_on_another() {
+    let alice = IdpUser::new("alice");
+    let (keyway, _idp) = with_idp(std::slice::from_ref(&alice), |s| s).await;
+    let (other, _other_dir) = keyway.another_node().await;
+    let browser = Browser::new();
+    let mut callback = browser
+        .to_callback(&keyway, "test", AtProvider::SignIn(&alice))
+        .await;
+    // The load balancer sends the provider's redirect to the other node (cookies ignore the port).
+    callback.set_port(Some(other.addr.port())).unwrap();
+    let front = browser.back_at_keyway(&callback).await;
+    // Back to the front end at the public URL, with a code the first node honours.
+    let code = keyway.code(&front, "test");
+    let body = session(&keyway, browser.exchange(&keyway, "test", &code).await).await;
+    assert_eq!(body["user"]["provider"], "test", "{body}");
 }
 
 #[tokio::test]

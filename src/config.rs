@@ -908,6 +908,13 @@ impl Overrides {
     }
 }
 
+/// `text` as a URL, if it is an http or https one.
+fn http_url(text: &str) -> Option<url::Url> {
+    url::Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+}
+
 /// The single sign-on providers: those named by `sso_providers` plus the file's `[sso.<name>]`
 /// tables, each key from `KEYWAY_SSO_<NAME>_<KEY>` or else the table. Presets fill in the well-known
 /// providers' endpoints and names.
@@ -967,9 +974,7 @@ fn sso_settings(
             .unwrap_or_else(|| if name == "github" { "github" } else { "oidc" }.into());
         let url_setting = |k: &str, from_file: Option<String>, default: &str| {
             let v = key(k, from_file).unwrap_or_else(|| default.to_owned());
-            url::Url::parse(&v)
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https"))
+            http_url(&v)
                 .map(|_| v.trim_end_matches('/').to_owned())
                 .ok_or_else(|| invalid(format!("{} '{v}' is not an http(s) URL", setting(k))))
         };
@@ -1052,15 +1057,12 @@ fn sso_settings(
             c.mail.public_url, c.pages.base_path
         );
         let callback = key("CALLBACK", table.callback.clone()).unwrap_or(default_callback);
-        let callback = url::Url::parse(&callback)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "{} '{callback}' is not an http(s) URL",
-                    setting("CALLBACK")
-                ))
-            })?;
+        let callback = http_url(&callback).ok_or_else(|| {
+            invalid(format!(
+                "{} '{callback}' is not an http(s) URL",
+                setting("CALLBACK")
+            ))
+        })?;
         providers.push(ProviderSettings {
             name,
             display_name,
@@ -1079,14 +1081,11 @@ fn sso_settings(
         .into_iter()
         .filter(|u| !u.is_empty())
         .map(|u| {
-            url::Url::parse(&u)
-                .ok()
-                .filter(|p| matches!(p.scheme(), "http" | "https"))
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "sso_callback_allowlist: '{u}' is not an http(s) URL"
-                    ))
-                })
+            http_url(&u).ok_or_else(|| {
+                invalid(format!(
+                    "sso_callback_allowlist: '{u}' is not an http(s) URL"
+                ))
+            })
         })
         .collect::<Result<_, _>>()?;
     Ok(SsoSettings {
@@ -1392,7 +1391,7 @@ mod tests {
         let names: Vec<&str> = sso.providers.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["google", "keycloak", "github"]);
         let [google, keycloak, github] = &sso.providers[..] else {
-            unreachable!()
+            panic!("three providers expected: {names:?}");
         };
         assert_eq!(
             google.protocol,

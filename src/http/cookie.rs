@@ -47,13 +47,7 @@ pub fn set_sso(
     value: &str,
     max_age: Duration,
 ) -> HeaderValue {
-    let cookie = Cookie::build((SSO_COOKIE, value))
-        .http_only(true)
-        .secure(secure(settings.secure, headers))
-        .same_site(SameSite::Lax)
-        .path("/api/")
-        .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64));
-    header_value(&cookie.build())
+    set_named(settings, headers, (SSO_COOKIE, value), "/api/", max_age)
 }
 
 /// `Set-Cookie` that stores `token` for `max_age`.
@@ -63,11 +57,22 @@ pub fn set(
     token: &str,
     max_age: Duration,
 ) -> HeaderValue {
-    let cookie = Cookie::build((settings.name.as_str(), token))
+    set_named(settings, headers, (&settings.name, token), "/", max_age)
+}
+
+/// `Set-Cookie` for `name=value` under `path`: HttpOnly, `SameSite=Lax`, `Secure` as configured.
+fn set_named(
+    settings: &CookieSettings,
+    headers: &HeaderMap,
+    (name, value): (&str, &str),
+    path: &str,
+    max_age: Duration,
+) -> HeaderValue {
+    let cookie = Cookie::build((name, value))
         .http_only(true)
         .secure(secure(settings.secure, headers))
         .same_site(SameSite::Lax)
-        .path("/")
+        .path(path)
         .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64));
     header_value(&cookie.build())
 }

@@ -16,6 +16,7 @@ use crate::auth::sessions::SessionSettings;
 use crate::auth::sso::{Protocol, ProviderSettings, SsoSettings};
 use crate::auth::throttle::{Limit, RateLimitSettings, ThrottleSettings};
 use crate::auth::tokens::{KeyAlgorithm, TokenSettings};
+use crate::http::client::ForwardedHeader;
 use crate::http::pages::PageSettings;
 use crate::store::{DatabaseSettings, SslMode};
 
@@ -35,6 +36,8 @@ pub struct Config {
     pub pages: PageSettings,
     /// Addresses of reverse proxies whose `X-Forwarded-For` / `Forwarded` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The one forwarding header trusted proxies are believed in; the other is ignored.
+    pub forwarded_header: ForwardedHeader,
     /// Origins allowed to call the API from a browser (CORS); empty means none.
     pub cors_origins: Vec<String>,
     /// Longest time a request may take before it is answered 408.
@@ -87,11 +90,13 @@ impl Config {
                 throttle: ThrottleSettings::default(),
                 audit_retention: crate::auth::audit::DEFAULT_RETENTION,
                 pwned_check: None,
+                ipv6_prefix_len: crate::auth::DEFAULT_IPV6_PREFIX_LEN,
             },
             sessions: SessionSettings::default(),
             cookie: CookieSettings::default(),
             pages: PageSettings::default(),
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
             cors_origins: Vec::new(),
             request_timeout: Duration::from_secs(30),
             hash: HashParams::default(),
@@ -234,6 +239,12 @@ pub struct Overrides {
         value_delimiter = ','
     )]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Which header trusted proxies report the client in: x-forwarded-for (default) or forwarded.
+    #[arg(long, env = "KEYWAY_FORWARDED_HEADER", global = true)]
+    pub forwarded_header: Option<ForwardedHeader>,
+    /// IPv6 clients are limited per network of this many leading bits (default 64, 1 to 128).
+    #[arg(long, env = "KEYWAY_IPV6_PREFIX_LEN", global = true)]
+    pub ipv6_prefix_len: Option<u8>,
     /// Browser origins allowed to call the API (CORS), comma-separated; default none.
     #[arg(
         long,
@@ -321,6 +332,12 @@ pub struct Overrides {
     /// Longest a client may take to send a request's headers (default 10s).
     #[arg(long, env = "KEYWAY_HEADER_READ_TIMEOUT", global = true)]
     pub header_read_timeout: Option<String>,
+    /// Longest a connection may stay open with no request after its last one (default 60s).
+    #[arg(long, env = "KEYWAY_IDLE_TIMEOUT", global = true)]
+    pub idle_timeout: Option<String>,
+    /// Streams one HTTP/2 connection may have open at once (default 100).
+    #[arg(long, env = "KEYWAY_HTTP2_MAX_STREAMS", global = true)]
+    pub http2_max_streams: Option<u32>,
     /// File holding the SMTP URL (KEYWAY_SMTP_URL in the environment also works): smtp://host:port
     /// (plain, local relays), smtp+starttls://user:pass@host or smtps://user:pass@host. Without one,
     /// mail is written to the log instead of sent (development only).
@@ -387,6 +404,8 @@ pub struct FileConfig {
     pub rate_limit_routes: Option<std::collections::HashMap<String, RouteLimit>>,
     pub login_throttle: Option<bool>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub forwarded_header: Option<ForwardedHeader>,
+    pub ipv6_prefix_len: Option<u8>,
     pub cors_origins: Option<Vec<String>>,
     pub request_timeout: Option<TtlValue>,
     pub audit_retention: Option<TtlValue>,
@@ -407,6 +426,8 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub header_read_timeout: Option<TtlValue>,
+    pub idle_timeout: Option<TtlValue>,
+    pub http2_max_streams: Option<u32>,
     pub access_log: Option<bool>,
     pub invalidation_poll: Option<TtlValue>,
     pub smtp_url: Option<String>,
@@ -627,11 +648,21 @@ impl Overrides {
                 .map(|p| {
                     p.parse::<ipnet::IpNet>()
                         .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map(crate::http::client::canonical_net)
                         .map_err(|_| {
                             invalid(format!("trusted_proxies: '{p}' is not an address or CIDR"))
                         })
                 })
                 .collect::<Result<_, _>>()?;
+        }
+        if let Some(v) = self.forwarded_header.or(file.forwarded_header) {
+            c.forwarded_header = v;
+        }
+        if let Some(v) = self.ipv6_prefix_len.or(file.ipv6_prefix_len) {
+            if !(1..=128).contains(&v) {
+                return Err(invalid("ipv6_prefix_len must be between 1 and 128".into()));
+            }
+            c.auth.ipv6_prefix_len = v;
         }
         if let Some(list) = self.cors_origins.clone().or(file.cors_origins) {
             for origin in &list {
@@ -848,6 +879,15 @@ impl Overrides {
             file.header_read_timeout,
         )? {
             c.connections.header_read_timeout = d;
+        }
+        if let Some(d) = ttl("idle_timeout", &self.idle_timeout, file.idle_timeout)? {
+            c.connections.idle_timeout = d;
+        }
+        if let Some(v) = self.http2_max_streams.or(file.http2_max_streams) {
+            if v == 0 {
+                return Err(invalid("http2_max_streams must be at least 1".into()));
+            }
+            c.connections.http2_max_streams = v;
         }
 
         // Same precedence as the JWT secret: the *_FILE setting, then the environment, then the file.
@@ -1199,6 +1239,56 @@ mod tests {
             !c.auth.allow_register,
             "untouched settings keep the file's value"
         );
+    }
+
+    #[test]
+    fn edge_settings_resolve_and_are_validated() {
+        let defaults = Overrides {
+            config: Some(file_with("").path().to_owned()),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap();
+        assert_eq!(defaults.forwarded_header, ForwardedHeader::XForwardedFor);
+        assert_eq!(defaults.auth.ipv6_prefix_len, 64);
+        assert_eq!(defaults.connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(defaults.connections.http2_max_streams, 100);
+
+        let f = file_with(
+            "forwarded_header = \"forwarded\"\nipv6_prefix_len = 56\nidle_timeout = \"90s\"\n\
+             http2_max_streams = 32\ntrusted_proxies = [\"::ffff:10.0.0.0/104\"]\n",
+        );
+        let c = Overrides {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap();
+        assert_eq!(c.forwarded_header, ForwardedHeader::Forwarded);
+        assert_eq!(c.auth.ipv6_prefix_len, 56);
+        assert_eq!(c.connections.idle_timeout, Duration::from_secs(90));
+        assert_eq!(c.connections.http2_max_streams, 32);
+        assert_eq!(
+            c.trusted_proxies,
+            vec!["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()],
+            "an IPv4-mapped network is compared as the IPv4 network it is"
+        );
+
+        for bad in [
+            "ipv6_prefix_len = 0",
+            "ipv6_prefix_len = 129",
+            "idle_timeout = 0",
+            "http2_max_streams = 0",
+            "forwarded_header = \"x-real-ip\"",
+        ] {
+            let f = file_with(bad);
+            let resolved = Overrides {
+                config: Some(f.path().to_owned()),
+                ..Default::default()
+            }
+            .resolve(&no_env);
+            assert!(resolved.is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]

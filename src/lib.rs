@@ -151,7 +151,10 @@ impl App {
                 auth,
                 cookie: Arc::new(config.cookie.clone()),
                 pages: Arc::new(config.pages.clone()),
-                trusted_proxies: Arc::new(config.trusted_proxies.clone()),
+                proxies: Arc::new(http::client::Proxies {
+                    trusted: config.trusted_proxies.clone(),
+                    header: config.forwarded_header,
+                }),
                 cors_origins: Arc::new(config.cors_origins.clone()),
                 request_timeout: config.request_timeout,
                 access_log: config.access_log,

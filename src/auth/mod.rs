@@ -12,6 +12,7 @@ pub mod throttle;
 pub mod tokens;
 
 use secrecy::SecretString;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::domain::{Email, LoginPassword, Password, Username};
@@ -67,6 +68,22 @@ pub struct AuthSettings {
     pub throttle: throttle::ThrottleSettings,
     /// How long audit events are kept.
     pub audit_retention: std::time::Duration,
+    /// IPv6 clients are limited (route limits, the login throttle's own bucket for a known client) per
+    /// network of this many leading bits: one subscriber usually gets a whole /64 to rotate through.
+    pub ipv6_prefix_len: u8,
+}
+
+/// Per /64: what ISPs and clouds hand a single subscriber or machine (RFC 6177).
+pub const DEFAULT_IPV6_PREFIX_LEN: u8 = 64;
+
+/// The address a client is limited by: an IPv4 address itself, an IPv6 address's network of
+/// `ipv6_prefix_len` bits (an IPv4-mapped IPv6 address is its IPv4 address).
+pub fn limit_key(ip: IpAddr, ipv6_prefix_len: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => ipnet::Ipv6Net::new(v6, ipv6_prefix_len)
+            .map_or(IpAddr::V6(v6), |net| IpAddr::V6(net.network())),
+        v4 => v4,
+    }
 }
 
 /// What a successful login or registration hands back. `jwt` is `None` when the account must confirm
@@ -225,6 +242,7 @@ impl Auth {
             None => format!("name:{}", identifier.to_lowercase()),
         };
         let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+        let ip = ip.map(|ip| limit_key(ip, self.settings.ipv6_prefix_len));
         let now = self.clock.now_millis();
         let user_id = found.as_ref().map(|c| c.user.id);
         if let Err(wait) = self.throttle.check(&account, ip, now).await {
@@ -577,6 +595,18 @@ fn truncate(mut s: String, max_bytes: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_clients_are_limited_per_network_and_ipv4_per_address() {
+        let key = |s: &str, len| limit_key(s.parse().unwrap(), len).to_string();
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 64), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2:ffff:1:2:3", 64), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:3::1", 64), "2001:db8:1:3::");
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 128), "2001:db8:1:2:aaaa::1");
+        assert_eq!(key("2001:db8:1:2:aaaa::1", 48), "2001:db8:1::");
+        assert_eq!(key("198.51.100.7", 64), "198.51.100.7");
+        assert_eq!(key("::ffff:198.51.100.7", 64), "198.51.100.7");
+    }
 
     #[test]
     fn document_ids_look_like_strapis() {

@@ -1,6 +1,9 @@
 //! Who the client is: the socket's peer, or — only when that peer is a configured trusted proxy — the
-//! address the proxies report in `Forwarded` or `X-Forwarded-For`. Anyone else's forwarding headers
-//! are ignored, so a client cannot choose its own address to dodge a rate limit.
+//! address the proxies report in the one forwarding header the operator chose (`X-Forwarded-For` by
+//! default, or `Forwarded`). Anyone else's forwarding headers are ignored, and so is the other header
+//! even from a proxy: proxies append to the header they know and pass the other through untouched, so
+//! whatever a client wrote there would be believed. Addresses are canonical (an IPv4-mapped IPv6
+//! address is its IPv4 address), so a dual-stack socket sees the same client as an IPv4 one.
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
@@ -15,6 +18,35 @@ use super::AppState;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
 
+/// The header trusted proxies report the client in.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For`, what nginx, HAProxy and the cloud load balancers append to.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=…`.
+    Forwarded,
+}
+
+/// The proxies whose reports are believed, and where they write them.
+#[derive(Debug, Clone, Default)]
+pub struct Proxies {
+    pub trusted: Vec<IpNet>,
+    pub header: ForwardedHeader,
+}
+
+/// A configured network as the addresses it is compared with: `::ffff:10.0.0.0/104` is `10.0.0.0/8`.
+pub fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        other => other,
+    }
+}
+
 /// Middleware: resolves [`ClientAddr`] once per request.
 pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = req
@@ -22,19 +54,23 @@ pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip());
     if let Some(peer) = peer {
-        let addr = client_addr(peer, req.headers(), &state.trusted_proxies);
+        let addr = client_addr(peer, req.headers(), &state.proxies);
         req.extensions_mut().insert(ClientAddr(addr));
     }
     next.run(req).await
 }
 
 /// The nearest address in the forwarding chain that is not a trusted proxy, starting from the peer.
-pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, proxies: &Proxies) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: &IpAddr| proxies.trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let chain = forwarded_for(headers).unwrap_or_else(|| x_forwarded_for(headers));
+    let chain = match proxies.header {
+        ForwardedHeader::XForwardedFor => x_forwarded_for(headers),
+        ForwardedHeader::Forwarded => forwarded_for(headers),
+    };
     // Walk from the proxy nearest to us back towards the client; stop at the first stranger. A
     // malformed entry ends the walk: what lies beyond it cannot be trusted.
     let mut client = peer;
@@ -62,40 +98,34 @@ fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
         .collect()
 }
 
-/// RFC 7239 `Forwarded: for=…` entries, or `None` when the header is absent.
-fn forwarded_for(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
-    let values: Vec<&str> = headers
+/// RFC 7239 `Forwarded: for=…` entries; an element without `for` (or with an obfuscated or `unknown`
+/// node) is `None`.
+fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    headers
         .get_all("forwarded")
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .collect();
-    if values.is_empty() {
-        return None;
-    }
-    Some(
-        values
-            .iter()
-            .flat_map(|v| v.split(','))
-            .map(|element| {
-                element
-                    .split(';')
-                    .filter_map(|pair| pair.trim().split_once('='))
-                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
-                    .and_then(|(_, v)| parse_node(v.trim().trim_matches('"')))
-            })
-            .collect(),
-    )
+        .flat_map(|v| v.split(','))
+        .map(|element| {
+            element
+                .split(';')
+                .filter_map(|pair| pair.trim().split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+                .and_then(|(_, v)| parse_node(v.trim().trim_matches('"')))
+        })
+        .collect()
 }
 
-/// `192.0.2.1`, `192.0.2.1:4711`, `[2001:db8::1]`, `[2001:db8::1]:4711` or `2001:db8::1`.
+/// `192.0.2.1`, `192.0.2.1:4711`, `[2001:db8::1]`, `[2001:db8::1]:4711` or `2001:db8::1`, canonical.
 fn parse_node(node: &str) -> Option<IpAddr> {
-    if let Ok(ip) = node.parse() {
-        return Some(ip);
-    }
-    if let Some(rest) = node.strip_prefix('[') {
-        return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
-    }
-    node.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok())
+    let ip: IpAddr = if let Ok(ip) = node.parse() {
+        ip
+    } else if let Some(rest) = node.strip_prefix('[') {
+        rest.split_once(']').and_then(|(ip, _)| ip.parse().ok())?
+    } else {
+        node.rsplit_once(':').and_then(|(ip, _)| ip.parse().ok())?
+    };
+    Some(ip.to_canonical())
 }
 
 #[cfg(test)]
@@ -115,46 +145,118 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn proxies(nets: &[&str], header: ForwardedHeader) -> Proxies {
+        Proxies {
+            trusted: nets
+                .iter()
+                .map(|n| canonical_net(n.parse().unwrap()))
+                .collect(),
+            header,
+        }
+    }
+
+    fn xff(nets: &[&str]) -> Proxies {
+        proxies(nets, ForwardedHeader::XForwardedFor)
+    }
+
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
         let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")]);
-        assert_eq!(client_addr(ip("203.0.113.9"), &h, &[]), ip("203.0.113.9"));
-        let trusted = ["10.0.0.0/8".parse().unwrap()];
         assert_eq!(
-            client_addr(ip("203.0.113.9"), &h, &trusted),
+            client_addr(ip("203.0.113.9"), &h, &xff(&[])),
             ip("203.0.113.9")
         );
+        for header in [ForwardedHeader::XForwardedFor, ForwardedHeader::Forwarded] {
+            let p = proxies(&["10.0.0.0/8"], header);
+            assert_eq!(client_addr(ip("203.0.113.9"), &h, &p), ip("203.0.113.9"));
+        }
     }
 
     #[test]
     fn behind_trusted_proxies_the_first_stranger_is_the_client() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
         // The client put a fake address first; the proxies appended the real one.
         let h = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.2")]);
         assert_eq!(
-            client_addr(ip("10.0.0.1"), &h, &trusted),
+            client_addr(ip("10.0.0.1"), &h, &xff(&["10.0.0.0/8"])),
+            ip("198.51.100.7")
+        );
+        // Several header lines are one list, in order.
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.7, 10.0.0.2"),
+        ]);
+        assert_eq!(
+            client_addr(ip("10.0.0.1"), &h, &xff(&["10.0.0.0/8"])),
             ip("198.51.100.7")
         );
     }
 
     #[test]
-    fn forwarded_takes_precedence_and_is_parsed() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.1/32".parse().unwrap()];
+    fn only_the_chosen_header_is_read() {
+        // A client's own `Forwarded`, passed through by a proxy that appends to X-Forwarded-For.
         let h = headers(&[
-            ("forwarded", r#"for="[2001:db8::7]:4711";proto=https"#),
-            ("x-forwarded-for", "192.0.2.1"),
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "198.51.100.7"),
         ]);
-        assert_eq!(client_addr(ip("10.0.0.1"), &h, &trusted), ip("2001:db8::7"));
+        assert_eq!(
+            client_addr(ip("10.0.0.1"), &h, &xff(&["10.0.0.1/32"])),
+            ip("198.51.100.7")
+        );
+        // And the other way round.
+        let h = headers(&[
+            ("forwarded", "for=198.51.100.7"),
+            ("x-forwarded-for", "6.6.6.6"),
+        ]);
+        let p = proxies(&["10.0.0.1/32"], ForwardedHeader::Forwarded);
+        assert_eq!(client_addr(ip("10.0.0.1"), &h, &p), ip("198.51.100.7"));
+        // The chosen header missing: the proxy itself is the client, whatever the other says.
+        let h = headers(&[("x-forwarded-for", "6.6.6.6")]);
+        assert_eq!(client_addr(ip("10.0.0.1"), &h, &p), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn forwarded_is_parsed() {
+        let p = proxies(&["10.0.0.1/32"], ForwardedHeader::Forwarded);
+        let h = headers(&[("forwarded", r#"for="[2001:db8::7]:4711";proto=https"#)]);
+        assert_eq!(client_addr(ip("10.0.0.1"), &h, &p), ip("2001:db8::7"));
         let h = headers(&[("forwarded", "for=192.0.2.60;proto=http, for=10.0.0.1")]);
-        assert_eq!(client_addr(ip("10.0.0.1"), &h, &trusted), ip("192.0.2.60"));
+        assert_eq!(client_addr(ip("10.0.0.1"), &h, &p), ip("192.0.2.60"));
+        let h = headers(&[("forwarded", "for=198.51.100.7, for=_hidden, for=10.0.0.1")]);
+        assert_eq!(client_addr(ip("10.0.0.1"), &h, &p), ip("10.0.0.1"));
     }
 
     #[test]
     fn garbage_in_the_chain_stops_the_walk() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let trusted = xff(&["10.0.0.0/8"]);
         let h = headers(&[("x-forwarded-for", "198.51.100.7, unknown, 10.0.0.2")]);
         assert_eq!(client_addr(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.2"));
         let none = headers(&[]);
         assert_eq!(client_addr(ip("10.0.0.1"), &none, &trusted), ip("10.0.0.1"));
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_are_ipv4() {
+        // A dual-stack socket reports an IPv4 proxy as ::ffff:10.0.0.1.
+        let h = headers(&[("x-forwarded-for", "::ffff:198.51.100.7")]);
+        assert_eq!(
+            client_addr(ip("::ffff:10.0.0.1"), &h, &xff(&["10.0.0.0/8"])),
+            ip("198.51.100.7")
+        );
+        // A proxy configured in its mapped form matches too.
+        let h = headers(&[("x-forwarded-for", "198.51.100.7")]);
+        assert_eq!(
+            client_addr(ip("10.0.0.1"), &h, &xff(&["::ffff:10.0.0.0/104"])),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client_addr(ip("::ffff:203.0.113.9"), &h, &xff(&[])),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            canonical_net("::ffff:10.0.0.1/128".parse().unwrap()),
+            "10.0.0.1/32".parse::<IpNet>().unwrap()
+        );
+        let v6: IpNet = "2001:db8::/96".parse().unwrap();
+        assert_eq!(canonical_net(v6), v6);
     }
 }

@@ -25,7 +25,10 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| req.uri().path().to_ascii_lowercase());
-    let decision = limiter.hit(&route, ip, state.auth.now_millis()).await;
+    // The bucket is the client's IPv6 network, not its address: one subscriber holds a whole /64.
+    // The audit key too, or a flood from one network would write a row per address.
+    let key = crate::auth::limit_key(ip, state.auth.settings().ipv6_prefix_len);
+    let decision = limiter.hit(&route, key, state.auth.now_millis()).await;
     let mut response = if decision.allowed {
         next.run(req).await
     } else {
@@ -36,7 +39,7 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
         };
         state
             .auth
-            .audit_refusal(&format!("{route}|{ip}"), None, &client, &route)
+            .audit_refusal(&format!("{route}|{key}"), None, &client, &route)
             .await;
         Error::RateLimited(decision.retry_after).into_response()
     };

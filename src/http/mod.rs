@@ -60,7 +60,8 @@ pub struct Shared {
     pub auth: Arc<Auth>,
     pub cookie: Arc<CookieSettings>,
     pub pages: Arc<pages::PageSettings>,
-    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// Trusted proxies and the header they report clients in.
+    pub proxies: Arc<client::Proxies>,
     pub cors_origins: Arc<Vec<String>>,
     pub request_timeout: std::time::Duration,
     /// One `info` line per request when on; otherwise those lines are `debug`.

@@ -71,6 +71,12 @@ impl TestApp {
 
     /// Spawns with a fresh database and the given configuration changes.
     pub async fn spawn_with(change: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_on("127.0.0.1:0", change).await
+    }
+
+    /// Spawns listening on `bind` (`[::]:0` for a dual-stack socket, where IPv4 peers show up as
+    /// `::ffff:a.b.c.d`); `addr` is then the port on the IPv4 loopback.
+    pub async fn spawn_on(bind: &str, change: impl FnOnce(&mut Config)) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let mut config = Config::defaults();
         let pg = match Backend::from_env() {
@@ -92,7 +98,8 @@ impl TestApp {
         config.auth.rate_limits.enabled = false;
         config.auth.throttle.enabled = false;
         change(&mut config);
-        Self::start(config, dir, pg).await
+        let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
+        Self::start_on(listener, config, dir, pg).await
     }
 
     /// Starts another server on the same database and directory (a restart, or a second node).
@@ -111,12 +118,22 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
+        Self::start_on(listener, config, dir, pg).await
+    }
+
+    async fn start_on(
+        listener: tokio::net::TcpListener,
+        config: Config,
+        dir: Arc<TempDir>,
+        pg: Option<Arc<PgDatabase>>,
+    ) -> Self {
         let clock = Arc::new(TestClock::default());
         let auth = keyway::build_auth_with_clock(&config, clock.clone(), keyway::Role::Server)
             .await
             .expect("app builds");
         let app = App::with_auth(auth, &config, listener);
-        let addr = app.local_addr().unwrap();
+        let port = app.local_addr().unwrap().port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let auth = app.auth().clone();
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {

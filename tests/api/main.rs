@@ -6,6 +6,7 @@ mod account;
 mod audit;
 mod cli;
 mod cluster;
+mod edge;
 mod helpers;
 mod idp;
 mod import;

@@ -83,6 +83,44 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     assert!(closed.is_ok(), "the idle connection was still open");
 }
 
+/// The idle timeout counts from the last answer, not the last byte: a request still arriving (or being
+/// worked on) keeps its connection, however slowly it comes; the request timeout bounds it instead.
+#[tokio::test]
+async fn a_request_in_flight_is_not_idle() {
+    let app = TestApp::spawn_with(|c| {
+        c.connections.header_read_timeout = Duration::from_secs(1);
+        c.connections.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = stream.read(&mut answer).await.unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    let body = json!({ "identifier": "nobody", "password": "not-the-password" }).to_string();
+    let head = format!(
+        "POST /api/auth/local HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The body in pieces, the whole taking several idle timeouts and more than the grace a closing
+    // connection gets.
+    for piece in body.as_bytes().chunks(body.len().div_ceil(5)) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stream.write_all(piece).await.unwrap();
+    }
+    let n = tokio::time::timeout(GENEROUS, stream.read(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+}
+
 /// Reproduces: an HTTP/2 connection that made a request and then went quiet stayed open forever.
 #[tokio::test]
 async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {

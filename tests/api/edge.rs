@@ -149,6 +149,58 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
         .ok();
 }
 
+/// Reproduces: shutting the server down (a restart, a deploy) waited forever for an HTTP/2 client
+/// that never answers: HTTP/2's goodbye waits for the peer to answer a ping.
+#[tokio::test]
+async fn a_silent_http2_peer_cannot_hold_up_shutdown() {
+    let mut app = TestApp::spawn_with(|c| {
+        c.connections.header_read_timeout = Duration::from_secs(1);
+        c.connections.idle_timeout = Duration::from_secs(120);
+    })
+    .await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(H2_PREFACE).await.unwrap();
+    // An empty SETTINGS frame, then HEADERS on stream 1 (END_STREAM | END_HEADERS) for `GET /`:
+    // :method GET, :scheme http, :path / from the static table, :authority x as a literal.
+    stream
+        .write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0])
+        .await
+        .unwrap();
+    let block = [0x82, 0x86, 0x84, 0x41, 0x01, b'x'];
+    stream
+        .write_all(&[0, 0, block.len() as u8, 1, 5, 0, 0, 0, 1])
+        .await
+        .unwrap();
+    stream.write_all(&block).await.unwrap();
+    // Served (the answer's HEADERS frame arrives), and from now on never a word: no SETTINGS ack, no
+    // ping answer.
+    let answered = async {
+        let mut frames = Vec::new();
+        loop {
+            let mut chunk = [0u8; 1024];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before answering");
+            frames.extend_from_slice(&chunk[..n]);
+            let mut at = 0;
+            while frames.len() >= at + 9 {
+                let len = u32::from_be_bytes([0, frames[at], frames[at + 1], frames[at + 2]]);
+                let stream_id = u32::from_be_bytes(frames[at + 5..at + 9].try_into().unwrap());
+                if frames[at + 3] == 1 && stream_id == 1 {
+                    return;
+                }
+                at += 9 + len as usize;
+            }
+        }
+    };
+    tokio::time::timeout(GENEROUS, answered)
+        .await
+        .expect("the request was answered");
+    tokio::time::timeout(GENEROUS, app.stop())
+        .await
+        .expect("the server stopped despite the silent peer");
+    drop(stream);
+}
+
 /// Reproduces: behind a trusted proxy that appends to `X-Forwarded-For`, a client sending its own
 /// `Forwarded: for=<anything>` made Keyway read that header instead, and so chose its own bucket: 15
 /// logins with 15 made-up addresses were never limited.

@@ -16,6 +16,7 @@ mod login;
 mod me;
 mod openapi;
 mod policy;
+mod races;
 mod register;
 mod sessions;
 mod smtp;

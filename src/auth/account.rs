@@ -62,7 +62,7 @@ impl Auth {
         if user.blocked {
             return Err(Error::Application(MSG_BLOCKED.into()));
         }
-        self.set_password(&user, &new).await?;
+        let (user, ticket) = self.set_password(&user, &new).await?;
         // Following the link proved the address is theirs.
         let user = if user.confirmed {
             user
@@ -73,7 +73,7 @@ impl Auth {
         self.audit("password_reset", Some(user.id), &client, None)
             .await;
         self.mail_in_background(&user, Template::PasswordChanged, None, None);
-        let (jwt, refresh_token) = self.start_session(&user, None, client).await?;
+        let (jwt, refresh_token) = self.start_session(&user, ticket, None, client).await?;
         Ok(Issued {
             jwt: Some(jwt),
             refresh_token,

@@ -231,6 +231,7 @@ impl Auth {
         device_id: Option<String>,
         client: ClientInfo,
     ) -> Result<Issued> {
+        let ticket = self.caches.ticket();
         let found = self
             .store
             .local_credentials(&identifier.to_lowercase(), identifier)
@@ -277,7 +278,7 @@ impl Auth {
         }
         self.audit("login_success", Some(user.id), &client, None)
             .await;
-        let (jwt, refresh_token) = self.start_session(&user, device_id, client).await?;
+        let (jwt, refresh_token) = self.start_session(&user, ticket, device_id, client).await?;
         Ok(Issued {
             jwt: Some(jwt),
             refresh_token,
@@ -335,6 +336,7 @@ impl Auth {
             .await?
             .ok_or_else(|| Error::Application("Impossible to find the default role".into()))?;
         let confirmed = !self.settings.email_confirmation;
+        let ticket = self.caches.ticket();
         let user = self
             .create_account(username, email, password, role.id, confirmed, false)
             .await?;
@@ -346,7 +348,7 @@ impl Auth {
                 user,
             });
         }
-        let (jwt, refresh_token) = self.start_session(&user, None, client).await?;
+        let (jwt, refresh_token) = self.start_session(&user, ticket, None, client).await?;
         Ok(Issued {
             jwt: Some(jwt),
             refresh_token,
@@ -409,6 +411,12 @@ impl Auth {
         if !self.may_act(&user) {
             return Err(Error::INVALID_USER);
         }
+        // A Strapi-issued token has no session for a password change to end: it ends by its age.
+        if verified.session_id.is_none()
+            && !issued_after(verified.issued_at, user.password_changed_at)
+        {
+            return Err(Error::INVALID_TOKEN);
+        }
         if let Some(sid) = &verified.session_id {
             let now = self.clock.now_millis();
             match self.session(sid).await? {
@@ -451,28 +459,32 @@ impl Auth {
         }
         self.check_new_password(&new, &[&user.username, &user.email])
             .await?;
-        self.set_password(user, &new).await?;
+        let (user, ticket) = self.set_password(user, &new).await?;
         self.audit("password_change", Some(user.id), &client, None)
             .await;
-        self.mail_in_background(user, mail::Template::PasswordChanged, None, None);
-        let (jwt, refresh_token) = self.start_session(user, None, client).await?;
+        self.mail_in_background(&user, mail::Template::PasswordChanged, None, None);
+        let (jwt, refresh_token) = self.start_session(&user, ticket, None, client).await?;
         Ok(Issued {
             jwt: Some(jwt),
             refresh_token,
-            user: user.clone(),
+            user,
         })
     }
 
-    /// Stores a new password hash and ends every session of the account. The seam every password
-    /// change goes through (change, reset).
-    async fn set_password(&self, user: &User, new: &Password) -> Result<()> {
+    /// Stores a new password hash and ends every session of the account; returns the account as it
+    /// is now (its new security stamp, for the session the caller opens next) and the cache ticket
+    /// it was read with. The seam every password change goes through (change, reset).
+    async fn set_password(&self, user: &User, new: &Password) -> Result<(User, sessions::Ticket)> {
         let hash = self.hasher.hash(SecretString::from(new.expose())).await?;
         self.store
             .set_password_hash(user.id, &hash, self.clock.now_millis())
             .await?;
+        self.forget_user(user.id);
         self.revoke(Revoke::AllOfUser(user.id), "password_changed")
             .await?;
-        Ok(())
+        let ticket = self.caches.ticket();
+        let now = self.store.user_by_id(user.id).await?;
+        Ok((now.ok_or(Error::INVALID_USER)?, ticket))
     }
 
     /// Whether the account may use its tokens: not blocked, and confirmed when confirmation is on.
@@ -564,6 +576,17 @@ impl Auth {
     }
 }
 
+/// Whether a token issued at `iat` (whole seconds) comes after a password change at `changed_at`
+/// (milliseconds). A token from the very second of the change is refused, since `iat` cannot say on
+/// which side of it it was issued; so is one without `iat` once the password has changed.
+fn issued_after(iat: Option<i64>, changed_at: Option<Millis>) -> bool {
+    match (iat, changed_at) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(iat), Some(changed)) => iat > changed.div_euclid(1000),
+    }
+}
+
 /// A random identifier of `bytes` bytes of entropy, URL-safe.
 pub fn random_id(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -624,6 +647,20 @@ mod tests {
         // 16 bytes = 128 bits = 22 base64url characters.
         assert_eq!(random_id(16).len(), 22);
         assert_ne!(random_id(16), random_id(16));
+    }
+
+    #[test]
+    fn tokens_from_the_second_of_a_password_change_or_before_are_refused() {
+        let changed = 1_800_000_000_250; // 250 ms into second 1_800_000_000
+        assert!(issued_after(Some(1_799_999_999), None), "never changed");
+        assert!(!issued_after(Some(1_799_999_999), Some(changed)));
+        assert!(
+            !issued_after(Some(1_800_000_000), Some(changed)),
+            "same second"
+        );
+        assert!(issued_after(Some(1_800_000_001), Some(changed)));
+        assert!(!issued_after(None, Some(changed)), "no iat once changed");
+        assert!(issued_after(None, None));
     }
 
     #[test]

@@ -11,9 +11,10 @@ use hmac::{Hmac, KeyInit, Mac};
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use super::{Auth, ClientInfo, Principal, random_id};
+use super::{Auth, ClientInfo, MSG_BLOCKED, MSG_INVALID_LOGIN, Principal, random_id};
 use crate::error::{Error, Result};
 use crate::store::{Invalidation, Millis, Revoke, Session, User};
 
@@ -59,10 +60,21 @@ impl Default for SessionSettings {
 /// Bounded caches of session state and users. Every change that can invalidate an entry goes through
 /// [`Caches::apply`], fed both by this process's own changes and by the invalidation log other
 /// processes write. Entries also expire after a minute, a backstop should an invalidation be missed.
+///
+/// A copy read from the store is put in only through a [`Ticket`] taken before the read, and stays
+/// only if no invalidation came in since: otherwise a read that began before a change (a revocation,
+/// a block, made here or by another node) could put back the copy the change had just removed, and
+/// it would be believed until the backstop.
 pub struct Caches {
     sessions: Cache<String, Arc<Session>>,
     users: Cache<i64, Arc<User>>,
+    /// Moved on by every invalidation before it drops anything.
+    generation: AtomicU64,
 }
+
+/// The cache generation before a read from the store; see [`Caches`].
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket(u64);
 
 impl Caches {
     pub fn new(capacity: u64) -> Self {
@@ -76,10 +88,17 @@ impl Caches {
                 .max_capacity(capacity)
                 .time_to_live(ttl)
                 .build(),
+            generation: AtomicU64::new(0),
         }
     }
 
+    /// Take before reading what is to be cached.
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.generation.load(Ordering::SeqCst))
+    }
+
     pub fn apply(&self, change: &Invalidation) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         match change {
             Invalidation::Session(id) => self.sessions.invalidate(id),
             Invalidation::User(id) => self.users.invalidate(id),
@@ -89,8 +108,37 @@ impl Caches {
 
     /// Forgets everything: used when invalidations may have been missed.
     pub fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.sessions.invalidate_all();
         self.users.invalidate_all();
+    }
+
+    pub fn user(&self, id: i64) -> Option<Arc<User>> {
+        self.users.get(&id)
+    }
+
+    pub fn session(&self, id: &str) -> Option<Arc<Session>> {
+        self.sessions.get(id)
+    }
+
+    /// Caches `user`, read from the store after `ticket` was taken, unless an invalidation came in
+    /// since. Put first, check after: an invalidation that moves the generation after the check
+    /// drops the entry after it was put, so either way a copy it overtook does not stay.
+    pub fn put_user(&self, ticket: Ticket, user: Arc<User>) {
+        let id = user.id;
+        self.users.insert(id, user);
+        if self.generation.load(Ordering::SeqCst) != ticket.0 {
+            self.users.invalidate(&id);
+        }
+    }
+
+    /// [`Caches::put_user`] for a session.
+    pub fn put_session(&self, ticket: Ticket, session: Arc<Session>) {
+        let id = session.id.clone();
+        self.sessions.insert(id.clone(), session);
+        if self.generation.load(Ordering::SeqCst) != ticket.0 {
+            self.sessions.invalidate(&id);
+        }
     }
 }
 
@@ -137,10 +185,15 @@ fn invalid_refresh() -> Error {
 
 impl Auth {
     /// Opens a session for `user` and returns its access token and, in refresh mode, its first
-    /// refresh token.
+    /// refresh token. `user` is the copy the decision was taken on, read after `ticket` was taken:
+    /// the session opens only if the account still has its security stamp and is not blocked, so a
+    /// block, a password change or a reset that landed since (while a password was being checked,
+    /// say) is not outlived. Then the refusal is the one a new attempt would get: blocked, or wrong
+    /// password.
     pub(super) async fn start_session(
         &self,
         user: &User,
+        ticket: Ticket,
         device_id: Option<String>,
         client: ClientInfo,
     ) -> Result<(String, Option<String>)> {
@@ -161,22 +214,38 @@ impl Auth {
             expires_at: now + s.absolute_ttl.as_millis() as Millis,
             revoked_at: None,
             revoked_reason: None,
-            user_agent: client.user_agent.map(|ua| super::truncate(ua, 512)),
-            ip: client.ip,
+            user_agent: client.user_agent.clone().map(|ua| super::truncate(ua, 512)),
+            ip: client.ip.clone(),
         };
         let refresh = s.refresh_tokens.then(|| random_id(32));
-        self.store
-            .create_session(&session, refresh.as_deref().map(hash_token).as_deref())
+        let opened = self
+            .store
+            .create_session_if_current(
+                &session,
+                refresh.as_deref().map(hash_token).as_deref(),
+                user.stamp,
+            )
             .await?;
+        if !opened {
+            tracing::info!(
+                user_id = user.id,
+                "account changed while the sign-in was decided: no session"
+            );
+            let detail = "account changed during the sign-in";
+            self.audit("login_failure", Some(user.id), &client, Some(detail))
+                .await;
+            return Err(match self.store.user_by_id(user.id).await? {
+                Some(now) if now.blocked => Error::Application(MSG_BLOCKED.into()),
+                _ => Error::Validation(MSG_INVALID_LOGIN.into()),
+            });
+        }
         let jwt = self
             .keys
             .issue(user.id, &session.id, now, session.expires_at)?;
-        // The user was just read from the database: the freshest copy there is, so it replaces
-        // whatever the cache held (say, a block another process has lifted since).
-        self.caches.users.insert(user.id, Arc::new(user.clone()));
-        self.caches
-            .sessions
-            .insert(session.id.clone(), Arc::new(session));
+        // The user was read from the database for this decision: it replaces whatever the cache held
+        // (say, a block another process has lifted since), unless something changed since the read.
+        self.caches.put_user(ticket, Arc::new(user.clone()));
+        self.caches.put_session(ticket, Arc::new(session));
         Ok((jwt, refresh))
     }
 
@@ -384,27 +453,29 @@ impl Auth {
 
     /// The session behind an access token, from the cache when it is there.
     pub(super) async fn session(&self, id: &str) -> Result<Option<Arc<Session>>> {
-        if let Some(s) = self.caches.sessions.get(id) {
+        if let Some(s) = self.caches.session(id) {
             return Ok(Some(s));
         }
+        let ticket = self.caches.ticket();
         let Some(s) = self.store.session(id).await? else {
             return Ok(None);
         };
         let s = Arc::new(s);
-        self.caches.sessions.insert(id.to_owned(), s.clone());
+        self.caches.put_session(ticket, s.clone());
         Ok(Some(s))
     }
 
     /// A user by id, from the cache when it is there.
     pub(super) async fn user(&self, id: i64) -> Result<Option<Arc<User>>> {
-        if let Some(u) = self.caches.users.get(&id) {
+        if let Some(u) = self.caches.user(id) {
             return Ok(Some(u));
         }
+        let ticket = self.caches.ticket();
         let Some(u) = self.store.user_by_id(id).await? else {
             return Ok(None);
         };
         let u = Arc::new(u);
-        self.caches.users.insert(id, u.clone());
+        self.caches.put_user(ticket, u.clone());
         Ok(Some(u))
     }
 
@@ -514,6 +585,41 @@ mod tests {
         assert_ne!(a, successor("token", b"nonce-2").unwrap());
         assert_ne!(a, successor("other", b"nonce-1").unwrap());
         assert_eq!(a.len(), 43, "256 bits, base64url");
+    }
+
+    fn a_session(id: &str) -> Arc<Session> {
+        Arc::new(Session {
+            id: id.into(),
+            user_id: 1,
+            device_id: "d".into(),
+            device_name: None,
+            created_at: 0,
+            last_active_at: 0,
+            idle_expires_at: 1,
+            expires_at: 1,
+            revoked_at: None,
+            revoked_reason: None,
+            user_agent: None,
+            ip: None,
+        })
+    }
+
+    #[test]
+    fn a_copy_read_before_an_invalidation_or_a_clear_is_not_kept() {
+        let caches = Caches::new(10);
+        let ticket = caches.ticket();
+        caches.put_session(ticket, a_session("kept"));
+        assert!(caches.session("kept").is_some(), "nothing came in between");
+
+        for overtaken in [
+            (|c: &Caches| c.apply(&Invalidation::Session("other".into()))) as fn(&Caches),
+            |c: &Caches| c.clear(),
+        ] {
+            let ticket = caches.ticket();
+            overtaken(&caches);
+            caches.put_session(ticket, a_session("stale"));
+            assert!(caches.session("stale").is_none());
+        }
     }
 
     #[test]

@@ -817,6 +817,7 @@ impl Auth {
             .filter(|t| t.provider == name && same_browser(&t.browser, browser))
             .ok_or_else(refused)?;
         let asserted: Asserted = serde_json::from_str(&taken.payload).map_err(Error::internal)?;
+        let ticket = self.caches.ticket();
         let user = self.sso_account(name, &asserted, &client).await?;
         if user.blocked {
             self.audit("login_failure", Some(user.id), &client, Some("blocked"))
@@ -826,7 +827,7 @@ impl Auth {
         let detail = format!("single sign-on with {name}");
         self.audit("login_success", Some(user.id), &client, Some(&detail))
             .await;
-        let (jwt, refresh_token) = self.start_session(&user, None, client).await?;
+        let (jwt, refresh_token) = self.start_session(&user, ticket, None, client).await?;
         Ok(Issued {
             jwt: Some(jwt),
             refresh_token,

@@ -88,6 +88,8 @@ pub struct Claims {
 #[derive(Debug, Deserialize)]
 struct StrapiClaims {
     id: i64,
+    /// Whole seconds; Strapi always sets it. Compared with the account's last password change.
+    iat: Option<i64>,
     exp: i64,
 }
 
@@ -97,6 +99,10 @@ pub struct Verified {
     pub user_id: i64,
     /// `None` for a Strapi-issued token, which belongs to no session.
     pub session_id: Option<String>,
+    /// A Strapi-issued token's `iat` (seconds), which the caller compares with the account's last
+    /// password change; `None` for Keyway's own tokens (their session ends with the password) and
+    /// for a Strapi token without one.
+    pub issued_at: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -289,6 +295,7 @@ impl Keys {
             verified: Verified {
                 user_id: claims.id,
                 session_id: Some(claims.sid),
+                issued_at: None,
             },
             exp: claims.exp,
         })
@@ -312,6 +319,7 @@ impl Keys {
             verified: Verified {
                 user_id: claims.id,
                 session_id: None,
+                issued_at: claims.iat,
             },
             exp: claims.exp,
         })

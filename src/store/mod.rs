@@ -53,6 +53,13 @@ pub struct User {
     pub role: Role,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// The security stamp: a counter every change that must undo earlier decisions moves on (a
+    /// password change or reset, a block or unblock, an import rewriting the account). A session is
+    /// opened only for the stamp the decision was taken on ([`Store::create_session_if_current`]).
+    pub stamp: i64,
+    /// When the password last changed (not when its hash was upgraded); `None` if never since the
+    /// account was made or imported. Strapi-issued tokens from before it are refused.
+    pub password_changed_at: Option<Millis>,
 }
 
 /// A user together with the stored password hash, for the few operations that verify a password.
@@ -331,9 +338,12 @@ pub trait Store: Send + Sync + 'static {
     async fn user_by_email(&self, email_lowercase: &str) -> StoreResult<Option<User>>;
     /// Marks the email confirmed. Records a user invalidation.
     async fn set_confirmed(&self, user_id: i64, now: Millis) -> StoreResult<()>;
+    /// Stores a new password: moves the security stamp on and sets `password_changed_at` to `now`.
+    /// Records a user invalidation.
     async fn set_password_hash(&self, user_id: i64, hash: &str, now: Millis) -> StoreResult<()>;
     /// Replaces the hash only if it is still `old`; returns whether it did. For upgrades made in the
-    /// background, which must never undo a password change that landed first.
+    /// background, which must never undo a password change that landed first. The password is the
+    /// same, so the security stamp stays (a login checking the old hash meanwhile is still right).
     async fn replace_password_hash(
         &self,
         user_id: i64,
@@ -341,7 +351,8 @@ pub trait Store: Send + Sync + 'static {
         new: &str,
         now: Millis,
     ) -> StoreResult<bool>;
-    /// Returns false when no such user exists. Records a user invalidation.
+    /// Returns false when no such user exists. Moves the security stamp on. Records a user
+    /// invalidation.
     async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool>;
     /// Deletes the user and, with them, their sessions. Returns false when no such user exists.
     /// Records a user invalidation.
@@ -363,7 +374,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<ImportedAccount>>;
     /// Writes an imported account as the import merged it: username, email, provider, password hash,
     /// confirmed, blocked, role, `updated_at`, the Strapi row it mirrors and what Strapi had (never its
-    /// id, document id or creation time). Returns false when no such account exists;
+    /// id, document id or creation time); moves the security stamp on, and sets `password_changed_at`
+    /// to `now` when the hash changes. Returns false when no such account exists;
     /// [`StoreError::Conflict`] when the new username or email is taken. Records a user invalidation
     /// at `now`.
     async fn update_imported_user(
@@ -379,6 +391,16 @@ pub trait Store: Send + Sync + 'static {
         session: &Session,
         refresh_hash: Option<&str>,
     ) -> StoreResult<()>;
+    /// [`Store::create_session`], but only while the session's user exists, is not blocked and still
+    /// has security stamp `stamp`, checked in the same transaction as the insert (on PostgreSQL under
+    /// a share lock on the user's row, so a concurrent block or password change either waits for the
+    /// session to commit, and then ends it, or makes it fail). Returns whether it inserted.
+    async fn create_session_if_current(
+        &self,
+        session: &Session,
+        refresh_hash: Option<&str>,
+        stamp: i64,
+    ) -> StoreResult<bool>;
     async fn session(&self, id: &str) -> StoreResult<Option<Session>>;
     async fn sessions_of_user(&self, user_id: i64) -> StoreResult<Vec<Session>>;
     /// Ends the sessions `which` names that are still open; returns their ids. Records an

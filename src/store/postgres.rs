@@ -25,7 +25,7 @@ pub struct PgStore {
 macro_rules! user_select {
     () => {
         "SELECT u.id, u.document_id, u.username, u.email, u.provider, u.confirmed, u.blocked, \
-         u.created_at, u.updated_at, u.password_hash, \
+         u.created_at, u.updated_at, u.security_stamp, u.password_changed_at, u.password_hash, \
          r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type \
          FROM users u JOIN roles r ON r.id = u.role_id "
     };
@@ -36,7 +36,7 @@ macro_rules! user_select {
 macro_rules! imported_select {
     () => {
         "SELECT u.id, u.document_id, u.username, u.email, u.provider, u.confirmed, u.blocked, \
-         u.created_at, u.updated_at, u.password_hash, \
+         u.created_at, u.updated_at, u.security_stamp, u.password_changed_at, u.password_hash, \
          r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type, \
          s.strapi_id, s.password_digest AS strapi_password_digest, s.confirmed AS strapi_confirmed, \
          s.blocked AS strapi_blocked \
@@ -139,6 +139,67 @@ fn db(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Inserts a session and its first refresh token in one transaction; with `stamp`, only while the
+/// user exists, is not blocked and has that security stamp. The check takes a share lock on the
+/// user's row, held to the commit: a block or password change (an `UPDATE` of that row) either
+/// commits first, and then the check, re-reading the row after waiting, fails; or waits for this
+/// session to commit, and then the revocation that follows it sees the session and ends it.
+/// Returns whether it inserted.
+async fn insert_session(
+    pool: &PgPool,
+    s: &Session,
+    refresh_hash: Option<&str>,
+    stamp: Option<i64>,
+) -> StoreResult<bool> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    if let Some(stamp) = stamp {
+        let current = sqlx::query(
+            "SELECT 1 FROM users WHERE id = $1 AND security_stamp = $2 AND NOT blocked FOR SHARE",
+        )
+        .bind(s.user_id)
+        .bind(stamp)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        if current.is_none() {
+            return Ok(false);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, device_id, device_name, created_at, last_active_at, \
+         idle_expires_at, expires_at, revoked_at, revoked_reason, user_agent, ip) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(text(&s.id))
+    .bind(s.user_id)
+    .bind(text(&s.device_id))
+    .bind(opt_text(&s.device_name))
+    .bind(s.created_at)
+    .bind(s.last_active_at)
+    .bind(s.idle_expires_at)
+    .bind(s.expires_at)
+    .bind(s.revoked_at)
+    .bind(opt_text(&s.revoked_reason))
+    .bind(opt_text(&s.user_agent))
+    .bind(opt_text(&s.ip))
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    if let Some(hash) = refresh_hash {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(text(hash))
+        .bind(text(&s.id))
+        .bind(s.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(true)
+}
+
 fn user_from_row(row: &PgRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: row.try_get("id")?,
@@ -156,6 +217,8 @@ fn user_from_row(row: &PgRow) -> Result<User, sqlx::Error> {
         },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        stamp: row.try_get("security_stamp")?,
+        password_changed_at: row.try_get("password_changed_at")?,
     })
 }
 
@@ -473,14 +536,21 @@ impl Store for PgStore {
     }
 
     async fn set_password_hash(&self, user_id: i64, hash: &str, now: Millis) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
-            .bind(text(hash))
-            .bind(now)
-            .bind(user_id)
-            .execute(&self.pool)
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, updated_at = $2, password_changed_at = $2, \
+             security_stamp = security_stamp + 1 WHERE id = $3",
+        )
+        .bind(text(hash))
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        record(&mut tx, &Invalidation::User(user_id), now)
             .await
             .map_err(db)?;
-        Ok(())
+        tx.commit().await.map_err(db)
     }
 
     async fn replace_password_hash(
@@ -505,13 +575,16 @@ impl Store for PgStore {
 
     async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let done = sqlx::query("UPDATE users SET blocked = $1, updated_at = $2 WHERE id = $3")
-            .bind(blocked)
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        let done = sqlx::query(
+            "UPDATE users SET blocked = $1, updated_at = $2, security_stamp = security_stamp + 1 \
+             WHERE id = $3",
+        )
+        .bind(blocked)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         record(&mut tx, &Invalidation::User(user_id), now)
             .await
             .map_err(db)?;
@@ -640,7 +713,10 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let done = sqlx::query(
             "UPDATE users SET username = $1, email = $2, provider = $3, password_hash = $4, \
-             confirmed = $5, blocked = $6, role_id = $7, updated_at = $8 WHERE id = $9",
+             confirmed = $5, blocked = $6, role_id = $7, updated_at = $8, \
+             security_stamp = security_stamp + 1, password_changed_at = \
+             CASE WHEN password_hash IS NOT DISTINCT FROM $4 THEN password_changed_at ELSE $10 END \
+             WHERE id = $9",
         )
         .bind(text(&u.username))
         .bind(text(&u.email))
@@ -651,6 +727,7 @@ impl Store for PgStore {
         .bind(u.role_id)
         .bind(u.updated_at)
         .bind(user_id)
+        .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -674,40 +751,17 @@ impl Store for PgStore {
     }
 
     async fn create_session(&self, s: &Session, refresh_hash: Option<&str>) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, device_id, device_name, created_at, last_active_at, \
-             idle_expires_at, expires_at, revoked_at, revoked_reason, user_agent, ip) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(text(&s.id))
-        .bind(s.user_id)
-        .bind(text(&s.device_id))
-        .bind(opt_text(&s.device_name))
-        .bind(s.created_at)
-        .bind(s.last_active_at)
-        .bind(s.idle_expires_at)
-        .bind(s.expires_at)
-        .bind(s.revoked_at)
-        .bind(opt_text(&s.revoked_reason))
-        .bind(opt_text(&s.user_agent))
-        .bind(opt_text(&s.ip))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if let Some(hash) = refresh_hash {
-            sqlx::query(
-                "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES ($1, $2, $3)",
-            )
-            .bind(text(hash))
-            .bind(text(&s.id))
-            .bind(s.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
+        insert_session(&self.pool, s, refresh_hash, None).await?;
         Ok(())
+    }
+
+    async fn create_session_if_current(
+        &self,
+        s: &Session,
+        refresh_hash: Option<&str>,
+        stamp: i64,
+    ) -> StoreResult<bool> {
+        insert_session(&self.pool, s, refresh_hash, Some(stamp)).await
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<Session>> {

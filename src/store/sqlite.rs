@@ -37,7 +37,7 @@ pub struct SqliteStore {
 macro_rules! user_select {
     () => {
         "SELECT u.id, u.document_id, u.username, u.email, u.provider, u.confirmed, u.blocked, \
-         u.created_at, u.updated_at, u.password_hash, \
+         u.created_at, u.updated_at, u.security_stamp, u.password_changed_at, u.password_hash, \
          r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type \
          FROM users u JOIN roles r ON r.id = u.role_id "
     };
@@ -48,7 +48,7 @@ macro_rules! user_select {
 macro_rules! imported_select {
     () => {
         "SELECT u.id, u.document_id, u.username, u.email, u.provider, u.confirmed, u.blocked, \
-         u.created_at, u.updated_at, u.password_hash, \
+         u.created_at, u.updated_at, u.security_stamp, u.password_changed_at, u.password_hash, \
          r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type, \
          s.strapi_id, s.password_digest AS strapi_password_digest, s.confirmed AS strapi_confirmed, \
          s.blocked AS strapi_blocked \
@@ -108,6 +108,55 @@ async fn insert_identity<'e>(
     Ok(())
 }
 
+/// Inserts a session and its first refresh token in one transaction; with `stamp`, only while the
+/// user exists, is not blocked and has that security stamp. The check is part of the insert, and the
+/// one writer connection (SQLite's one writer, for other processes) runs it as one step, so no block
+/// or password change can land between check and insert. Returns whether it inserted.
+async fn insert_session(
+    writer: &SqlitePool,
+    s: &Session,
+    refresh_hash: Option<&str>,
+    stamp: Option<i64>,
+) -> StoreResult<bool> {
+    // `?13 IS NULL`: no stamp given, no check (the user must still exist: the foreign key).
+    const INSERT: &str = "INSERT INTO sessions (id, user_id, device_id, device_name, created_at, \
+         last_active_at, idle_expires_at, expires_at, revoked_at, revoked_reason, user_agent, ip) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 WHERE ?13 IS NULL OR EXISTS \
+         (SELECT 1 FROM users WHERE id = ?2 AND security_stamp = ?13 AND blocked = 0)";
+    let mut tx = writer.begin().await.map_err(db)?;
+    let done = sqlx::query(INSERT)
+        .bind(&s.id)
+        .bind(s.user_id)
+        .bind(&s.device_id)
+        .bind(&s.device_name)
+        .bind(s.created_at)
+        .bind(s.last_active_at)
+        .bind(s.idle_expires_at)
+        .bind(s.expires_at)
+        .bind(s.revoked_at)
+        .bind(&s.revoked_reason)
+        .bind(&s.user_agent)
+        .bind(&s.ip)
+        .bind(stamp)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    if let Some(hash) = refresh_hash {
+        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?, ?, ?)")
+            .bind(hash)
+            .bind(&s.id)
+            .bind(s.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(true)
+}
+
 fn user_from_row(row: &SqliteRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: row.try_get("id")?,
@@ -125,6 +174,8 @@ fn user_from_row(row: &SqliteRow) -> Result<User, sqlx::Error> {
         },
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        stamp: row.try_get("security_stamp")?,
+        password_changed_at: row.try_get("password_changed_at")?,
     })
 }
 
@@ -393,14 +444,21 @@ impl Store for SqliteStore {
     }
 
     async fn set_password_hash(&self, user_id: i64, hash: &str, now: Millis) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET password_hash = ?, updated_at = ? WHERE id = ?")
-            .bind(hash)
-            .bind(now)
-            .bind(user_id)
-            .execute(&self.writer)
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        sqlx::query(
+            "UPDATE users SET password_hash = ?1, updated_at = ?2, password_changed_at = ?2, \
+             security_stamp = security_stamp + 1 WHERE id = ?3",
+        )
+        .bind(hash)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        record(&mut tx, &Invalidation::User(user_id), now)
             .await
             .map_err(db)?;
-        Ok(())
+        tx.commit().await.map_err(db)
     }
 
     async fn replace_password_hash(
@@ -425,13 +483,16 @@ impl Store for SqliteStore {
 
     async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await.map_err(db)?;
-        let done = sqlx::query("UPDATE users SET blocked = ?, updated_at = ? WHERE id = ?")
-            .bind(blocked)
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        let done = sqlx::query(
+            "UPDATE users SET blocked = ?, updated_at = ?, security_stamp = security_stamp + 1 \
+             WHERE id = ?",
+        )
+        .bind(blocked)
+        .bind(now)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         record(&mut tx, &Invalidation::User(user_id), now)
             .await
             .map_err(db)?;
@@ -542,8 +603,10 @@ impl Store for SqliteStore {
     ) -> StoreResult<bool> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let done = sqlx::query(
-            "UPDATE users SET username = ?, email = ?, provider = ?, password_hash = ?, \
-             confirmed = ?, blocked = ?, role_id = ?, updated_at = ? WHERE id = ?",
+            "UPDATE users SET username = ?1, email = ?2, provider = ?3, password_hash = ?4, \
+             confirmed = ?5, blocked = ?6, role_id = ?7, updated_at = ?8, \
+             security_stamp = security_stamp + 1, password_changed_at = \
+             CASE WHEN password_hash IS ?4 THEN password_changed_at ELSE ?10 END WHERE id = ?9",
         )
         .bind(&u.username)
         .bind(&u.email)
@@ -554,6 +617,7 @@ impl Store for SqliteStore {
         .bind(u.role_id)
         .bind(u.updated_at)
         .bind(user_id)
+        .bind(now)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -577,40 +641,17 @@ impl Store for SqliteStore {
     }
 
     async fn create_session(&self, s: &Session, refresh_hash: Option<&str>) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
-        sqlx::query(
-            "INSERT INTO sessions (id, user_id, device_id, device_name, created_at, last_active_at, \
-             idle_expires_at, expires_at, revoked_at, revoked_reason, user_agent, ip) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&s.id)
-        .bind(s.user_id)
-        .bind(&s.device_id)
-        .bind(&s.device_name)
-        .bind(s.created_at)
-        .bind(s.last_active_at)
-        .bind(s.idle_expires_at)
-        .bind(s.expires_at)
-        .bind(s.revoked_at)
-        .bind(&s.revoked_reason)
-        .bind(&s.user_agent)
-        .bind(&s.ip)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if let Some(hash) = refresh_hash {
-            sqlx::query(
-                "INSERT INTO refresh_tokens (hash, session_id, created_at) VALUES (?, ?, ?)",
-            )
-            .bind(hash)
-            .bind(&s.id)
-            .bind(s.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
+        insert_session(&self.writer, s, refresh_hash, None).await?;
         Ok(())
+    }
+
+    async fn create_session_if_current(
+        &self,
+        s: &Session,
+        refresh_hash: Option<&str>,
+        stamp: i64,
+    ) -> StoreResult<bool> {
+        insert_session(&self.writer, s, refresh_hash, Some(stamp)).await
     }
 
     async fn session(&self, id: &str) -> StoreResult<Option<Session>> {

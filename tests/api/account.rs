@@ -10,7 +10,10 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// An app that mails through `sink`, with links under `public`.
-async fn app_with_mail(sink: &SmtpSink, change: impl FnOnce(&mut keyway::Config)) -> TestApp {
+pub(crate) async fn app_with_mail(
+    sink: &SmtpSink,
+    change: impl FnOnce(&mut keyway::Config),
+) -> TestApp {
     let url = sink.url();
     TestApp::spawn_with(move |c| {
         c.mail.smtp_url = Some(SecretString::from(url));
@@ -66,7 +69,7 @@ async fn confirm(app: &TestApp, code: &str) -> reqwest::Response {
         .unwrap()
 }
 
-async fn reset(app: &TestApp, code: &str, password: &str) -> reqwest::Response {
+pub(crate) async fn reset(app: &TestApp, code: &str, password: &str) -> reqwest::Response {
     app.post(
         "/api/auth/reset-password",
         json!({"code": code, "password": password, "passwordConfirmation": password}),
@@ -75,7 +78,7 @@ async fn reset(app: &TestApp, code: &str, password: &str) -> reqwest::Response {
 }
 
 /// Asks for a reset of `name`'s password and returns the code from the mail.
-async fn reset_code(app: &TestApp, sink: &SmtpSink, name: &str) -> String {
+pub(crate) async fn reset_code(app: &TestApp, sink: &SmtpSink, name: &str) -> String {
     let res = app
         .post(
             "/api/auth/forgot-password",

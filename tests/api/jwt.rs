@@ -892,6 +892,71 @@ async fn strapi_issued_tokens_of_blocked_users_are_refused() {
     assert_refused(&app, &alice, INVALID_USER, "a Strapi token blocked later").await;
 }
 
+/// The attack: a Strapi-issued token (which has no session to end) stolen before the owner changed
+/// the password kept working after the change, for the rest of its life (30 days by default).
+#[tokio::test]
+async fn strapi_issued_tokens_die_with_a_password_change() {
+    let app = strapi_app(true).await;
+    let id = user_id(&app, "alice").await;
+    let stolen = strapi_token_for(id);
+    assert_accepted(&app, &stolen, "a Strapi token before the change").await;
+
+    let jwt = app.token_for("alice").await;
+    let res = app
+        .client
+        .post(app.url("/api/auth/change-password"))
+        .bearer_auth(&jwt)
+        .json(
+            &json!({"currentPassword": "alice-password", "password": "alices-new-pass",
+                      "passwordConfirmation": "alices-new-pass"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_refused(
+        &app,
+        &stolen,
+        INVALID,
+        "a Strapi token from before the change",
+    )
+    .await;
+
+    // Strapi still issuing tokens (a migration in progress) after the change: those work. `iat` has
+    // whole seconds, so one from the second of the change is refused; this one is a second later.
+    let later = chrono::Utc::now().timestamp() + 1;
+    let fresh = strapi_token(id, later, later + 86_400, TEST_SECRET);
+    assert_accepted(&app, &fresh, "a Strapi token from after the change").await;
+}
+
+/// The same attack with a password reset: the owner who suspects a leak resets the password by
+/// mail, and the leaked Strapi token used to keep working.
+#[tokio::test]
+async fn strapi_issued_tokens_die_with_a_password_reset() {
+    let sink = crate::smtp::SmtpSink::start().await;
+    let app = crate::account::app_with_mail(&sink, |c| {
+        c.tokens.secret = Some(SecretString::from(TEST_SECRET));
+        c.tokens.accept_strapi_tokens = true;
+    })
+    .await
+    .with_user("alice")
+    .await;
+    let id = user_id(&app, "alice").await;
+    let stolen = strapi_token_for(id);
+    assert_accepted(&app, &stolen, "a Strapi token before the reset").await;
+
+    let code = crate::account::reset_code(&app, &sink, "alice").await;
+    let res = crate::account::reset(&app, &code, "a-whole-new-password").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_refused(
+        &app,
+        &stolen,
+        INVALID,
+        "a Strapi token from before the reset",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn strapi_issued_tokens_are_refused_unless_enabled() {
     let app = strapi_app(false).await;

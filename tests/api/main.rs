@@ -17,6 +17,7 @@ mod login;
 mod me;
 mod openapi;
 mod policy;
+mod races;
 mod register;
 mod sessions;
 mod smtp;

@@ -328,11 +328,13 @@ async fn setters_change_users_and_record_what_others_must_forget() {
         assert_eq!(creds.password_hash.as_deref(), Some("new-hash"));
         assert_eq!(creds.user.updated_at, NOW + 2);
         assert_eq!(
-            store.last_invalidation().await.unwrap(),
-            seq,
-            "a new hash records nothing (sessions are ended by the caller)"
+            changes_since(&store, seq).await,
+            [Invalidation::User(erin.id)],
+            "the account's copies must learn the time of the change (sessions are ended by the \
+             caller)"
         );
 
+        let seq = store.last_invalidation().await.unwrap();
         assert!(store.set_blocked(erin.id, true, NOW + 3).await.unwrap());
         let blocked = store.user_by_id(erin.id).await.unwrap().unwrap();
         assert!(blocked.blocked);
@@ -1980,6 +1982,186 @@ async fn identities_link_one_person_to_one_account() {
             None,
             "deleting the account deletes its links"
         );
+    })
+    .await;
+}
+
+// ---- the security stamp ----
+
+#[tokio::test]
+async fn the_security_stamp_moves_with_passwords_blocks_and_imports_only() {
+    on_each_engine(|store| async move {
+        let mia = user(&store, "mia").await;
+        assert_eq!((mia.stamp, mia.password_changed_at), (0, None));
+        let stamp = |store: Arc<dyn Store>| async move {
+            let u = store.user_by_id(mia.id).await.unwrap().unwrap();
+            (u.stamp, u.password_changed_at)
+        };
+
+        // An upgrade of the hash and a confirmation leave the password, and decisions on it, alone.
+        assert!(
+            store
+                .replace_password_hash(mia.id, "hash-of-mia", "rehashed", NOW + 1)
+                .await
+                .unwrap()
+        );
+        store.set_confirmed(mia.id, NOW + 2).await.unwrap();
+        assert_eq!(stamp(store.clone()).await, (0, None));
+
+        let seq = store.last_invalidation().await.unwrap();
+        store
+            .set_password_hash(mia.id, "new-hash", NOW + 3)
+            .await
+            .unwrap();
+        assert_eq!(stamp(store.clone()).await, (1, Some(NOW + 3)));
+        assert_eq!(
+            changes_since(&store, seq).await,
+            [Invalidation::User(mia.id)],
+            "other nodes learn of the new password (and its time)"
+        );
+        store.set_blocked(mia.id, true, NOW + 4).await.unwrap();
+        store.set_blocked(mia.id, false, NOW + 5).await.unwrap();
+        assert_eq!(stamp(store.clone()).await, (3, Some(NOW + 3)));
+
+        // An import: a stamp for every rewrite, a password change only when the hash changes.
+        store
+            .insert_imported_user(&imported(80, "noa"))
+            .await
+            .unwrap();
+        let noa = store.user_by_username("noa").await.unwrap().unwrap();
+        assert_eq!((noa.stamp, noa.password_changed_at), (0, None));
+        let mut again = imported(80, "noa");
+        again.confirmed = false;
+        store
+            .update_imported_user(80, &again, NOW + 6)
+            .await
+            .unwrap();
+        let noa = store.user_by_id(80).await.unwrap().unwrap();
+        assert_eq!((noa.stamp, noa.password_changed_at), (1, None));
+        again.password_hash = Some("$2a$10$changed-in-strapi".into());
+        store
+            .update_imported_user(80, &again, NOW + 7)
+            .await
+            .unwrap();
+        let noa = store.user_by_id(80).await.unwrap().unwrap();
+        assert_eq!((noa.stamp, noa.password_changed_at), (2, Some(NOW + 7)));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sessions_open_only_on_the_current_stamp_of_an_unblocked_account() {
+    on_each_engine(|store| async move {
+        let ola = user(&store, "ola").await;
+        assert!(
+            store
+                .create_session_if_current(&session("o1", ola.id, "d", NOW), Some("o1-r0"), 0)
+                .await
+                .unwrap()
+        );
+        assert!(store.session("o1").await.unwrap().is_some());
+        assert!(store.refresh_token("o1-r0").await.unwrap().is_some());
+
+        store
+            .set_password_hash(ola.id, "new-hash", NOW + 1)
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .create_session_if_current(&session("o2", ola.id, "d", NOW), Some("o2-r0"), 0)
+                .await
+                .unwrap(),
+            "a stamp read before the password change"
+        );
+        assert_eq!(store.session("o2").await.unwrap(), None);
+        assert_eq!(
+            store.refresh_token("o2-r0").await.unwrap(),
+            None,
+            "nothing of the refused session is kept"
+        );
+        assert!(
+            store
+                .create_session_if_current(&session("o3", ola.id, "d", NOW), None, 1)
+                .await
+                .unwrap()
+        );
+
+        store.set_blocked(ola.id, true, NOW + 2).await.unwrap();
+        let blocked = store.user_by_id(ola.id).await.unwrap().unwrap();
+        assert!(
+            !store
+                .create_session_if_current(&session("o4", ola.id, "d", NOW), None, blocked.stamp)
+                .await
+                .unwrap(),
+            "a blocked account, even on its current stamp"
+        );
+        store.delete_user(ola.id).await.unwrap();
+        assert!(
+            !store
+                .create_session_if_current(&session("o5", ola.id, "d", NOW), None, blocked.stamp)
+                .await
+                .unwrap(),
+            "a deleted account: refused, not an error"
+        );
+    })
+    .await;
+}
+
+/// The race a login loses: sessions opened on the stamp read before a block, concurrently with the
+/// block and the revocation that follows it. Whatever the interleaving, no such session may be open
+/// once both are done (on PostgreSQL, one that committed between the block and the revocation's
+/// snapshot would be).
+#[tokio::test]
+async fn no_session_opened_on_a_stamp_from_before_a_block_survives_it() {
+    on_each_engine(|store| async move {
+        let pia = user(&store, "pia").await;
+        let racers: Vec<_> = (0..RACERS)
+            .map(|n| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..200 {
+                        let s = session(&format!("p-{n}-{i}"), pia.id, "d", NOW);
+                        let opened = store
+                            .create_session_if_current(&s, None, pia.stamp)
+                            .await
+                            .expect("a lost race is `false`, not an error");
+                        if !opened {
+                            return true;
+                        }
+                    }
+                    false
+                })
+            })
+            .collect();
+        // Block while the racers are opening sessions.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.sessions_of_user(pia.id).await.unwrap().len() < RACERS {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "racers never started"
+            );
+            tokio::task::yield_now().await;
+        }
+        store.set_blocked(pia.id, true, NOW + 1).await.unwrap();
+        store
+            .revoke_sessions(Revoke::AllOfUser(pia.id), "blocked", NOW + 1)
+            .await
+            .unwrap();
+        for racer in racers {
+            assert!(
+                racer.await.unwrap(),
+                "every racer was refused after the block"
+            );
+        }
+        let open: Vec<String> = store
+            .sessions_of_user(pia.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.revoked_at.is_none())
+            .map(|s| s.id)
+            .collect();
+        assert!(open.is_empty(), "sessions outlived the block: {open:?}");
     })
     .await;
 }

@@ -759,6 +759,8 @@ mod tests {
                 },
                 created_at: 10,
                 updated_at: 20,
+                stamp: 0,
+                password_changed_at: None,
             },
             password_hash: Some(hash.into()),
             strapi_id: 7,

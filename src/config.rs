@@ -114,6 +114,9 @@ pub struct CookieSettings {
     pub always: bool,
     pub name: String,
     pub secure: CookieSecure,
+    /// Whether `public_url` is https: what `secure = auto` follows. Filled in from the public URL
+    /// when the app is built (`App::with_auth`), so it cannot disagree with it.
+    pub public_https: bool,
 }
 
 impl Default for CookieSettings {
@@ -123,6 +126,7 @@ impl Default for CookieSettings {
             // Strapi's name, so clients written for Strapi find it.
             name: "strapi_up_refresh".into(),
             secure: CookieSecure::Auto,
+            public_https: false,
         }
     }
 }
@@ -131,7 +135,7 @@ impl Default for CookieSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum CookieSecure {
-    /// Secure, except for plain-http development on localhost.
+    /// Secure when `public_url` is https.
     Auto,
     Always,
     Never,
@@ -275,7 +279,8 @@ pub struct Overrides {
     /// Name of the refresh cookie (default strapi_up_refresh).
     #[arg(long, env = "KEYWAY_REFRESH_COOKIE_NAME", global = true)]
     pub refresh_cookie_name: Option<String>,
-    /// Secure attribute of the refresh cookie: auto (default), always or never.
+    /// Secure attribute of the refresh cookie: auto (default: Secure when public_url is https),
+    /// always or never.
     #[arg(long, env = "KEYWAY_REFRESH_COOKIE_SECURE", global = true)]
     pub refresh_cookie_secure: Option<CookieSecure>,
     /// Whether anyone may register (default true).

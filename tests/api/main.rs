@@ -6,6 +6,7 @@ mod account;
 mod audit;
 mod cli;
 mod cluster;
+mod csrf;
 mod helpers;
 mod idp;
 mod import;

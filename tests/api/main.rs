@@ -21,6 +21,7 @@ mod register;
 mod sessions;
 mod smtp;
 mod sso;
+mod startup;
 mod store_contract;
 mod testdb;
 mod timing;

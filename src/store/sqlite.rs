@@ -276,13 +276,16 @@ fn protect_files(path: &std::path::Path, allow: bool) -> StoreResult<()> {
         .create_new(true)
         .mode(0o600)
         .open(path);
+    let cannot = |e: std::io::Error| {
+        StoreError::Database(format!("cannot create {}: {e}", path.display()).into())
+    };
     match created {
         // The mode given to open() is masked by the umask; set it outright.
         Ok(file) => file
             .set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| StoreError::Database(Box::new(e)))?,
+            .map_err(cannot)?,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(StoreError::Database(Box::new(e))),
+        Err(e) => return Err(cannot(e)),
     }
     if allow {
         return Ok(());

@@ -117,6 +117,8 @@ class Keyway:
             KEYWAY_BIND=f"127.0.0.1:{self.port}",
             KEYWAY_DATABASE_URL=database_url,
             KEYWAY_RATE_LIMIT="false",
+            # No SMTP server here: serve refuses to start without one unless told to log mail.
+            KEYWAY_MAIL_TO_LOG="true",
         )
         env.update(extra_env or {})
         self.log_path = Path(workdir) / f"keyway-{self.port}.log"

@@ -119,6 +119,9 @@ pub struct CookieSettings {
     pub always: bool,
     pub name: String,
     pub secure: CookieSecure,
+    /// Whether `public_url` is https: what `secure = auto` follows. Filled in from the public URL
+    /// when the app is built (`App::with_auth`), so it cannot disagree with it.
+    pub public_https: bool,
 }
 
 impl Default for CookieSettings {
@@ -128,6 +131,7 @@ impl Default for CookieSettings {
             // Strapi's name, so clients written for Strapi find it.
             name: "strapi_up_refresh".into(),
             secure: CookieSecure::Auto,
+            public_https: false,
         }
     }
 }
@@ -136,7 +140,7 @@ impl Default for CookieSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum CookieSecure {
-    /// Secure, except for plain-http development on localhost.
+    /// Secure when `public_url` is https.
     Auto,
     Always,
     Never,
@@ -188,6 +192,10 @@ pub struct Overrides {
     /// PostgreSQL: TLS mode, as libpq's sslmode (default: the URL's sslmode, else prefer).
     #[arg(long, env = "KEYWAY_DATABASE_SSLMODE", global = true)]
     pub database_sslmode: Option<SslMode>,
+    /// SQLite: start even when other local users may read the database file (default false: it
+    /// holds the signing keys, so start-up stops and says `chmod 600 FILE`).
+    #[arg(long, env = "KEYWAY_ALLOW_READABLE_DATABASE", global = true)]
+    pub allow_readable_database: Option<bool>,
     /// Address to listen on (default 127.0.0.1:8080).
     #[arg(long, env = "KEYWAY_BIND", global = true)]
     pub bind: Option<String>,
@@ -286,7 +294,8 @@ pub struct Overrides {
     /// Name of the refresh cookie (default strapi_up_refresh).
     #[arg(long, env = "KEYWAY_REFRESH_COOKIE_NAME", global = true)]
     pub refresh_cookie_name: Option<String>,
-    /// Secure attribute of the refresh cookie: auto (default), always or never.
+    /// Secure attribute of the refresh cookie: auto (default: Secure when public_url is https),
+    /// always or never.
     #[arg(long, env = "KEYWAY_REFRESH_COOKIE_SECURE", global = true)]
     pub refresh_cookie_secure: Option<CookieSecure>,
     /// Whether anyone may register (default true).
@@ -340,9 +349,13 @@ pub struct Overrides {
     pub http2_max_streams: Option<u32>,
     /// File holding the SMTP URL (KEYWAY_SMTP_URL in the environment also works): smtp://host:port
     /// (plain, local relays), smtp+starttls://user:pass@host or smtps://user:pass@host. Without one,
-    /// mail is written to the log instead of sent (development only).
+    /// `serve` refuses to start unless mail_to_log is on or --demo is given.
     #[arg(long, env = "KEYWAY_SMTP_URL_FILE", global = true)]
     pub smtp_url_file: Option<PathBuf>,
+    /// Without smtp_url, write account mail (reset links included) to the log instead; development
+    /// only (default false: `serve` refuses to start without SMTP, except with --demo).
+    #[arg(long, env = "KEYWAY_MAIL_TO_LOG", global = true)]
+    pub mail_to_log: Option<bool>,
     /// Sender of the account mails (default "Keyway <no-reply@localhost>").
     #[arg(long, env = "KEYWAY_MAIL_FROM", global = true)]
     pub mail_from: Option<String>,
@@ -365,7 +378,8 @@ pub struct Overrides {
     #[arg(long, env = "KEYWAY_SSO_CALLBACK_ALLOWLIST", global = true)]
     pub sso_callback_allowlist: Option<String>,
     /// Link a provider identity to the existing account with the same email when the provider says
-    /// the email is verified (default false: such a sign-in is refused).
+    /// the email is verified and that account's address was confirmed here with email_confirmation
+    /// on (default false: such a sign-in is refused).
     #[arg(long, env = "KEYWAY_SSO_LINK_VERIFIED_EMAIL", global = true)]
     pub sso_link_verified_email: Option<bool>,
 }
@@ -381,6 +395,7 @@ pub struct FileConfig {
     pub database_pool_size: Option<u32>,
     pub database_statement_timeout: Option<TtlValue>,
     pub database_sslmode: Option<SslMode>,
+    pub allow_readable_database: Option<bool>,
     pub jwt_secret: Option<String>,
     pub jwt_secret_file: Option<PathBuf>,
     pub jwt_ttl: Option<TtlValue>,
@@ -432,6 +447,7 @@ pub struct FileConfig {
     pub invalidation_poll: Option<TtlValue>,
     pub smtp_url: Option<String>,
     pub smtp_url_file: Option<PathBuf>,
+    pub mail_to_log: Option<bool>,
     pub mail_from: Option<String>,
     pub public_url: Option<String>,
     pub app_name: Option<String>,
@@ -548,6 +564,13 @@ impl Overrides {
                 )));
             }
             c.database.ssl_mode = Some(mode);
+        }
+
+        if let Some(v) = self
+            .allow_readable_database
+            .or(file.allow_readable_database)
+        {
+            c.database.allow_readable_file = v;
         }
 
         // Secret precedence: a *_FILE setting over the value itself, environment over the file config.
@@ -899,6 +922,9 @@ impl Overrides {
         c.mail.smtp_url = smtp_url
             .filter(|u| !u.trim().is_empty())
             .map(SecretString::from);
+        if let Some(v) = self.mail_to_log.or(file.mail_to_log) {
+            c.mail.to_log = v;
+        }
         if let Some(v) = self.mail_from.clone().or(file.mail_from) {
             c.mail.from = v;
         }
@@ -1570,6 +1596,35 @@ mod tests {
             ],
         );
         assert!(url.contains("sso.x.issuer"), "{url}");
+    }
+
+    #[test]
+    fn mail_to_log_and_readable_database_are_off_unless_chosen() {
+        let empty = file_with("");
+        let blank = Overrides {
+            config: Some(empty.path().to_owned()),
+            ..Default::default()
+        };
+        let c = blank.resolve(&no_env).unwrap();
+        assert!(!c.mail.to_log && !c.database.allow_readable_file);
+        let f = file_with("mail_to_log = true\nallow_readable_database = true\n");
+        let from_file = Overrides {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        let c = from_file.resolve(&no_env).unwrap();
+        assert!(c.mail.to_log && c.database.allow_readable_file);
+        let c = Overrides {
+            mail_to_log: Some(false),
+            allow_readable_database: Some(false),
+            ..from_file
+        }
+        .resolve(&no_env)
+        .unwrap();
+        assert!(
+            !c.mail.to_log && !c.database.allow_readable_file,
+            "flags win"
+        );
     }
 
     #[test]

@@ -145,17 +145,30 @@ impl App {
     }
 
     pub fn with_auth(auth: Arc<Auth>, config: &Config, listener: TcpListener) -> Self {
+        let public = url::Url::parse(&config.mail.public_url).ok();
+        let cookie = config::CookieSettings {
+            public_https: public.as_ref().is_some_and(|u| u.scheme() == "https"),
+            ..config.cookie.clone()
+        };
+        // The origins whose pages may use the cookie routes (http/csrf.rs): this server's public
+        // one and the front ends the operator listed.
+        let trusted_origins = public
+            .map(|u| u.origin().ascii_serialization())
+            .into_iter()
+            .chain(config.cors_origins.iter().cloned())
+            .collect();
         Self {
             listener,
             state: AppState::new(http::Shared {
                 auth,
-                cookie: Arc::new(config.cookie.clone()),
+                cookie: Arc::new(cookie),
                 pages: Arc::new(config.pages.clone()),
                 proxies: Arc::new(http::client::Proxies {
                     trusted: config.trusted_proxies.clone(),
                     header: config.forwarded_header,
                 }),
                 cors_origins: Arc::new(config.cors_origins.clone()),
+                trusted_origins: Arc::new(trusted_origins),
                 request_timeout: config.request_timeout,
                 access_log: config.access_log,
                 openapi_json: Default::default(),

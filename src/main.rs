@@ -220,7 +220,15 @@ fn init_tracing() -> tracing_appender::non_blocking::WorkerGuard {
     guard
 }
 
-async fn serve(config: Config, demo: bool) -> Result<(), String> {
+async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
+    if config.mail.smtp_url.is_none() {
+        // A demo is development by definition; anywhere else, reset links in the log would let
+        // whoever reads the log into any account, so that takes an explicit choice.
+        config.mail.to_log |= demo;
+        if !config.mail.to_log {
+            return Err(NO_SMTP.into());
+        }
+    }
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
@@ -256,6 +264,11 @@ async fn serve(config: Config, demo: bool) -> Result<(), String> {
     println!("Keyway stopped");
     Ok(())
 }
+
+/// Why `serve` does not start without SMTP, and the two ways forward.
+const NO_SMTP: &str = "no SMTP server configured: set smtp_url (KEYWAY_SMTP_URL or \
+     KEYWAY_SMTP_URL_FILE) so account mail is delivered, or, for development only, mail_to_log = true \
+     (KEYWAY_MAIL_TO_LOG=true) to write it, reset links included, to the log instead";
 
 async fn ensure_demo_account(auth: &Arc<Auth>) -> Result<(), String> {
     if auth

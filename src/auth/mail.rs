@@ -37,6 +37,10 @@ pub struct MailSettings {
     pub templates_dir: Option<PathBuf>,
     /// Delivery attempts per message, at least 1.
     pub attempts: u32,
+    /// Without `smtp_url`, write each message (links and codes included) to the log. Development
+    /// only: a reset link in a log lets whoever reads the log into the account. `serve` refuses to
+    /// start without SMTP unless this is on (or `--demo`).
+    pub to_log: bool,
 }
 
 impl Default for MailSettings {
@@ -48,6 +52,7 @@ impl Default for MailSettings {
             app_name: "Keyway".into(),
             templates_dir: None,
             attempts: 3,
+            to_log: false,
         }
     }
 }
@@ -134,6 +139,7 @@ struct Inner {
     app_name: String,
     templates: [Parts; 3],
     attempts: u32,
+    to_log: bool,
 }
 
 impl fmt::Debug for Mailer {
@@ -191,6 +197,7 @@ impl Mailer {
                 app_name: settings.app_name,
                 templates,
                 attempts: settings.attempts,
+                to_log: settings.to_log,
             }),
         })
     }
@@ -222,6 +229,15 @@ impl Mailer {
         let inner = &*self.inner;
         let rendered = inner.render(template, vars);
         let Some(transport) = &inner.transport else {
+            if !inner.to_log {
+                // Only a library user can get here (`serve` refuses to start like this): say that
+                // mail was dropped, never what it said.
+                tracing::warn!(
+                    subject = %rendered.subject,
+                    "no SMTP configured and mail_to_log is off: this message was NOT sent"
+                );
+                return Ok(());
+            }
             tracing::warn!(
                 to,
                 subject = %rendered.subject,

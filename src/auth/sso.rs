@@ -12,11 +12,14 @@
 //!    browser, for a session: the account linked to the identity, else one linked or created by the
 //!    rules below, then `{jwt, user}` like a login.
 //!
-//! Accounts: an identity (provider, subject) belongs to one account. A first sign-in creates an
-//! account whose `provider` is the provider's name, if registration is open. An existing account with
-//! the same email is linked only when the operator allows it and the provider says the email is
-//! verified; otherwise the sign-in is refused, so nobody takes over an account by registering its
-//! address at some provider.
+//! Accounts: an identity (provider, subject) belongs to one account. A first sign-in uses only an
+//! email the provider says it verified (else it is refused), and creates an account whose `provider`
+//! is the provider's name, if registration is open. An existing account with the same email is linked
+//! only when the operator allows it and that account's address was proven to Keyway too (confirmed,
+//! with `email_confirmation` on; without it, "confirmed" proves nothing); otherwise the sign-in is
+//! refused. So nobody takes over an account by registering its address at some provider, nor keeps
+//! a way into the victim's account by registering the victim's address here first (a password the
+//! squatter knows, or an identity the squatter owns).
 //!
 //! The protocol work is the `openidconnect` and `oauth2` crates'; their HTTP goes through
 //! [`crate::outbound::HttpClient`], which never follows redirects.
@@ -836,7 +839,8 @@ impl Auth {
     }
 
     /// The account of the person the provider vouched for: the linked one, else an existing account
-    /// with the same verified email when linking is allowed, else a new one when registration is open.
+    /// with the same verified email when linking is allowed and its address was proven here, else a
+    /// new one when registration is open.
     async fn sso_account(
         &self,
         name: &str,
@@ -846,9 +850,12 @@ impl Auth {
         if let Some(user) = self.linked_user(name, &asserted.subject).await? {
             return Ok(user);
         }
+        // An address the provider has not verified proves nothing: an account made from it, or
+        // linked by it, would let whoever typed it at the provider into the owner's account later.
         let email = asserted
             .email
             .as_deref()
+            .filter(|_| asserted.email_verified)
             .and_then(|e| Email::parse(e).ok())
             .ok_or_else(|| Error::Application(MSG_NO_EMAIL.into()))?;
         let now = self.now_millis();
@@ -860,12 +867,23 @@ impl Auth {
             created_at: now,
         };
         if let Some(existing) = self.store.user_by_email(email.as_str()).await? {
-            if !(self.sso.link_verified_email && asserted.email_verified) || existing.blocked {
-                return Err(if existing.blocked {
-                    Error::Application(MSG_BLOCKED.into())
-                } else {
-                    Error::Application(MSG_EMAIL_TAKEN.into())
-                });
+            if existing.blocked {
+                return Err(Error::Application(MSG_BLOCKED.into()));
+            }
+            // Linking needs the account's own address proven too: else it may be a squatter's,
+            // registered with the victim's address, whose password would keep working.
+            let proven = existing.confirmed && self.settings.email_confirmation;
+            if !(self.sso.link_verified_email && proven) {
+                if self.sso.link_verified_email {
+                    self.audit(
+                        "sso_failure",
+                        Some(existing.id),
+                        client,
+                        Some("unproven address"),
+                    )
+                    .await;
+                }
+                return Err(Error::Application(MSG_EMAIL_TAKEN.into()));
             }
             let identity = Identity {
                 user_id: existing.id,
@@ -875,11 +893,6 @@ impl Auth {
                 // A twin sign-in linked it first: same outcome.
                 Ok(()) | Err(StoreError::Conflict) => {}
                 Err(e) => return Err(e.into()),
-            }
-            if !existing.confirmed {
-                // The provider has just proven the address.
-                self.store.set_confirmed(existing.id, now).await?;
-                self.forget_user(existing.id);
             }
             self.audit("sso_linked", Some(existing.id), client, Some(name))
                 .await;
@@ -904,7 +917,7 @@ impl Auth {
                 email: email.as_str().to_owned(),
                 provider: name.to_owned(),
                 password_hash: None,
-                // The provider vouched for the person; there is no address of ours to confirm.
+                // The provider verified the address (checked above).
                 confirmed: true,
                 blocked: false,
                 role_id: role.id,

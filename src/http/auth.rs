@@ -10,12 +10,13 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::cookie;
+use super::csrf::NotCrossSite;
 use super::extract::{
     Authenticated, Body, Client, Fields, MaybeAuthenticated, reject_unknown_keys,
 };
 use super::openapi::{
-    BodyErrors, ChangePasswordRequest, LoginRequest, LogoutRequest, OkResponse, RateLimited,
-    RefreshRequest, RegisterRequest, TokenErrors,
+    BodyErrors, ChangePasswordRequest, CrossSite, LoginRequest, LogoutRequest, OkResponse,
+    RateLimited, RefreshRequest, RegisterRequest, TokenErrors,
 };
 use super::users::UserView;
 use crate::auth::Issued;
@@ -62,8 +63,10 @@ pub struct Refreshed<'a> {
 
 /// `POST /api/auth/local` `{identifier, password, deviceId?}` → `{jwt, refreshToken?, user}`.
 #[utoipa::path(post, path = "/api/auth/local", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, description = "Logged in", body = Grant), BodyErrors, RateLimited))]
+    responses((status = 200, description = "Logged in", body = Grant), BodyErrors, CrossSite,
+        RateLimited))]
 pub async fn login(
+    _: NotCrossSite,
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
@@ -80,7 +83,6 @@ pub async fn login(
         .await?;
     Ok(deliver(
         &state,
-        &headers,
         &issued,
         cookie::wanted(&state.cookie, &headers),
     ))
@@ -90,11 +92,12 @@ pub async fn login(
 /// `{user}` when the address must be confirmed first. As in Strapi, the refresh token always comes in
 /// the body here.
 #[utoipa::path(post, path = "/api/auth/local/register", tag = "auth", request_body = RegisterRequest,
-    responses((status = 200, description = "Registered", body = Grant), BodyErrors, RateLimited))]
+    responses((status = 200, description = "Registered", body = Grant), BodyErrors, CrossSite,
+        RateLimited))]
 pub async fn register(
+    _: NotCrossSite,
     State(state): State<AppState>,
     Client(client): Client,
-    headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response> {
     // Strapi answers "disabled" before looking at the body.
@@ -112,21 +115,15 @@ pub async fn register(
         .auth
         .register(username, email, password, client)
         .await?;
-    Ok(deliver(&state, &headers, &issued, false))
+    Ok(deliver(&state, &issued, false))
 }
 
 /// The `{jwt, refreshToken, user}` body, or `{jwt, user}` plus the cookie in cookie mode.
-pub(super) fn deliver(
-    state: &AppState,
-    headers: &HeaderMap,
-    issued: &Issued,
-    in_cookie: bool,
-) -> Response {
+pub(super) fn deliver(state: &AppState, issued: &Issued, in_cookie: bool) -> Response {
     let mut response = Json(Grant::of(issued, in_cookie)).into_response();
     if let (true, Some(refresh)) = (in_cookie, &issued.refresh_token) {
         let c = cookie::set(
             &state.cookie,
-            headers,
             refresh,
             state.auth.session_settings().absolute_ttl,
         );
@@ -171,8 +168,9 @@ pub async fn change_password(
 /// new cookie in cookie mode.
 #[utoipa::path(post, path = "/api/auth/refresh", tag = "auth", request_body = Option<RefreshRequest>,
     responses((status = 200, description = "A new access token and refresh token", body = Refreshed),
-        BodyErrors, TokenErrors))]
+        BodyErrors, CrossSite, TokenErrors))]
 pub async fn refresh(
+    _: NotCrossSite,
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
@@ -194,7 +192,6 @@ pub async fn refresh(
     if in_cookie {
         let c = cookie::set(
             &state.cookie,
-            &headers,
             &refreshed.refresh_token,
             state.auth.session_settings().absolute_ttl,
         );
@@ -209,8 +206,9 @@ pub async fn refresh(
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = Option<LogoutRequest>,
     security((), ("bearer" = [])),
     responses((status = 200, description = "The sessions are ended", body = OkResponse), BodyErrors,
-        TokenErrors))]
+        CrossSite, TokenErrors))]
 pub async fn logout(
+    _: NotCrossSite,
     State(state): State<AppState>,
     MaybeAuthenticated(who): MaybeAuthenticated,
     Client(client): Client,
@@ -238,7 +236,7 @@ pub async fn logout(
     state.auth.logout(who.as_ref(), scope, &client).await?;
     let mut response = Json(OkResponse { ok: true }).into_response();
     if from_cookie.is_some() || cookie::wanted(&state.cookie, &headers) {
-        let clear = cookie::clear(&state.cookie, &headers);
+        let clear = cookie::clear(&state.cookie);
         response.headers_mut().insert(header::SET_COOKIE, clear);
     }
     Ok(response)

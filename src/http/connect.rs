@@ -11,8 +11,9 @@ use std::time::Duration;
 use super::AppState;
 use super::auth::deliver;
 use super::cookie;
+use super::csrf::NotCrossSite;
 use super::extract::Client;
-use super::openapi::{ErrorEnvelope, RateLimited};
+use super::openapi::{CrossSite, ErrorEnvelope, RateLimited};
 use crate::auth::random_id;
 use crate::auth::sso::CallbackParams;
 use crate::error::{Error, Result};
@@ -87,7 +88,7 @@ pub async fn connect(
     let mut response = redirect(&location)?;
     response.headers_mut().insert(
         header::SET_COOKIE,
-        cookie::set_sso(&state.cookie, &headers, &browser, BINDING_TTL),
+        cookie::set_sso(&state.cookie, &browser, BINDING_TTL),
     );
     Ok(response)
 }
@@ -129,8 +130,9 @@ pub async fn provider_callback(
         ("code" = String, Query, description = "The one-time code the front end was sent")),
     responses((status = 200, description = "Signed in", body = super::auth::Grant),
         (status = 400, description = "No completed sign-in for this browser, or the account is \
-            refused", body = ErrorEnvelope)))]
+            refused", body = ErrorEnvelope), CrossSite))]
 pub async fn finish(
+    _: NotCrossSite,
     State(state): State<AppState>,
     Path(provider): Path<String>,
     RawQuery(query): RawQuery,
@@ -149,7 +151,6 @@ pub async fn finish(
         .await?;
     Ok(deliver(
         &state,
-        &headers,
         &issued,
         cookie::wanted(&state.cookie, &headers),
     ))

@@ -1,5 +1,5 @@
 //! The refresh-token cookie: when to use it, how to set it, how to read and clear it. Attributes follow
-//! Strapi's (`HttpOnly`, `SameSite=Lax`, `Path=/`), with `Secure` everywhere but plain-http development.
+//! Strapi's (`HttpOnly`, `SameSite=Lax`, `Path=/`), with `Secure` whenever `public_url` is https.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use cookie::{Cookie, SameSite};
@@ -41,36 +41,25 @@ pub const SSO_COOKIE: &str = "keyway_sso";
 
 /// `Set-Cookie` for the single sign-on binding. `SameSite=Lax`, because the provider's redirect back
 /// is a cross-site top-level navigation, which Lax lets the cookie ride along with (Strict would not).
-pub fn set_sso(
-    settings: &CookieSettings,
-    headers: &HeaderMap,
-    value: &str,
-    max_age: Duration,
-) -> HeaderValue {
-    set_named(settings, headers, (SSO_COOKIE, value), "/api/", max_age)
+pub fn set_sso(settings: &CookieSettings, value: &str, max_age: Duration) -> HeaderValue {
+    set_named(settings, (SSO_COOKIE, value), "/api/", max_age)
 }
 
 /// `Set-Cookie` that stores `token` for `max_age`.
-pub fn set(
-    settings: &CookieSettings,
-    headers: &HeaderMap,
-    token: &str,
-    max_age: Duration,
-) -> HeaderValue {
-    set_named(settings, headers, (&settings.name, token), "/", max_age)
+pub fn set(settings: &CookieSettings, token: &str, max_age: Duration) -> HeaderValue {
+    set_named(settings, (&settings.name, token), "/", max_age)
 }
 
 /// `Set-Cookie` for `name=value` under `path`: HttpOnly, `SameSite=Lax`, `Secure` as configured.
 fn set_named(
     settings: &CookieSettings,
-    headers: &HeaderMap,
     (name, value): (&str, &str),
     path: &str,
     max_age: Duration,
 ) -> HeaderValue {
     let cookie = Cookie::build((name, value))
         .http_only(true)
-        .secure(secure(settings.secure, headers))
+        .secure(secure(settings))
         .same_site(SameSite::Lax)
         .path(path)
         .max_age(cookie::time::Duration::seconds(max_age.as_secs() as i64));
@@ -78,10 +67,10 @@ fn set_named(
 }
 
 /// `Set-Cookie` that deletes the cookie.
-pub fn clear(settings: &CookieSettings, headers: &HeaderMap) -> HeaderValue {
+pub fn clear(settings: &CookieSettings) -> HeaderValue {
     let mut cookie = Cookie::build((settings.name.as_str(), ""))
         .http_only(true)
-        .secure(secure(settings.secure, headers))
+        .secure(secure(settings))
         .same_site(SameSite::Lax)
         .path("/")
         .build();
@@ -95,26 +84,15 @@ fn header_value(cookie: &Cookie<'_>) -> HeaderValue {
     HeaderValue::from_str(&cookie.to_string()).unwrap_or(HeaderValue::from_static(""))
 }
 
-fn secure(setting: CookieSecure, headers: &HeaderMap) -> bool {
-    match setting {
+/// Whether the cookie gets `Secure`. `auto` follows the scheme of `public_url`, which the operator
+/// states, never the request's `Host`: behind a proxy that forwards `Host: 127.0.0.1:8080`, a
+/// Host-based guess would send production cookies over plain HTTP too.
+fn secure(settings: &CookieSettings) -> bool {
+    match settings.secure {
         CookieSecure::Always => true,
         CookieSecure::Never => false,
-        CookieSecure::Auto => !is_local_development(headers),
+        CookieSecure::Auto => settings.public_https,
     }
-}
-
-/// A request to localhost over plain HTTP: a developer's machine, where a `Secure` cookie would be
-/// dropped by some browsers.
-fn is_local_development(headers: &HeaderMap) -> bool {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
-        _ => host,
-    };
-    matches!(name, "localhost" | "127.0.0.1" | "[::1]") || name.ends_with(".localhost")
 }
 
 #[cfg(test)]
@@ -152,11 +130,13 @@ mod tests {
     }
 
     #[test]
-    fn attributes_follow_strapi_and_secure_is_automatic() {
-        let s = CookieSettings::default();
-        let public = headers(&[("host", "auth.example.com")]);
-        let set_public = set(&s, &public, "tok", Duration::from_secs(60));
-        let v = set_public.to_str().unwrap();
+    fn attributes_follow_strapi_and_secure_follows_the_public_url() {
+        let https = CookieSettings {
+            public_https: true,
+            ..CookieSettings::default()
+        };
+        let v = set(&https, "tok", Duration::from_secs(60));
+        let v = v.to_str().unwrap();
         for part in [
             "strapi_up_refresh=tok",
             "HttpOnly",
@@ -167,38 +147,31 @@ mod tests {
         ] {
             assert!(v.contains(part), "{v} lacks {part}");
         }
-        let local = headers(&[("host", "127.0.0.1:8080")]);
-        assert!(
-            !set(&s, &local, "tok", Duration::from_secs(60))
+        let has_secure = |s: &CookieSettings| {
+            set(s, "t", Duration::ZERO)
                 .to_str()
                 .unwrap()
                 .contains("Secure")
-        );
-        let always = CookieSettings {
+        };
+        let http = CookieSettings::default();
+        assert!(!has_secure(&http), "plain-http public_url: no Secure");
+        assert!(has_secure(&CookieSettings {
             secure: CookieSecure::Always,
-            ..s.clone()
-        };
-        assert!(
-            set(&always, &local, "t", Duration::ZERO)
-                .to_str()
-                .unwrap()
-                .contains("Secure")
-        );
-        let never = CookieSettings {
+            ..http.clone()
+        }));
+        assert!(!has_secure(&CookieSettings {
             secure: CookieSecure::Never,
-            ..s.clone()
-        };
+            ..https.clone()
+        }));
         assert!(
-            !set(&never, &public, "t", Duration::ZERO)
-                .to_str()
-                .unwrap()
-                .contains("Secure")
+            clear(&https).to_str().unwrap().contains("Secure"),
+            "the removal matches the cookie it removes"
         );
     }
 
     #[test]
     fn clearing_expires_the_cookie() {
-        let v = clear(&CookieSettings::default(), &headers(&[]));
+        let v = clear(&CookieSettings::default());
         let v = v.to_str().unwrap();
         assert!(v.starts_with("strapi_up_refresh=;"), "{v}");
         assert!(v.contains("Max-Age=0"), "{v}");

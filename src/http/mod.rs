@@ -6,6 +6,7 @@ mod auth;
 pub mod client;
 mod connect;
 pub mod cookie;
+pub mod csrf;
 pub mod error;
 pub mod extract;
 mod health;
@@ -63,6 +64,8 @@ pub struct Shared {
     /// Trusted proxies and the header they report clients in.
     pub proxies: Arc<client::Proxies>,
     pub cors_origins: Arc<Vec<String>>,
+    /// `public_url`'s origin and `cors_origins`: pages that may use the cookie routes (csrf.rs).
+    pub trusted_origins: Arc<Vec<String>>,
     pub request_timeout: std::time::Duration,
     /// One `info` line per request when on; otherwise those lines are `debug`.
     pub access_log: bool,

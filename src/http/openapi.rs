@@ -204,3 +204,15 @@ pub enum RateLimited {
     )]
     TooMany(ErrorEnvelope),
 }
+
+/// The refusal of a request that may come from another site's page (http/csrf.rs).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum CrossSite {
+    #[response(
+        status = 403,
+        description = "A form, plain-text or untyped body from a page that is not this server's nor \
+            a trusted front end (`cors_origins`), or a browser request marked cross-site"
+    )]
+    Refused(ErrorEnvelope),
+}

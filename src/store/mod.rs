@@ -28,6 +28,9 @@ pub enum StoreError {
     Database(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("unsupported database URL: {0}")]
     UnsupportedUrl(String),
+    /// The database's files are open to other local users (the message says how to fix it).
+    #[error("{0}")]
+    Unprotected(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -591,6 +594,9 @@ pub struct DatabaseSettings {
     pub statement_timeout: Duration,
     /// PostgreSQL: TLS to the server. `None` leaves it to the URL's `sslmode`, else `prefer`.
     pub ssl_mode: Option<SslMode>,
+    /// SQLite: open a database file (or its `-wal`, `-shm`) that other local users may read or
+    /// write. Off by default: the file holds the private signing keys.
+    pub allow_readable_file: bool,
 }
 
 /// SQLite's default pool of readers (writes have one connection of their own). Each connection is a
@@ -608,6 +614,7 @@ impl Default for DatabaseSettings {
             pool_size: None,
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
             ssl_mode: None,
+            allow_readable_file: false,
         }
     }
 }

@@ -291,6 +291,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
+        if !is_in_memory(url) {
+            protect_files(options.get_filename(), settings.allow_readable_file)?;
+        }
         // The writer first: it creates the file and the schema before any reader looks.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -305,6 +308,65 @@ impl SqliteStore {
             .map_err(db)?;
         Ok((Self { pool, writer }, applied))
     }
+}
+
+/// `sqlite::memory:` and `?mode=memory` URLs: no file to protect.
+fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// The database file holds the private signing keys: whoever reads it can forge tokens. A new one is
+/// created owner-only (0600, whatever the umask) before SQLite opens it, and SQLite gives `-wal` and
+/// `-shm` the database file's permissions. An existing file, `-wal` or `-shm` that others may read or
+/// write stops start-up with the fix, unless `allow` (the `allow_readable_database` setting).
+#[cfg(unix)]
+fn protect_files(path: &std::path::Path, allow: bool) -> StoreResult<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    let cannot = |e: std::io::Error| {
+        StoreError::Database(format!("cannot create {}: {e}", path.display()).into())
+    };
+    match created {
+        // The mode given to open() is masked by the umask; set it outright.
+        Ok(file) => file
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(cannot)?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(cannot(e)),
+    }
+    if allow {
+        return Ok(());
+    }
+    let mut open_to_others = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        if let Ok(meta) = std::fs::metadata(&file)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            open_to_others.push(file.display().to_string());
+        }
+    }
+    if open_to_others.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Unprotected(format!(
+        "{} can be read by other users of this machine, and the database holds the private \
+         signing keys (anyone who reads it can forge tokens). Fix it with: chmod 600 {} \
+         (or set allow_readable_database = true, KEYWAY_ALLOW_READABLE_DATABASE=true, to accept it)",
+        open_to_others.join(", "),
+        open_to_others.join(" ")
+    )))
+}
+
+#[cfg(not(unix))]
+fn protect_files(_: &std::path::Path, _: bool) -> StoreResult<()> {
+    Ok(())
 }
 
 static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");

@@ -13,8 +13,11 @@ async fn raw_post(
     content_type: &str,
     body: Vec<u8>,
 ) -> reqwest::Response {
+    // As a page of the server's own origin sends it, so every body type reaches the parser (a
+    // cross-site form is refused before it: csrf.rs).
     app.client
         .post(app.url(path))
+        .header("sec-fetch-site", "same-origin")
         .header("content-type", content_type)
         .body(body)
         .send()

@@ -131,21 +131,6 @@ async fn the_cookie_header_moves_the_refresh_token_into_an_httponly_cookie() {
 }
 
 #[tokio::test]
-async fn the_cookie_is_secure_for_a_public_host() {
-    let app = TestApp::spawn().await.with_user("alice").await;
-    let res = app
-        .client
-        .post(app.url("/api/auth/local"))
-        .header(COOKIE_MODE.0, COOKIE_MODE.1)
-        .header("host", "auth.example.com")
-        .json(&json!({"identifier": "alice", "password": "alice-password"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(set_cookie(&res).unwrap().contains("Secure"));
-}
-
-#[tokio::test]
 async fn cookie_mode_by_configuration_and_cookie_based_refresh() {
     let app = TestApp::spawn_with(|c| c.cookie.always = true)
         .await

@@ -907,8 +907,10 @@ async fn an_email_of_a_local_account_is_taken_when_linking_is_off() {
 #[tokio::test]
 async fn linking_joins_a_verified_email_to_the_local_account() {
     let alice = IdpUser::new("alice");
+    // With confirmation on, the local account's "confirmed" says its address was proven here too.
     let (keyway, _idp) = with_idp(std::slice::from_ref(&alice), |s| {
         s.env("KEYWAY_SSO_LINK_VERIFIED_EMAIL", "true")
+            .env("KEYWAY_EMAIL_CONFIRMATION", "true")
     })
     .await;
     keyway
@@ -936,7 +938,9 @@ async fn linking_joins_a_verified_email_to_the_local_account() {
 
 #[tokio::test]
 async fn linking_refuses_an_email_the_provider_has_not_verified() {
-    let setup = Setup::new().env("KEYWAY_SSO_LINK_VERIFIED_EMAIL", "true");
+    let setup = Setup::new()
+        .env("KEYWAY_SSO_LINK_VERIFIED_EMAIL", "true")
+        .env("KEYWAY_EMAIL_CONFIRMATION", "true");
     let rogue = Peer::rogue(&[setup.redirect_uri("rogue")]).await;
     let keyway = setup.oidc("rogue", &rogue.origin).start().await;
     let alice = IdpUser::new("alice");
@@ -949,7 +953,7 @@ async fn linking_refuses_an_email_the_provider_has_not_verified() {
     let res = Browser::new()
         .sign_in(&keyway, "rogue", AtProvider::Approve)
         .await;
-    assert_error(res, 400, "ApplicationError", "Email is already taken.").await;
+    assert_error(res, 400, "ApplicationError", "Email was not available.").await;
     assert_eq!(keyway.user_count().await, 1);
 
     // The same identity with the email verified is linked: the refusal was the verification's doing.
@@ -958,6 +962,75 @@ async fn linking_refuses_an_email_the_provider_has_not_verified() {
         .sign_in_ok(&keyway, "rogue", AtProvider::Approve)
         .await;
     assert_eq!(linked["user"]["username"], "alice_local", "{linked}");
+}
+
+/// The attack: someone signs in at a provider that does not verify addresses (or with an address
+/// the provider marks unverified) as the victim's email. Keyway made a confirmed account from it, so
+/// the address was squatted and the account would be the attacker's whenever the victim used it.
+#[tokio::test]
+async fn an_unverified_email_makes_no_account() {
+    let eve = IdpUser {
+        email_verified: false,
+        ..IdpUser::new("eve")
+    };
+    let (keyway, _idp) = with_idp(std::slice::from_ref(&eve), |s| s).await;
+    let res = Browser::new()
+        .sign_in(&keyway, "test", AtProvider::SignIn(&eve))
+        .await;
+    assert_error(res, 400, "ApplicationError", "Email was not available.").await;
+    assert_eq!(keyway.user_count().await, 0);
+}
+
+/// The attack (pre-hijack): a squatter registers a local account with the victim's address, which
+/// nobody proves. When the victim later signs in with single sign-on and linking is on, Keyway linked
+/// the identity to the squatter's account and marked it confirmed: victim and squatter shared one
+/// account, and the squatter's password kept working. Now the link is refused, with confirmation on
+/// (the account stays unconfirmed) and off (where every account counts as "confirmed").
+#[tokio::test]
+async fn linking_refuses_an_account_whose_address_was_never_proven() {
+    for confirmation in ["true", "false"] {
+        let alice = IdpUser::new("alice");
+        let (keyway, _idp) = with_idp(std::slice::from_ref(&alice), |s| {
+            s.env("KEYWAY_SSO_LINK_VERIFIED_EMAIL", "true")
+                .env("KEYWAY_EMAIL_CONFIRMATION", confirmation)
+        })
+        .await;
+        let squatter = keyway
+            .server
+            .post(
+                "/api/auth/local/register",
+                serde_json::json!({
+                    "username": "squatter",
+                    "email": alice.email,
+                    "password": "squatter-secret-pw",
+                }),
+            )
+            .await;
+        assert_eq!(
+            squatter.status(),
+            StatusCode::OK,
+            "confirmation {confirmation}"
+        );
+
+        let res = Browser::new()
+            .sign_in(&keyway, "test", AtProvider::SignIn(&alice))
+            .await;
+        assert_error(res, 400, "ApplicationError", "Email is already taken.").await;
+        assert_eq!(keyway.user_count().await, 1);
+        let shown = keyway.cli_ok(&["show", "squatter"]).await;
+        assert!(
+            !has_word(&shown, &alice.sub),
+            "confirmation {confirmation}: the identity was linked:\n{shown}"
+        );
+        let login = keyway.server.login("squatter", "squatter-secret-pw").await;
+        if confirmation == "true" {
+            // Still unconfirmed: the sign-in did not vouch for the squatter's address.
+            let msg = "Your account email is not confirmed";
+            assert_error(login, 400, "ApplicationError", msg).await;
+        } else {
+            assert_eq!(login.status(), StatusCode::OK);
+        }
+    }
 }
 
 #[tokio::test]

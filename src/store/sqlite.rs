@@ -1002,61 +1002,58 @@ impl Store for SqliteStore {
     ) -> StoreResult<ThrottleVerdict> {
         // One process on a SQLite file keeps this state in memory (shared_by_nodes is false); this
         // is the same contract for processes that share the file. BEGIN IMMEDIATE takes the write
-        // lock before reading, so two deciders are one after the other.
-        let mut conn = self.writer.acquire().await.map_err(db)?;
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
+        // lock before reading, so two deciders are one after the other; the transaction rolls back
+        // if this future is dropped half-way.
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db)?;
-        let decided = async {
-            let trusted = match keys.client {
-                Some((ip, own)) => sqlx::query_scalar::<_, i64>(
-                    "SELECT 1 FROM trusted_clients WHERE account = ?1 AND ip = ?2 AND until > ?3",
-                )
-                .bind(keys.account)
-                .bind(ip)
-                .bind(now)
-                .fetch_optional(&mut *conn)
-                .await?
-                .map(|_| own),
-                None => None,
-            };
-            let bucket = trusted.unwrap_or(keys.account);
-            let stored: Option<String> =
-                sqlx::query_scalar("SELECT times FROM throttle_buckets WHERE bucket = ?1")
-                    .bind(bucket)
-                    .fetch_optional(&mut *conn)
-                    .await?;
-            let mut times: Vec<Millis> = stored
-                .and_then(|json| serde_json::from_str(&json).ok())
-                .unwrap_or_default();
-            times.retain(|t| *t > now - THROTTLE_WINDOW_MS);
-            let wait_ms = rule.wait(&times, now);
-            if wait_ms == 0 {
-                times.push(now);
-            }
-            sqlx::query(
-                "INSERT INTO throttle_buckets (bucket, times, last_at, wait_ms) \
-                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (bucket) DO UPDATE SET times = excluded.times, \
-                 last_at = max(last_at, excluded.last_at), wait_ms = excluded.wait_ms",
+        let trusted = match keys.client {
+            Some((ip, own)) => sqlx::query_scalar::<_, i64>(
+                "SELECT 1 FROM trusted_clients WHERE account = ?1 AND ip = ?2 AND until > ?3",
             )
-            .bind(bucket)
-            .bind(serde_json::Value::from(times).to_string())
+            .bind(keys.account)
+            .bind(ip)
             .bind(now)
-            .bind(wait_ms)
-            .execute(&mut *conn)
-            .await?;
-            sqlx::query("COMMIT").execute(&mut *conn).await?;
-            Ok::<_, sqlx::Error>(ThrottleVerdict {
-                bucket: bucket.to_owned(),
-                wait_ms,
-            })
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .map(|_| own),
+            None => None,
+        };
+        let bucket = trusted.unwrap_or(keys.account);
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT times FROM throttle_buckets WHERE bucket = ?1")
+                .bind(bucket)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let mut times: Vec<Millis> = stored
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default();
+        times.retain(|t| *t > now - THROTTLE_WINDOW_MS);
+        let wait_ms = rule.wait(&times, now);
+        if wait_ms == 0 {
+            times.push(now);
         }
-        .await;
-        if decided.is_err() {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-        }
-        decided.map_err(db)
+        sqlx::query(
+            "INSERT INTO throttle_buckets (bucket, times, last_at, wait_ms) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (bucket) DO UPDATE SET times = excluded.times, \
+             last_at = max(last_at, excluded.last_at), wait_ms = excluded.wait_ms",
+        )
+        .bind(bucket)
+        .bind(serde_json::Value::from(times).to_string())
+        .bind(now)
+        .bind(wait_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(ThrottleVerdict {
+            bucket: bucket.to_owned(),
+            wait_ms,
+        })
     }
 
     async fn throttle_success(
@@ -1066,7 +1063,11 @@ impl Store for SqliteStore {
         at: Millis,
         trusted_until: Millis,
     ) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
         if let Some((ip, own)) = keys.client {
             sqlx::query(
                 "INSERT INTO trusted_clients (account, ip, until) VALUES (?1, ?2, ?3) \

@@ -153,6 +153,40 @@ impl fmt::Debug for Password {
     }
 }
 
+/// What a login names its account by: a username or an email, as typed. Only bounded: no account has a
+/// longer one (usernames stop at 255 characters, emails at 254 bytes), so anything longer is refused
+/// before any lookup, hash or throttle state is spent on it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoginIdentifier(String);
+
+impl LoginIdentifier {
+    pub const MAX_CHARS: usize = Username::MAX_CHARS;
+
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if raw.is_empty() {
+            return Err("identifier is a required field".into());
+        }
+        if raw.chars().count() > Self::MAX_CHARS {
+            return Err(format!(
+                "identifier must be at most {} characters",
+                Self::MAX_CHARS
+            ));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for LoginIdentifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // People type passwords into the username field: never printed.
+        f.write_str("LoginIdentifier(..)")
+    }
+}
+
 /// A password typed at login. No policy applies (old accounts may predate the current one), only the
 /// size bound, so an oversized body cannot be used to make the server hash megabytes.
 #[derive(Clone)]
@@ -203,6 +237,17 @@ mod tests {
         // Multi-byte characters count once each, as in Strapi.
         assert!(Username::parse("żółw").is_ok());
         assert!(Username::parse("żó").is_err());
+    }
+
+    #[test]
+    fn login_identifiers_are_bounded_like_usernames() {
+        assert!(LoginIdentifier::parse(&"é".repeat(255)).is_ok());
+        assert_eq!(
+            LoginIdentifier::parse(&"é".repeat(256)).unwrap_err(),
+            "identifier must be at most 255 characters"
+        );
+        assert!(LoginIdentifier::parse("").is_err());
+        assert_eq!(LoginIdentifier::parse("Alice").unwrap().as_str(), "Alice");
     }
 
     #[test]
@@ -307,6 +352,7 @@ mod tests {
             let _ = Email::parse(&s);
             let _ = Password::parse(&s);
             let _ = LoginPassword::parse(&s);
+            let _ = LoginIdentifier::parse(&s);
         }
     }
 }

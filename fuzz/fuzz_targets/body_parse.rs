@@ -6,7 +6,7 @@
 use arbitrary::Arbitrary;
 use axum::http::{HeaderMap, HeaderValue, header};
 use keyway::auth::policy::PasswordPolicy;
-use keyway::domain::{Email, LoginPassword, Username};
+use keyway::domain::{Email, LoginIdentifier, LoginPassword, Username};
 use keyway::error::Error;
 use keyway::http::extract::{Fields, parse_body, reject_unknown_keys};
 use libfuzzer_sys::fuzz_target;
@@ -59,12 +59,12 @@ fuzz_target!(|input: Input| {
     // The reads of login, register and change-password, in one pass.
     let mut fields = Fields::new(&body);
     fields.no_unknown(&["identifier", "password", "deviceId", "email", "username"]);
-    let identifier = fields.string("identifier", false);
+    let identifier = fields.parsed("identifier", false, LoginIdentifier::parse);
     let login = fields.parsed("password", true, LoginPassword::parse);
     let _ = fields.optional_string("deviceId");
     let email = fields.parsed("email", false, Email::parse);
     let username = fields.parsed("username", false, Username::parse);
-    let identity = [identifier.unwrap_or_default()];
+    let identity = [identifier.as_ref().map_or("", LoginIdentifier::as_str)];
     let new = fields.parsed("currentPassword", true, |p| POLICY.parse(p, &identity));
     let confirmation = fields.string("passwordConfirmation", true);
     if let (Some(p), Some(c)) = (&new, confirmation)
@@ -73,7 +73,9 @@ fuzz_target!(|input: Input| {
         fields.fail("passwordConfirmation", "Passwords do not match");
     }
     match fields.finish(identifier.zip(login).zip(email).zip(username).zip(new)) {
-        Ok(((((_, _), email), username), _)) => {
+        Ok(((((identifier, _), email), username), _)) => {
+            let chars = identifier.as_str().chars().count();
+            assert!((1..=LoginIdentifier::MAX_CHARS).contains(&chars));
             assert_eq!(email.as_str(), email.as_str().to_lowercase());
             assert!(username.as_str().chars().count() >= Username::MIN_CHARS);
         }

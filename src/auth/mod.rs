@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::domain::{Email, LoginPassword, Password, Username};
+use crate::domain::{Email, LoginIdentifier, LoginPassword, Password, Username};
 use crate::error::{Error, Result};
 use crate::store::{Invalidation, Millis, NewUser, Revoke, Store, StoreError, User};
 use mail::Mailer;
@@ -226,36 +226,35 @@ impl Auth {
     #[tracing::instrument(skip_all)]
     pub async fn login(
         &self,
-        identifier: &str,
+        identifier: &LoginIdentifier,
         password: LoginPassword,
         device_id: Option<String>,
         client: ClientInfo,
     ) -> Result<Issued> {
         let ticket = self.caches.ticket();
+        let identifier = identifier.as_str();
         let found = self
             .store
             .local_credentials(&identifier.to_lowercase(), identifier)
             .await?;
-        // Throttled by account when there is one, else by what was typed: either way the answers
-        // look alike, and an unknown name is throttled like a real one.
-        let account = match &found {
-            Some(c) => format!("user:{}", c.user.id),
-            None => format!("name:{}", identifier.to_lowercase()),
-        };
+        let account = throttle_key(found.as_ref().map(|c| &c.user), identifier);
         let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
         let ip = ip.map(|ip| limit_key(ip, self.settings.ipv6_prefix_len));
         let now = self.clock.now_millis();
         let user_id = found.as_ref().map(|c| c.user.id);
-        if let Err(wait) = self.throttle.check(&account, ip, now).await {
-            self.audit_refusal(&account, user_id, &client, "login throttled")
-                .await;
-            return Err(Error::RateLimited(wait));
-        }
+        // Counted before the hash, so guesses sent at once cannot all pass on the same count.
+        let attempt = match self.throttle.attempt(&account, ip, now).await {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                self.audit_refusal(account.as_str(), user_id, &client, "login throttled")
+                    .await;
+                return Err(Error::RateLimited(wait));
+            }
+        };
         let stored_hash = found.as_ref().and_then(|c| c.password_hash.clone());
         let secret = SecretString::from(password.expose());
         let verdict = self.hasher.verify(secret.clone(), stored_hash).await?;
         let (Some(creds), Verified::Match { rehash }) = (found, verdict) else {
-            self.throttle.failed(&account, ip, now).await;
             let detail = if user_id.is_some() {
                 "wrong password"
             } else {
@@ -265,7 +264,7 @@ impl Auth {
                 .await;
             return Err(Error::Validation(MSG_INVALID_LOGIN.into()));
         };
-        self.throttle.succeeded(&account, ip, now).await;
+        self.throttle.succeeded(&account, ip, attempt).await;
         let user = creds.user;
         if self.settings.email_confirmation && !user.confirmed {
             return Err(Error::Application(MSG_NOT_CONFIRMED.into()));
@@ -276,9 +275,13 @@ impl Auth {
         if let (true, Some(old)) = (rehash, creds.password_hash) {
             self.upgrade_hash(user.id, old, secret);
         }
+        // Audited once the session exists: a login overtaken by a block or a password change is
+        // refused (and audited as a failure) by `start_session`.
+        let (jwt, refresh_token) = self
+            .start_session(&user, ticket, device_id, client.clone())
+            .await?;
         self.audit("login_success", Some(user.id), &client, None)
             .await;
-        let (jwt, refresh_token) = self.start_session(&user, ticket, device_id, client).await?;
         Ok(Issued {
             jwt: Some(jwt),
             refresh_token,
@@ -441,6 +444,26 @@ impl Auth {
         client: ClientInfo,
     ) -> Result<Issued> {
         let user = who.user.as_ref();
+        // Guessing the current password here is guessing the login password: the same allowance.
+        let account = throttle_key(Some(user), &user.username);
+        let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+        let attempt = match self
+            .throttle
+            .attempt(&account, ip, self.clock.now_millis())
+            .await
+        {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                self.audit_refusal(
+                    account.as_str(),
+                    Some(user.id),
+                    &client,
+                    "change-password throttled",
+                )
+                .await;
+                return Err(Error::RateLimited(wait));
+            }
+        };
         let creds = self
             .store
             .local_credentials(&user.email, &user.username)
@@ -454,6 +477,7 @@ impl Auth {
         if verdict == Verified::Mismatch {
             return Err(Error::Validation(MSG_CURRENT_PASSWORD_INVALID.into()));
         }
+        self.throttle.succeeded(&account, ip, attempt).await;
         if current.expose() == new.expose() {
             return Err(Error::Validation(MSG_PASSWORD_UNCHANGED.into()));
         }
@@ -585,6 +609,17 @@ fn issued_after(iat: Option<i64>, changed_at: Option<Millis>) -> bool {
         (None, Some(_)) => false,
         (Some(iat), Some(changed)) => iat > changed.div_euclid(1000),
     }
+}
+
+/// The throttle key of a login: the account's username lower-cased when the identifier found one,
+/// else the identifier lower-cased. Usernames match exactly, so `ALICE` finds no account `alice`; were
+/// an account's key its id, five failures as `ALICE` (counted for the name `alice`) followed by a try
+/// as `alice` would be refused only when no `alice` exists. With this key every spelling of a name,
+/// and an account's email, counts where the account's own attempts do, whether it exists or not; an
+/// unknown email counts under itself. (Two accounts whose usernames differ only in case share a key.)
+fn throttle_key(user: Option<&User>, identifier: &str) -> throttle::Key {
+    let name = user.map_or(identifier, |u| u.username.as_str());
+    throttle::Key::account(&name.to_lowercase())
 }
 
 /// A random identifier of `bytes` bytes of entropy, URL-safe.

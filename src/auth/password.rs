@@ -168,20 +168,25 @@ impl Hasher {
             stats.verifications.fetch_add(1, Ordering::Relaxed);
             let pw = password.expose_secret().as_bytes();
             let stored = stored.unwrap_or_default();
+            let dummy = || PasswordHash::new(&dummy).map_err(|e| Error::internal(e.to_string()));
             if is_bcrypt(&stored) {
                 // non_truncating: a password longer than bcrypt's 72 bytes must not match a hash of
                 // its first 72 bytes.
-                return Ok(match bcrypt::non_truncating_verify(pw, &stored) {
-                    Ok(true) => Verified::Match { rehash: true },
-                    _ => Verified::Mismatch,
-                });
+                match bcrypt::non_truncating_verify(pw, &stored) {
+                    Ok(true) => return Ok(Verified::Match { rehash: true }),
+                    Ok(false) => return Ok(Verified::Mismatch),
+                    // 72 bytes or more (or a malformed hash) is refused before any hashing: answered
+                    // at once, it would tell an imported account from an unknown name, which pays
+                    // the dummy verification. So it pays the same.
+                    Err(_) => {
+                        verify_phc(pw, &dummy()?, memory);
+                        return Ok(Verified::Mismatch);
+                    }
+                }
             }
             let (hash, real) = match PasswordHash::new(&stored) {
                 Ok(h) if h.algorithm.as_str().starts_with("argon2") => (h, true),
-                _ => (
-                    PasswordHash::new(&dummy).map_err(|e| Error::internal(e.to_string()))?,
-                    false,
-                ),
+                _ => (dummy()?, false),
             };
             let ok = verify_phc(pw, &hash, memory);
             if !(ok && real) {

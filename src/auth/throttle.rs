@@ -6,7 +6,11 @@
 //! - **Account throttling** against distributed guessing: after a few failed logins an account asks for
 //!   exponentially growing pauses between attempts, and never takes more than `hourly_cap` failures an
 //!   hour. A client that has logged in successfully on the account recently keeps a bucket of its own,
-//!   so an attacker hammering the account cannot lock its owner out.
+//!   so an attacker hammering the account cannot lock its owner out. An attempt is decided and counted
+//!   in one step before its password is hashed, and taken back if the password was right: concurrent
+//!   guesses each see the ones let through before them, so a burst gets the free attempts and no more.
+//!   Keys are SHA-256 digests of a normalised name ([`Key`]), so what a client types never becomes
+//!   state of any size.
 //!
 //! State is in process, in bounded caches, when one process serves (SQLite). When the database is
 //! shared by several nodes ([`Store::shared_by_nodes`], PostgreSQL) it lives there instead, so an
@@ -20,7 +24,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::store::{Millis, Store};
+use sha2::{Digest, Sha256};
+
+use crate::store::{Millis, Store, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit {
@@ -183,19 +189,52 @@ impl Default for ThrottleSettings {
     }
 }
 
-const HOUR: Millis = 3_600_000;
+/// A throttle key: the SHA-256 (hex) of a normalised account name. What the name is and why is the
+/// caller's decision (`Auth::login`); the digest keeps every key small whatever was typed, and keeps
+/// names out of the database's throttle tables.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key(String);
+
+impl Key {
+    /// The key of the account named `normalised`.
+    pub fn account(normalised: &str) -> Self {
+        Self(hex::encode(Sha256::digest(format!(
+            "account\0{normalised}"
+        ))))
+    }
+
+    /// The bucket of a trusted client's own attempts on this account.
+    fn own(&self, ip: IpAddr) -> Self {
+        Self(hex::encode(Sha256::digest(format!(
+            "client\0{}\0{ip}",
+            self.0
+        ))))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An attempt that was let through, counted in its bucket until [`AccountThrottle::succeeded`] takes
+/// it back. `bucket` is `None` when nothing was counted (throttling off, or its state unavailable).
+#[derive(Debug)]
+pub struct Attempt {
+    bucket: Option<String>,
+    at: Millis,
+}
 
 #[derive(Debug, Default)]
-struct Failures {
-    /// Times of the failures of the last hour, oldest first.
+struct Attempts {
+    /// Times of the attempts counted in the last hour, in the order they were counted.
     times: VecDeque<Millis>,
 }
 
 pub struct AccountThrottle {
     settings: ThrottleSettings,
-    failures: Cache<String, Arc<Mutex<Failures>>>,
-    trusted: Cache<(String, IpAddr), ()>,
-    /// Where failures and trust live when several nodes share them.
+    attempts: Cache<String, Arc<Mutex<Attempts>>>,
+    trusted: Cache<(Key, IpAddr), ()>,
+    /// Where attempts and trust live when several nodes share them.
     shared: Option<Arc<dyn Store>>,
 }
 
@@ -211,9 +250,11 @@ impl AccountThrottle {
     pub fn new(settings: ThrottleSettings) -> Self {
         Self {
             shared: None,
-            failures: Cache::builder()
+            // Keys and buckets are of bounded size (a digest, at most `hourly_cap` times), so a bound
+            // on entries is a bound on bytes.
+            attempts: Cache::builder()
                 .max_capacity(200_000)
-                .time_to_idle(Duration::from_millis(HOUR as u64))
+                .time_to_idle(Duration::from_millis(THROTTLE_WINDOW_MS as u64))
                 .build(),
             trusted: Cache::builder()
                 .max_capacity(200_000)
@@ -223,116 +264,102 @@ impl AccountThrottle {
         }
     }
 
-    /// The failure bucket of an attempt: the account's, or a trusted client's own.
-    async fn bucket(&self, account: &str, ip: Option<IpAddr>, now: Millis) -> String {
-        let Some(ip) = ip else {
-            return account.to_owned();
-        };
-        let trusted = match &self.shared {
-            None => self.trusted.contains_key(&(account.to_owned(), ip)),
-            Some(store) => store
-                .is_trusted(account, &ip.to_string(), now)
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "throttle state unavailable");
-                    false
-                }),
-        };
-        if trusted {
-            format!("{account}|{ip}")
-        } else {
-            account.to_owned()
+    fn rule(&self) -> ThrottleRule {
+        ThrottleRule {
+            free: self.settings.free_failures,
+            max_pause_ms: self.settings.max_pause.as_millis() as Millis,
+            hourly_cap: self.settings.hourly_cap.max(1),
         }
     }
 
-    /// `Err(seconds)` when this attempt must wait that long.
-    pub async fn check(&self, account: &str, ip: Option<IpAddr>, now: Millis) -> Result<(), u64> {
+    /// Decides on an attempt on `account` and, if it may go ahead, counts it as a failure at once,
+    /// before any hash: `Err(seconds)` when it must wait that long instead. A success is taken back
+    /// by [`Self::succeeded`].
+    pub async fn attempt(
+        &self,
+        account: &Key,
+        ip: Option<IpAddr>,
+        now: Millis,
+    ) -> Result<Attempt, u64> {
+        let uncounted = Attempt {
+            bucket: None,
+            at: now,
+        };
         if !self.settings.enabled {
-            return Ok(());
+            return Ok(uncounted);
         }
-        let bucket = self.bucket(account, ip, now).await;
-        let times: Vec<Millis> = match &self.shared {
-            None => {
-                let Some(entry) = self.failures.get(&bucket) else {
-                    return Ok(());
-                };
-                let mut f = entry.lock().unwrap_or_else(|e| e.into_inner());
-                while f.times.front().is_some_and(|t| now - t >= HOUR) {
-                    f.times.pop_front();
-                }
-                f.times.iter().copied().collect()
+        let own = ip.map(|ip| (ip, account.own(ip)));
+        let Some(store) = &self.shared else {
+            let trusted = own
+                .as_ref()
+                .filter(|(ip, _)| self.trusted.contains_key(&(account.clone(), *ip)));
+            let bucket = trusted.map_or(account, |(_, own)| own).0.clone();
+            let entry = self.attempts.get_with(bucket.clone(), Arc::default);
+            let mut a = entry.lock().unwrap_or_else(|e| e.into_inner());
+            a.times.retain(|t| *t > now - THROTTLE_WINDOW_MS);
+            match self.rule().wait(a.times.make_contiguous(), now) {
+                0 => a.times.push_back(now),
+                wait => return Err(secs(wait)),
             }
-            Some(store) => match store
-                .failures_since(&bucket, now - HOUR, self.settings.hourly_cap)
-                .await
-            {
-                Ok(times) => times,
-                Err(e) => {
-                    tracing::warn!(error = %e, "throttle state unavailable; not throttling");
-                    return Ok(());
-                }
-            },
+            return Ok(Attempt {
+                bucket: Some(bucket),
+                at: now,
+            });
         };
-        self.verdict(&times, now)
-    }
-
-    /// The decision on a bucket's failures of the last hour, oldest first.
-    fn verdict(&self, times: &[Millis], now: Millis) -> Result<(), u64> {
-        let n = times.len() as u32;
-        if n >= self.settings.hourly_cap {
-            let oldest = times.first().copied().unwrap_or(now);
-            return Err(secs(oldest + HOUR - now));
-        }
-        if n >= self.settings.free_failures {
-            let doublings = (n - self.settings.free_failures).min(20);
-            let pause = (1000i64 << doublings).min(self.settings.max_pause.as_millis() as Millis);
-            let last = times.last().copied().unwrap_or(now);
-            if now - last < pause {
-                return Err(secs(last + pause - now));
+        let ip_text = own.as_ref().map(|(ip, _)| ip.to_string());
+        let keys = ThrottleKeys {
+            account: account.as_str(),
+            client: ip_text
+                .as_deref()
+                .zip(own.as_ref().map(|(_, k)| k.as_str())),
+        };
+        match store.throttle_attempt(keys, now, self.rule()).await {
+            Ok(v) if v.wait_ms > 0 => Err(secs(v.wait_ms)),
+            Ok(v) => Ok(Attempt {
+                bucket: Some(v.bucket),
+                at: now,
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "throttle state unavailable; not throttling");
+                Ok(uncounted)
             }
         }
-        Ok(())
     }
 
-    pub async fn failed(&self, account: &str, ip: Option<IpAddr>, now: Millis) {
+    /// The password was right: the attempt is taken back, the client becomes trusted on the account
+    /// and its own bucket is cleared.
+    pub async fn succeeded(&self, account: &Key, ip: Option<IpAddr>, attempt: Attempt) {
         if !self.settings.enabled {
             return;
         }
-        let bucket = self.bucket(account, ip, now).await;
-        if let Some(store) = &self.shared {
-            if let Err(e) = store.record_failure(&bucket, now).await {
-                tracing::warn!(error = %e, "cannot record a failed login for throttling");
-            }
-            return;
-        }
-        let entry = self.failures.get_with(bucket, Arc::default);
-        let mut f = entry.lock().unwrap_or_else(|e| e.into_inner());
-        f.times.push_back(now);
-        // Never more than the cap is needed to decide; keeps each bucket small.
-        while f.times.len() > self.settings.hourly_cap as usize {
-            f.times.pop_front();
-        }
-    }
-
-    /// A correct password: the client becomes trusted on the account and its own bucket is cleared.
-    pub async fn succeeded(&self, account: &str, ip: Option<IpAddr>, now: Millis) {
-        let Some(ip) = ip else {
-            return;
-        };
-        let own = format!("{account}|{ip}");
-        match &self.shared {
-            None => {
-                self.trusted.insert((account.to_owned(), ip), ());
-                self.failures.invalidate(&own);
-            }
-            Some(store) => {
-                let until = now + self.settings.trust_for.as_millis() as Millis;
-                let trusted = store.trust_client(account, &ip.to_string(), until).await;
-                let cleared = store.clear_failures(&own).await;
-                if let Err(e) = trusted.and(cleared) {
-                    tracing::warn!(error = %e, "cannot record a trusted client for throttling");
+        let own = ip.map(|ip| (ip, account.own(ip)));
+        let Some(store) = &self.shared else {
+            if let Some(entry) = attempt.bucket.and_then(|b| self.attempts.get(&b)) {
+                let mut a = entry.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(i) = a.times.iter().rposition(|t| *t == attempt.at) {
+                    a.times.remove(i);
                 }
             }
+            if let Some((ip, own)) = own {
+                self.trusted.insert((account.clone(), ip), ());
+                self.attempts.invalidate(&own.0);
+            }
+            return;
+        };
+        let ip_text = own.as_ref().map(|(ip, _)| ip.to_string());
+        let keys = ThrottleKeys {
+            account: account.as_str(),
+            client: ip_text
+                .as_deref()
+                .zip(own.as_ref().map(|(_, k)| k.as_str())),
+        };
+        let until = attempt.at + self.settings.trust_for.as_millis() as Millis;
+        let bucket = attempt.bucket.as_deref().unwrap_or_default();
+        if let Err(e) = store
+            .throttle_success(keys, bucket, attempt.at, until)
+            .await
+        {
+            tracing::warn!(error = %e, "cannot record a successful login for throttling");
         }
     }
 }
@@ -395,30 +422,41 @@ mod tests {
         assert!(limiter.hit("/api/auth/local", ip(1), 10_000).await.allowed);
     }
 
+    fn key(name: &str) -> Key {
+        Key::account(name)
+    }
+
+    /// An attempt that goes ahead and fails (it stays counted); panics if it was refused.
+    async fn fail(t: &AccountThrottle, account: &Key, ip: Option<IpAddr>, now: Millis) {
+        t.attempt(account, ip, now).await.expect("let through");
+    }
+
+    async fn wait(t: &AccountThrottle, account: &Key, ip: Option<IpAddr>, now: Millis) -> u64 {
+        t.attempt(account, ip, now).await.expect_err("refused")
+    }
+
     #[tokio::test]
     async fn pauses_grow_after_the_free_failures() {
         let t = AccountThrottle::new(ThrottleSettings::default());
+        let alice = key("alice");
         let mut now = 0;
         for _ in 0..5 {
-            assert_eq!(t.check("user:1", Some(ip(1)), now).await, Ok(()));
-            t.failed("user:1", Some(ip(1)), now).await;
+            fail(&t, &alice, Some(ip(1)), now).await;
         }
-        assert_eq!(t.check("user:1", Some(ip(1)), now).await, Err(1));
+        assert_eq!(wait(&t, &alice, Some(ip(1)), now).await, 1);
         assert_eq!(
-            t.check("user:1", Some(ip(9)), now).await,
-            Err(1),
+            wait(&t, &alice, Some(ip(9)), now).await,
+            1,
             "the account, not the address"
         );
         now += 1_000;
-        assert_eq!(t.check("user:1", Some(ip(1)), now).await, Ok(()));
-        t.failed("user:1", Some(ip(1)), now).await;
-        assert_eq!(t.check("user:1", Some(ip(1)), now).await, Err(2));
+        fail(&t, &alice, Some(ip(1)), now).await;
+        assert_eq!(wait(&t, &alice, Some(ip(1)), now).await, 2);
         now += 2_000;
-        t.failed("user:1", Some(ip(1)), now).await;
-        assert_eq!(t.check("user:1", Some(ip(1)), now).await, Err(4));
-        assert_eq!(
-            t.check("user:2", Some(ip(1)), now).await,
-            Ok(()),
+        fail(&t, &alice, Some(ip(1)), now).await;
+        assert_eq!(wait(&t, &alice, Some(ip(1)), now).await, 4);
+        assert!(
+            t.attempt(&key("bob"), Some(ip(1)), now).await.is_ok(),
             "other accounts are free"
         );
     }
@@ -426,10 +464,15 @@ mod tests {
     #[tokio::test]
     async fn pauses_are_bounded() {
         let t = AccountThrottle::new(ThrottleSettings::default());
-        for _ in 0..40 {
-            t.failed("user:1", None, 0).await;
+        let alice = key("alice");
+        let (mut now, mut longest) = (0, 0);
+        for _ in 0..20 {
+            while let Err(wait) = t.attempt(&alice, None, now).await {
+                longest = longest.max(wait);
+                now += wait as Millis * 1000;
+            }
         }
-        assert_eq!(t.check("user:1", None, 0).await, Err(15 * 60));
+        assert_eq!(longest, 15 * 60);
     }
 
     #[tokio::test]
@@ -438,37 +481,56 @@ mod tests {
             max_pause: Duration::from_secs(1),
             ..Default::default()
         });
+        let alice = key("alice");
         let mut now = 0;
         for _ in 0..100 {
-            while let Err(wait) = t.check("user:1", None, now).await {
+            while let Err(wait) = t.attempt(&alice, None, now).await {
                 now += wait as Millis * 1000;
             }
-            t.failed("user:1", None, now).await;
         }
-        assert!(now < HOUR);
-        let wait = t.check("user:1", None, now + 5_000).await.unwrap_err();
+        assert!(now < THROTTLE_WINDOW_MS);
+        let wait = wait(&t, &alice, None, now + 5_000).await;
         assert_eq!(
             wait as Millis,
-            (HOUR - now - 5_000) / 1000,
+            (THROTTLE_WINDOW_MS - now - 5_000) / 1000,
             "until the oldest leaves the hour"
         );
     }
 
     #[tokio::test]
+    async fn a_success_is_taken_back_and_trusts_its_client() {
+        let t = AccountThrottle::new(ThrottleSettings::default());
+        let alice = key("alice");
+        let (owner, attacker) = (Some(ip(1)), Some(ip(66)));
+        for _ in 0..4 {
+            fail(&t, &alice, attacker, 0).await;
+        }
+        // Counted while it is checked, so a fifth concurrent guess would be the last free one...
+        let right = t.attempt(&alice, owner, 0).await.unwrap();
+        t.succeeded(&alice, owner, right).await;
+        // ...but once taken back the account has had four failures, and one more is free.
+        fail(&t, &alice, attacker, 0).await;
+        assert_eq!(wait(&t, &alice, attacker, 0).await, 1);
+        // The owner, now trusted, has a bucket of its own.
+        assert!(t.attempt(&alice, owner, 0).await.is_ok());
+    }
+
+    #[tokio::test]
     async fn a_trusted_client_is_not_locked_out_by_others() {
         let t = AccountThrottle::new(ThrottleSettings::default());
+        let alice = key("alice");
         let (owner, attacker) = (Some(ip(1)), Some(ip(66)));
-        t.succeeded("user:1", owner, 0).await;
-        for _ in 0..10 {
-            t.failed("user:1", attacker, 0).await;
+        let first = t.attempt(&alice, owner, 0).await.unwrap();
+        t.succeeded(&alice, owner, first).await;
+        for _ in 0..5 {
+            fail(&t, &alice, attacker, 0).await;
         }
-        assert!(t.check("user:1", attacker, 0).await.is_err());
-        assert_eq!(t.check("user:1", owner, 0).await, Ok(()));
+        assert!(t.attempt(&alice, attacker, 0).await.is_err());
         // The owner's own mistakes still count, in a bucket of its own.
         for _ in 0..5 {
-            t.failed("user:1", owner, 0).await;
+            fail(&t, &alice, owner, 0).await;
         }
-        assert!(t.check("user:1", owner, 0).await.is_err());
+        assert!(t.attempt(&alice, owner, 0).await.is_err());
     }
 
     #[tokio::test]
@@ -478,8 +540,16 @@ mod tests {
             ..Default::default()
         });
         for _ in 0..200 {
-            t.failed("user:1", None, 0).await;
+            fail(&t, &key("alice"), None, 0).await;
         }
-        assert_eq!(t.check("user:1", None, 0).await, Ok(()));
+    }
+
+    #[test]
+    fn keys_are_digests_of_a_fixed_size() {
+        assert_eq!(key("alice").as_str().len(), 64);
+        assert_eq!(key(&"x".repeat(10_000)).as_str().len(), 64);
+        assert_ne!(key("alice"), key("alice2"));
+        assert_ne!(key("alice").own(ip(1)), key("alice").own(ip(2)));
+        assert_ne!(key("alice").own(ip(1)), key("alice"));
     }
 }

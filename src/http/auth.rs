@@ -21,7 +21,7 @@ use super::openapi::{
 use super::users::UserView;
 use crate::auth::Issued;
 use crate::auth::sessions::{LogoutScope, MSG_MISSING_REFRESH};
-use crate::domain::{Email, LoginPassword, Username};
+use crate::domain::{Email, LoginIdentifier, LoginPassword, Username};
 use crate::error::{Error, Result};
 
 /// What a login, registration, password change or reset answers.
@@ -73,13 +73,13 @@ pub async fn login(
     Body(body): Body,
 ) -> Result<Response> {
     let mut fields = Fields::new(&body);
-    let identifier = fields.string("identifier", false);
+    let identifier = fields.parsed("identifier", false, LoginIdentifier::parse);
     let password = fields.parsed("password", true, LoginPassword::parse);
     let device_id = fields.optional_string("deviceId").map(str::to_owned);
     let (identifier, password) = fields.finish(identifier.zip(password))?;
     let issued = state
         .auth
-        .login(identifier, password, device_id, client)
+        .login(&identifier, password, device_id, client)
         .await?;
     Ok(deliver(
         &state,

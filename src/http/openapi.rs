@@ -70,7 +70,7 @@ pub struct ErrorDetail {
 #[allow(dead_code)] // Describes a body that `Fields` reads.
 pub struct LoginRequest {
     /// The email address or the username.
-    #[schema(min_length = 1)]
+    #[schema(min_length = 1, max_length = 255)]
     identifier: String,
     #[schema(min_length = 1, max_length = 1024)]
     password: String,

@@ -7,7 +7,8 @@ use super::{
     AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, Identity, IdentityRow,
     ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, POSTGRES_POOL_SIZE,
     RefreshRecord, Revoke, Role, Session, SslMode, SsoStage, SsoState, Store, StoreError,
-    StoreResult, StoredKey, StrapiState, User, UserCredentials, applied_versions, newly_applied,
+    StoreResult, StoredKey, StrapiState, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule,
+    ThrottleVerdict, User, UserCredentials, applied_versions, newly_applied,
 };
 use super::{FeedEvent, InvalidationFeed};
 use async_trait::async_trait;
@@ -1089,69 +1090,80 @@ impl Store for PgStore {
         Ok((started, u32::try_from(count).unwrap_or(u32::MAX)))
     }
 
-    async fn record_failure(&self, bucket: &str, at: Millis) -> StoreResult<()> {
-        sqlx::query("INSERT INTO login_failures (bucket, at) VALUES ($1, $2)")
-            .bind(text(bucket))
-            .bind(at)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
-    async fn failures_since(
+    async fn throttle_attempt(
         &self,
-        bucket: &str,
-        since: Millis,
-        limit: u32,
-    ) -> StoreResult<Vec<Millis>> {
-        let mut times: Vec<i64> = sqlx::query_scalar(
-            "SELECT at FROM login_failures WHERE bucket = $1 AND at > $2 ORDER BY at DESC LIMIT $3",
+        keys: ThrottleKeys<'_>,
+        now: Millis,
+        rule: ThrottleRule,
+    ) -> StoreResult<ThrottleVerdict> {
+        // One upsert: ON CONFLICT locks the bucket's row and its SET reads the newest committed
+        // version, so attempts racing on any number of nodes are decided one after the other, each
+        // on the attempts counted before it. ThrottleRule::wait in SQL: attempts older than the
+        // window drop out; at the cap, wait until the oldest leaves; past the free ones, wait a
+        // pause doubling from one second (at most the longest pause) after the newest.
+        let (ip, own) = keys.client.unzip();
+        let (bucket, wait_ms): (String, i64) = sqlx::query_as(
+            "INSERT INTO throttle_buckets AS b (bucket, times, last_at, wait_ms) \
+             SELECT CASE WHEN EXISTS (SELECT 1 FROM trusted_clients t \
+                      WHERE t.account = $1 AND t.ip = $2 AND t.until > $4) THEN $3 ELSE $1 END, \
+                    ARRAY[$4]::BIGINT[], $4, 0 \
+             ON CONFLICT (bucket) DO UPDATE SET (times, last_at, wait_ms) = ( \
+               SELECT CASE WHEN v.wait = 0 THEN v.kept || $4 ELSE v.kept END, \
+                      GREATEST(b.last_at, $4), v.wait \
+               FROM (SELECT k.kept, CASE \
+                   WHEN k.n >= $7 THEN k.first + $8 - $4 \
+                   WHEN k.n >= $5 AND $4 - k.last < LEAST(1000::BIGINT << LEAST(k.n - $5, 20)::INT, $6) \
+                     THEN k.last + LEAST(1000::BIGINT << LEAST(k.n - $5, 20)::INT, $6) - $4 \
+                   ELSE 0 END AS wait \
+                 FROM (SELECT COALESCE(array_agg(t ORDER BY t), '{}') AS kept, count(*) AS n, \
+                         min(t) AS first, max(t) AS last \
+                       FROM unnest(b.times) AS t WHERE t > $4 - $8) k) v) \
+             RETURNING bucket, wait_ms",
         )
-        .bind(text(bucket))
-        .bind(since)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .bind(text(keys.account))
+        .bind(ip.map(text))
+        .bind(own.map(text))
+        .bind(now)
+        .bind(i64::from(rule.free))
+        .bind(rule.max_pause_ms)
+        .bind(i64::from(rule.hourly_cap.max(1)))
+        .bind(THROTTLE_WINDOW_MS)
+        .fetch_one(&self.pool)
         .await
         .map_err(db)?;
-        times.reverse();
-        Ok(times)
+        Ok(ThrottleVerdict { bucket, wait_ms })
     }
 
-    async fn clear_failures(&self, bucket: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE bucket = $1")
-            .bind(text(bucket))
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
-    async fn trust_client(&self, account: &str, ip: &str, until: Millis) -> StoreResult<()> {
+    async fn throttle_success(
+        &self,
+        keys: ThrottleKeys<'_>,
+        bucket: &str,
+        at: Millis,
+        trusted_until: Millis,
+    ) -> StoreResult<()> {
+        // One statement: the trust, the client's own bucket cleared, and the attempt taken back
+        // (one occurrence of its time) where that was another bucket. The guard keeps the DELETE
+        // and the UPDATE off the same row, which one statement may not change twice.
+        let (ip, own) = keys.client.unzip();
         sqlx::query(
-            "INSERT INTO trusted_clients (account, ip, until) VALUES ($1, $2, $3) \
-             ON CONFLICT (account, ip) DO UPDATE SET until = excluded.until",
+            "WITH trusted AS ( \
+               INSERT INTO trusted_clients (account, ip, until) SELECT $1, $2, $6 WHERE $2 IS NOT NULL \
+               ON CONFLICT (account, ip) DO UPDATE SET until = excluded.until), \
+             cleared AS (DELETE FROM throttle_buckets WHERE bucket = $3) \
+             UPDATE throttle_buckets \
+             SET times = times[:array_position(times, $5) - 1] || times[array_position(times, $5) + 1:] \
+             WHERE bucket = $4 AND bucket IS DISTINCT FROM $3 AND $5 = ANY(times)",
         )
-        .bind(text(account))
-        .bind(text(ip))
-        .bind(until)
+        .bind(text(keys.account))
+        .bind(ip.map(text))
+        .bind(own.map(text))
+        .bind(text(bucket))
+        .bind(at)
+        .bind(trusted_until)
         .execute(&self.pool)
         .await
         .map_err(db)?;
         Ok(())
-    }
-
-    async fn is_trusted(&self, account: &str, ip: &str, now: Millis) -> StoreResult<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT until FROM trusted_clients WHERE account = $1 AND ip = $2 AND until > $3",
-        )
-        .bind(text(account))
-        .bind(text(ip))
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(found.is_some())
     }
 
     async fn put_sso_state(&self, state: &SsoState) -> StoreResult<()> {
@@ -1261,7 +1273,7 @@ impl Store for PgStore {
         // window is an hour), trust that ended a day ago is gone.
         for sql in [
             "DELETE FROM rate_windows WHERE started < $1",
-            "DELETE FROM login_failures WHERE at < $1",
+            "DELETE FROM throttle_buckets WHERE last_at < $1",
             "DELETE FROM trusted_clients WHERE until < $1",
         ] {
             sqlx::query(sql)

@@ -5,7 +5,8 @@ use super::{
     AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, Identity, IdentityRow,
     ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, RefreshRecord, Revoke,
     Role, SQLITE_POOL_SIZE, Session, SsoStage, SsoState, Store, StoreError, StoreResult, StoredKey,
-    StrapiState, User, UserCredentials, applied_versions, newly_applied,
+    StrapiState, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule, ThrottleVerdict, User,
+    UserCredentials, applied_versions, newly_applied,
 };
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -1096,69 +1097,116 @@ impl Store for SqliteStore {
         Ok((started, u32::try_from(count).unwrap_or(u32::MAX)))
     }
 
-    async fn record_failure(&self, bucket: &str, at: Millis) -> StoreResult<()> {
-        sqlx::query("INSERT INTO login_failures (bucket, at) VALUES (?1, ?2)")
-            .bind(bucket)
-            .bind(at)
-            .execute(&self.writer)
+    async fn throttle_attempt(
+        &self,
+        keys: ThrottleKeys<'_>,
+        now: Millis,
+        rule: ThrottleRule,
+    ) -> StoreResult<ThrottleVerdict> {
+        // One process on a SQLite file keeps this state in memory (shared_by_nodes is false); this
+        // is the same contract for processes that share the file. BEGIN IMMEDIATE takes the write
+        // lock before reading, so two deciders are one after the other; the transaction rolls back
+        // if this future is dropped half-way.
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db)?;
-        Ok(())
-    }
-
-    async fn failures_since(
-        &self,
-        bucket: &str,
-        since: Millis,
-        limit: u32,
-    ) -> StoreResult<Vec<Millis>> {
-        let mut times: Vec<i64> = sqlx::query_scalar(
-            "SELECT at FROM login_failures WHERE bucket = ?1 AND at > ?2 ORDER BY at DESC LIMIT ?3",
+        let trusted = match keys.client {
+            Some((ip, own)) => sqlx::query_scalar::<_, i64>(
+                "SELECT 1 FROM trusted_clients WHERE account = ?1 AND ip = ?2 AND until > ?3",
+            )
+            .bind(keys.account)
+            .bind(ip)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .map(|_| own),
+            None => None,
+        };
+        let bucket = trusted.unwrap_or(keys.account);
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT times FROM throttle_buckets WHERE bucket = ?1")
+                .bind(bucket)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let mut times: Vec<Millis> = stored
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default();
+        times.retain(|t| *t > now - THROTTLE_WINDOW_MS);
+        let wait_ms = rule.wait(&times, now);
+        if wait_ms == 0 {
+            times.push(now);
+        }
+        sqlx::query(
+            "INSERT INTO throttle_buckets (bucket, times, last_at, wait_ms) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (bucket) DO UPDATE SET times = excluded.times, \
+             last_at = max(last_at, excluded.last_at), wait_ms = excluded.wait_ms",
         )
         .bind(bucket)
-        .bind(since)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .bind(serde_json::Value::from(times).to_string())
+        .bind(now)
+        .bind(wait_ms)
+        .execute(&mut *tx)
         .await
         .map_err(db)?;
-        times.reverse();
-        Ok(times)
+        tx.commit().await.map_err(db)?;
+        Ok(ThrottleVerdict {
+            bucket: bucket.to_owned(),
+            wait_ms,
+        })
     }
 
-    async fn clear_failures(&self, bucket: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM login_failures WHERE bucket = ?1")
-            .bind(bucket)
-            .execute(&self.writer)
+    async fn throttle_success(
+        &self,
+        keys: ThrottleKeys<'_>,
+        bucket: &str,
+        at: Millis,
+        trusted_until: Millis,
+    ) -> StoreResult<()> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(db)?;
-        Ok(())
-    }
-
-    async fn trust_client(&self, account: &str, ip: &str, until: Millis) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO trusted_clients (account, ip, until) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (account, ip) DO UPDATE SET until = excluded.until",
-        )
-        .bind(account)
-        .bind(ip)
-        .bind(until)
-        .execute(&self.writer)
-        .await
-        .map_err(db)?;
-        Ok(())
-    }
-
-    async fn is_trusted(&self, account: &str, ip: &str, now: Millis) -> StoreResult<bool> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT until FROM trusted_clients WHERE account = ?1 AND ip = ?2 AND until > ?3",
-        )
-        .bind(account)
-        .bind(ip)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(found.is_some())
+        if let Some((ip, own)) = keys.client {
+            sqlx::query(
+                "INSERT INTO trusted_clients (account, ip, until) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (account, ip) DO UPDATE SET until = excluded.until",
+            )
+            .bind(keys.account)
+            .bind(ip)
+            .bind(trusted_until)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            sqlx::query("DELETE FROM throttle_buckets WHERE bucket = ?1")
+                .bind(own)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT times FROM throttle_buckets WHERE bucket = ?1")
+                .bind(bucket)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let mut times: Vec<Millis> = stored
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default();
+        if let Some(i) = times.iter().position(|t| *t == at) {
+            times.remove(i);
+            sqlx::query("UPDATE throttle_buckets SET times = ?2 WHERE bucket = ?1")
+                .bind(bucket)
+                .bind(serde_json::Value::from(times).to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
     }
 
     async fn put_sso_state(&self, state: &SsoState) -> StoreResult<()> {
@@ -1269,7 +1317,7 @@ impl Store for SqliteStore {
         // window is an hour), trust that ended a day ago is gone.
         for sql in [
             "DELETE FROM rate_windows WHERE started < ?1",
-            "DELETE FROM login_failures WHERE at < ?1",
+            "DELETE FROM throttle_buckets WHERE last_at < ?1",
             "DELETE FROM trusted_clients WHERE until < ?1",
         ] {
             sqlx::query(sql)

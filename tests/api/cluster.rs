@@ -305,6 +305,47 @@ async fn guessing_one_account_through_two_nodes_is_throttled_as_through_one() {
     b.stop().await;
 }
 
+/// The attack: a burst of guesses on one account spread over two nodes at once. Each node used to
+/// check the shared count before hashing and add to it after, so the whole burst passed on the count
+/// of before it. The count is now taken and raised by one statement that locks the account's row:
+/// the nodes together let through the free attempts and no more.
+#[tokio::test]
+async fn a_burst_of_guesses_through_two_nodes_gets_only_the_free_attempts() {
+    let db = PgDatabase::create().await;
+    let dir = tempdir();
+    let a = node_with(&db, dir.path(), &[("KEYWAY_RATE_LIMIT", "false")]).await;
+    let b = node_with(&db, dir.path(), &[("KEYWAY_RATE_LIMIT", "false")]).await;
+    assert_eq!(
+        register(&a, "erin", "erin@example.com").await.status(),
+        StatusCode::OK
+    );
+    let guesses: Vec<_> = (0..20)
+        .map(|i| {
+            let target = if i % 2 == 0 { &a } else { &b };
+            let request = target
+                .client()
+                .post(target.url("/api/auth/local"))
+                .json(&json!({ "identifier": "erin", "password": "not-her-password" }));
+            tokio::spawn(async move { request.send().await.unwrap().status() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    let wrong = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::BAD_REQUEST)
+        .count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((wrong, refused), (5, 15), "{statuses:?}");
+    a.stop().await;
+    b.stop().await;
+}
+
 #[tokio::test]
 async fn a_node_whose_listener_was_cut_off_reconnects_and_keeps_up() {
     let db = PgDatabase::create().await;

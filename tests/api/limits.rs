@@ -312,6 +312,170 @@ async fn at_most_a_hundred_failures_an_hour_per_account() {
     );
 }
 
+/// The attack: 40 wrong passwords for one account sent at once from 40 addresses. The throttle used
+/// to look at the count before hashing and add to it after, so every one of them saw the count of
+/// before the burst, was hashed and answered 400. Each attempt is now counted as it is let through,
+/// before its hash: only the free ones are hashed, the rest wait (429).
+#[tokio::test]
+async fn a_burst_of_guesses_from_many_addresses_gets_only_the_free_attempts() {
+    let app = proxied_app(|_| {}).await;
+    let before = app.auth.hasher().stats().verifications();
+    let guesses: Vec<_> = (0..40)
+        .map(|i| {
+            let request = app
+                .client
+                .post(app.url("/api/auth/local"))
+                .header("x-forwarded-for", format!("203.0.113.{i}"))
+                .json(&json!({ "identifier": "alice", "password": "guess" }));
+            tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for guess in guesses {
+        statuses.push(guess.await.unwrap());
+    }
+    let hashed = app.auth.hasher().stats().verifications() - before;
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    let wrong = statuses.iter().filter(|s| **s == 400).count();
+    assert_eq!(
+        (wrong, refused),
+        (5, 35),
+        "five free failures, the rest refused: {statuses:?}"
+    );
+    assert_eq!(hashed, 5, "only the free attempts reach the hasher");
+    // The burst used the account's allowance: the next guess, from anywhere, waits too.
+    let res = login_from(&app, "198.51.100.77", "alice", "alice-password").await;
+    assert_eq!(res.status(), 429);
+}
+
+/// The attack: a stolen access token used to guess the account's password through change-password,
+/// which used to be limited only by the route limit (10 a minute per address, and from many
+/// addresses not at all). Its guesses now count against the account like failed logins.
+#[tokio::test]
+async fn guessing_the_current_password_with_a_stolen_token_is_throttled_with_the_account() {
+    let app = proxied_app(|_| {}).await;
+    let res = login_from(&app, "198.51.100.10", "alice", "alice-password").await;
+    let jwt = res.json::<Value>().await.unwrap()["jwt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let change = |from: &str, current: &str| {
+        app.client
+            .post(app.url("/api/auth/change-password"))
+            .header("x-forwarded-for", from)
+            .bearer_auth(&jwt)
+            .json(&json!({
+                "currentPassword": current,
+                "password": "a-new-password-1",
+                "passwordConfirmation": "a-new-password-1",
+            }))
+            .send()
+    };
+    for i in 0..5 {
+        let res = change(&format!("203.0.113.{i}"), "guess").await.unwrap();
+        assert_error(
+            res,
+            400,
+            "ValidationError",
+            "The provided current password is invalid",
+        )
+        .await;
+    }
+    let before = app.auth.hasher().stats().verifications();
+    let res = change("203.0.113.99", "alice-password").await.unwrap();
+    assert_eq!(res.status(), 429, "the sixth guess waits, right or wrong");
+    assert_eq!(header(&res, "retry-after"), 1);
+    assert_eq!(
+        app.auth.hasher().stats().verifications(),
+        before,
+        "a refused guess costs no hash"
+    );
+    // One allowance per account: the login route is paused as well, the owner's address is not.
+    let res = login_from(&app, "203.0.113.100", "alice", "alice-password").await;
+    assert_eq!(res.status(), 429);
+    let res = login_from(&app, "198.51.100.10", "alice", "alice-password").await;
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+/// The attack: failed logins with huge identifiers. Each unknown name was kept as a throttle key of up
+/// to the 64 KiB body for an hour, in a cache bounded by entries, not bytes; and each cost a hash. No
+/// account has an identifier over 255 characters (usernames stop there, emails at 254), so such an
+/// identifier is refused as a field error before any lookup or hash.
+#[tokio::test]
+async fn an_identifier_over_255_characters_is_refused_before_any_work() {
+    let app = proxied_app(|_| {}).await;
+    let before = app.auth.hasher().stats().verifications();
+    let res = login_from(&app, "203.0.113.1", &"é".repeat(256), "guess").await;
+    let error = assert_error(
+        res,
+        400,
+        "ValidationError",
+        "identifier must be at most 255 characters",
+    )
+    .await;
+    assert_eq!(error["details"]["errors"][0]["path"], json!(["identifier"]));
+    assert_eq!(app.auth.hasher().stats().verifications(), before, "no hash");
+    // 255 characters is an identifier like any other.
+    let res = login_from(&app, "203.0.113.1", &"é".repeat(255), "guess").await;
+    assert_error(
+        res,
+        400,
+        "ValidationError",
+        "Invalid identifier or password",
+    )
+    .await;
+    assert_eq!(app.auth.hasher().stats().verifications(), before + 1);
+}
+
+/// Statuses and `Retry-After`s of `attempts` (identifier, password) made in turn from fresh
+/// addresses, on a fresh app that has `alice` or not.
+async fn probe(alice_exists: bool, attempts: &[(&str, &str)]) -> Vec<(u16, Option<String>)> {
+    let app = TestApp::spawn_with(|c| {
+        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.auth.throttle.enabled = true;
+    })
+    .await;
+    if alice_exists {
+        app.create_user("alice", |_| {}).await;
+    }
+    let mut answers = Vec::new();
+    for (i, (identifier, password)) in attempts.iter().enumerate() {
+        let res = login_from(&app, &format!("203.0.113.{i}"), identifier, password).await;
+        let retry = res
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        answers.push((res.status().as_u16(), retry));
+    }
+    answers
+}
+
+/// The attack: five failures as `ALICE` (no such username: usernames match exactly), then one as
+/// `alice`. Failures of an unknown name counted for its lower-cased spelling, those of an account for
+/// the account: so a `429` said "no alice here" and a `400` said "alice exists". The throttle key of
+/// an account is now its lower-cased username, which is what every other spelling of it maps to when
+/// it matches no account, and what its email maps to: whatever the spelling, the answers are the same
+/// whether the account exists or not.
+#[tokio::test]
+async fn failures_in_another_casing_tell_nothing_about_who_exists() {
+    for (first, last) in [
+        ("ALICE", "alice"),
+        ("ALICE", "aLiCe"),
+        ("alice", "ALICE"),
+        ("Alice@Example.com", "alice@example.com"),
+        ("alice@example.com", "ALICE@EXAMPLE.COM"),
+    ] {
+        let mut attempts = vec![(first, "guess"); 5];
+        attempts.push((last, "guess"));
+        let present = probe(true, &attempts).await;
+        let absent = probe(false, &attempts).await;
+        assert_eq!(
+            present, absent,
+            "{first} then {last}: the answers tell whether alice exists"
+        );
+    }
+}
+
 #[tokio::test]
 async fn login_throttling_can_be_turned_off() {
     let app = TestApp::spawn_with(|c| c.auth.throttle.enabled = false)

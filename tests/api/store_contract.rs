@@ -6,7 +6,7 @@
 use keyway::store::{
     AuditEvent, CodePurpose, DatabaseSettings, Identity, ImportedUser, Invalidation, NewRole,
     NewUser, PgStore, Revoke, Session, SqliteStore, SsoStage, SsoState, Store, StoreError,
-    StoredKey, StrapiState, User,
+    StoredKey, StrapiState, ThrottleKeys, ThrottleRule, ThrottleVerdict, User,
 };
 use std::collections::HashSet;
 use std::future::Future;
@@ -1662,102 +1662,165 @@ async fn concurrent_hits_are_all_counted() {
     .await;
 }
 
-#[tokio::test]
-async fn login_failures_and_trusted_clients() {
-    on_each_engine(|store| async move {
-        for at in [NOW - 3_700_000, NOW - 30, NOW - 20, NOW - 10] {
-            store.record_failure("user:1", at).await.unwrap();
-        }
-        store.record_failure("user:2", NOW - 5).await.unwrap();
-        assert_eq!(
-            store
-                .failures_since("user:1", NOW - 3_600_000, 100)
-                .await
-                .unwrap(),
-            vec![NOW - 30, NOW - 20, NOW - 10],
-            "the last hour, oldest first"
-        );
-        assert_eq!(
-            store
-                .failures_since("user:1", NOW - 3_600_000, 2)
-                .await
-                .unwrap(),
-            vec![NOW - 20, NOW - 10],
-            "at most the limit, the newest"
-        );
-        store.clear_failures("user:1").await.unwrap();
-        assert!(
-            store
-                .failures_since("user:1", 0, 100)
-                .await
-                .unwrap()
-                .is_empty()
-        );
-        assert_eq!(
-            store.failures_since("user:2", 0, 100).await.unwrap().len(),
-            1
-        );
+const RULE: ThrottleRule = ThrottleRule {
+    free: 2,
+    max_pause_ms: 10_000,
+    hourly_cap: 4,
+};
 
-        assert!(
-            !store
-                .is_trusted("user:1", "203.0.113.7", NOW)
-                .await
-                .unwrap()
+const ALONE: ThrottleKeys<'static> = ThrottleKeys {
+    account: "acc",
+    client: None,
+};
+
+/// The client 203.0.113.7, whose own bucket on `acc` is `own`.
+const CLIENT: ThrottleKeys<'static> = ThrottleKeys {
+    account: "acc",
+    client: Some(("203.0.113.7", "own")),
+};
+
+async fn wait_ms(store: &Arc<dyn Store>, keys: ThrottleKeys<'_>, now: i64) -> i64 {
+    store
+        .throttle_attempt(keys, now, RULE)
+        .await
+        .unwrap()
+        .wait_ms
+}
+
+#[tokio::test]
+async fn throttle_attempts_are_decided_and_counted_in_one_step() {
+    on_each_engine(|store| async move {
+        // Two free, then a pause doubling from a second, after the newest counted attempt.
+        assert_eq!(
+            store.throttle_attempt(ALONE, NOW, RULE).await.unwrap(),
+            ThrottleVerdict {
+                bucket: "acc".into(),
+                wait_ms: 0
+            }
         );
+        assert_eq!(wait_ms(&store, ALONE, NOW).await, 0);
+        assert_eq!(wait_ms(&store, ALONE, NOW + 400).await, 600);
+        assert_eq!(
+            wait_ms(&store, ALONE, NOW + 400).await,
+            600,
+            "a refused attempt is not counted"
+        );
+        assert_eq!(wait_ms(&store, ALONE, NOW + 1_000).await, 0);
+        assert_eq!(wait_ms(&store, ALONE, NOW + 1_000).await, 2_000);
+        assert_eq!(wait_ms(&store, ALONE, NOW + 3_000).await, 0);
+        // Four in the hour is the cap: until the oldest is an hour old, whatever the pauses.
+        assert_eq!(wait_ms(&store, ALONE, NOW + 100_000).await, 3_500_000);
+        // An hour on, the two first no longer count: two are left, so a second's pause applies.
+        assert_eq!(wait_ms(&store, ALONE, NOW + 3_600_000).await, 0);
+        assert_eq!(wait_ms(&store, ALONE, NOW + 3_600_000).await, 2_000);
+        let other = ThrottleKeys {
+            account: "other",
+            client: None,
+        };
+        assert_eq!(wait_ms(&store, other, NOW + 3_600_000).await, 0, "its own");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_success_is_taken_back_and_trusts_its_client_in_a_bucket_of_its_own() {
+    on_each_engine(|store| async move {
+        let counted = store.throttle_attempt(CLIENT, NOW, RULE).await.unwrap();
+        assert_eq!(counted.bucket, "acc", "not trusted yet");
+        assert_eq!(wait_ms(&store, ALONE, NOW).await, 0);
+        assert_eq!(wait_ms(&store, ALONE, NOW).await, 1_000, "two counted");
         store
-            .trust_client("user:1", "203.0.113.7", NOW + 1_000)
+            .throttle_success(CLIENT, &counted.bucket, NOW, NOW + 60_000)
             .await
             .unwrap();
-        assert!(
-            store
-                .is_trusted("user:1", "203.0.113.7", NOW)
-                .await
-                .unwrap()
+        // Taken back: one counted, so one more is free on the account.
+        assert_eq!(wait_ms(&store, ALONE, NOW).await, 0);
+        assert_eq!(wait_ms(&store, ALONE, NOW).await, 1_000);
+        // The client, trusted now, has its own bucket, untouched by the account's failures.
+        let own = store.throttle_attempt(CLIENT, NOW, RULE).await.unwrap();
+        assert_eq!(
+            own,
+            ThrottleVerdict {
+                bucket: "own".into(),
+                wait_ms: 0
+            }
         );
-        assert!(
-            !store
-                .is_trusted("user:1", "203.0.113.8", NOW)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .is_trusted("user:1", "203.0.113.7", NOW + 1_000)
-                .await
-                .unwrap(),
-            "expired"
-        );
-        store
-            .trust_client("user:1", "203.0.113.7", NOW + 5_000)
+        assert_eq!(wait_ms(&store, CLIENT, NOW).await, 0);
+        assert_eq!(wait_ms(&store, CLIENT, NOW).await, 1_000);
+        // A success clears it, and renews the trust.
+        let right = store
+            .throttle_attempt(CLIENT, NOW + 1_000, RULE)
             .await
             .unwrap();
-        assert!(
-            store
-                .is_trusted("user:1", "203.0.113.7", NOW + 1_000)
-                .await
-                .unwrap(),
-            "renewed"
-        );
+        assert_eq!(right.wait_ms, 0);
+        store
+            .throttle_success(CLIENT, &right.bucket, NOW + 1_000, NOW + 120_000)
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            assert_eq!(wait_ms(&store, CLIENT, NOW + 1_000).await, 0);
+        }
+        assert_eq!(wait_ms(&store, CLIENT, NOW + 1_000).await, 1_000);
+        // Another address is not trusted; trust ends when it says.
+        let elsewhere = ThrottleKeys {
+            account: "acc",
+            client: Some(("203.0.113.8", "own-8")),
+        };
+        let untrusted = store
+            .throttle_attempt(elsewhere, NOW + 1_000, RULE)
+            .await
+            .unwrap();
+        assert_eq!(untrusted.bucket, "acc");
+        let later = store
+            .throttle_attempt(CLIENT, NOW + 120_000, RULE)
+            .await
+            .unwrap();
+        assert_eq!(later.bucket, "acc", "trust expired");
 
         // Pruning forgets what can no longer count.
-        store.prune(NOW + 10_000, NOW + 10_000).await.unwrap();
-        assert!(
-            !store
-                .is_trusted("user:1", "203.0.113.7", NOW)
-                .await
-                .unwrap()
-        );
-        assert!(
-            store
-                .failures_since("user:2", 0, 100)
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        store.prune(NOW + 7_300_000, NOW + 7_300_000).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(wait_ms(&store, ALONE, NOW + 7_300_000).await, 0);
+        }
         assert_eq!(
-            store.hit_window("k", NOW + 20_000, 60_000).await.unwrap().1,
+            store
+                .hit_window("k", NOW + 7_300_000, 60_000)
+                .await
+                .unwrap()
+                .1,
             1
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_attempts_on_one_account_get_only_the_free_ones() {
+    on_each_engine(|store| async move {
+        let rule = ThrottleRule { free: 3, ..RULE };
+        let attempts = (0..RACERS).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let ip = format!("203.0.113.{i}");
+                let own = format!("own-{i}");
+                let keys = ThrottleKeys {
+                    account: "race",
+                    client: Some((&ip, &own)),
+                };
+                store
+                    .throttle_attempt(keys, NOW, rule)
+                    .await
+                    .unwrap()
+                    .wait_ms
+            })
+        });
+        let mut let_through = 0;
+        for attempt in attempts {
+            if attempt.await.unwrap() == 0 {
+                let_through += 1;
+            }
+        }
+        assert_eq!(let_through, 3, "each attempt saw those counted before it");
     })
     .await;
 }

@@ -141,6 +141,72 @@ async fn login_takes_as_long_for_an_unknown_identifier_as_for_a_wrong_password()
     );
 }
 
+/// An account imported from Strapi keeps its bcrypt hash until its first successful login. bcrypt
+/// refuses a password of 72 bytes or more outright, and that refusal used to be the whole check: such a
+/// guess was answered at once for an imported account and after a dummy argon2id verification for an
+/// unknown name, so a stopwatch listed the imported accounts. Now the refusal pays the dummy too.
+///
+/// What stays distinguishable is measured and printed, not asserted: a shorter wrong password is
+/// checked with bcrypt itself, at the hash's own cost (Strapi's 10), which is not argon2id's.
+#[tokio::test]
+async fn a_long_password_takes_as_long_for_an_imported_bcrypt_account_as_for_an_unknown_name() {
+    let _serial = SERIAL.lock().await;
+    let sink = SmtpSink::start().await;
+    let app = app(&sink).await;
+    app.create_user("bea", |_| {}).await;
+    // What `keyway import strapi` stores for a Strapi account: its bcrypt hash (bcryptjs, cost 10).
+    let strapi_hash = bcrypt::hash("bea-strapi-password", 10).unwrap();
+    with_db!(app.db().await, |pool| sqlx::query(
+        "UPDATE users SET password_hash = $1 WHERE username = $2"
+    )
+    .bind(&strapi_hash)
+    .bind("bea")
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected())
+    .unwrap());
+    let cost = verification_cost(&app).await;
+    let long = "a-guess-of-exactly-seventy-two-bytes-".repeat(2)[..72].to_owned();
+    let (imported, unknown) = medians(
+        &app,
+        "/api/auth/local",
+        json!({ "identifier": "bea", "password": long }),
+        json!({ "identifier": "nobody-by-that-name", "password": long }),
+    )
+    .await;
+    let bound = (cost / 3).max(Duration::from_millis(10));
+    eprintln!(
+        "login, 72-byte password: one verification {cost:?}; medians: imported {imported:?}, \
+         unknown {unknown:?}"
+    );
+    assert!(
+        gap(imported, unknown) < bound,
+        "login time tells an imported account from an unknown name: imported {imported:?}, \
+         unknown {unknown:?} (bound {bound:?}, one verification {cost:?})"
+    );
+
+    // The known limit: bcrypt's own cost against argon2id's, until the account's first login.
+    let mut times = [Vec::new(), Vec::new()];
+    for round in 0..WARM_UP + 10 {
+        for (which, who) in ["bea", "nobody-by-that-name"].into_iter().enumerate() {
+            let started = Instant::now();
+            let res = app.login(who, "a-short-wrong-guess").await;
+            assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+            res.bytes().await.unwrap();
+            if round >= WARM_UP {
+                times[which].push(started.elapsed());
+            }
+        }
+    }
+    let [bcrypt_account, unknown] = times;
+    eprintln!(
+        "login, short password (known limit, not asserted): imported account with a cost-10 \
+         bcrypt hash {:?}, unknown name (argon2id dummy) {:?}",
+        median(bcrypt_account),
+        median(unknown)
+    );
+}
+
 /// Forgot-password and the confirmation resend answer before any mail work, so a registered and an
 /// unknown address differ by noise only. Measured here: about 1-2 ms between the medians (the mail
 /// task spawned for a registered address competes for the two cores while the answer is written),

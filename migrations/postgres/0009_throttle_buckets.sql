@@ -1,0 +1,22 @@
+-- The login throttle decides on an attempt and counts it in one statement, before the password is
+-- hashed (auth/throttle.rs), so a bucket is one row that the deciding upsert locks, reads and writes:
+-- two nodes racing on one account are serialised by the row lock. Keys are SHA-256 digests (hex) of
+-- the account's lower-cased name, never what a client typed. The twin of
+-- migrations/sqlite/0009_throttle_buckets.sql.
+
+-- Replaced by throttle_buckets: a row per failure could only be counted after the hash.
+DROP TABLE login_failures;
+
+CREATE TABLE throttle_buckets (
+    bucket  TEXT     PRIMARY KEY,
+    -- The attempts counted in the last hour, epoch milliseconds.
+    times   BIGINT[] NOT NULL,
+    -- The newest attempt, for pruning.
+    last_at BIGINT   NOT NULL,
+    -- The verdict on the latest attempt (0: counted), read back by the statement that made it.
+    wait_ms BIGINT   NOT NULL
+);
+CREATE INDEX throttle_buckets_last_at ON throttle_buckets (last_at);
+
+-- Trusted clients were keyed by user id; keys are digests now, so old rows could never match again.
+DELETE FROM trusted_clients;

@@ -67,6 +67,94 @@ function captureAccessTokens(page) {
   return { latest: async () => (await Promise.all(tokens)).filter(Boolean).at(-1) ?? null };
 }
 
+/**
+ * An app shaped like the README's Appsmith set-up, served by the test itself at Keyway's own origin
+ * (Playwright answers `/appsmith-app` from `page.route`; Keyway never sees that request, and a page of
+ * the test's own needs no CORS). Its queries are the README's: `login_api` (POST /api/auth/local, JSON),
+ * `SecureQuery` (GET /api/users/me with the Bearer) and, unless `?logout=store-only`, `logout_api`
+ * (POST /api/auth/logout with the Bearer) before the store is cleared. The store is localStorage, as
+ * Appsmith's `storeValue` persists it. `store-only` is the README's old "Log out", kept as a control.
+ */
+const APPSMITH_APP = `<!doctype html>
+<meta charset="utf-8"><title>Appsmith-shaped app</title>
+<section id="login"><label>Username <input id="inp_username"></label>
+  <label>Password <input id="inp_password" type="password"></label>
+  <button id="login_button">Log in</button></section>
+<section id="main" hidden><h1 id="hello"></h1><button id="logout_button">Log out</button></section>
+<p id="login_alert" role="alert"></p>
+<script>
+  const logoutCallsKeyway = new URLSearchParams(location.search).get('logout') !== 'store-only';
+  const store = {
+    get: (key) => localStorage.getItem(key),
+    set: (key, value) => (value === undefined ? localStorage.removeItem(key) : localStorage.setItem(key, value)),
+  };
+  const json = { 'Content-Type': 'application/json' };
+  const bearer = () => ({ Authorization: 'Bearer ' + store.get('jwt') });
+  const show = (view) => {
+    document.querySelector('#login').hidden = view !== 'login';
+    document.querySelector('#main').hidden = view !== 'main';
+  };
+  async function login_api() {
+    const body = { identifier: inp_username.value, password: inp_password.value };
+    const r = await fetch('/api/auth/local', { method: 'POST', headers: json, body: JSON.stringify(body) });
+    if (!r.ok) throw new Error('Login failed!');
+    const data = await r.json();
+    store.set('jwt', data.jwt);
+    store.set('refreshToken', data.refreshToken);
+  }
+  async function SecureQuery() {
+    const r = await fetch('/api/users/me', { headers: bearer() });
+    if (!r.ok) return show('login');
+    document.querySelector('#hello').textContent = 'Hello, ' + (await r.json()).username;
+    show('main');
+  }
+  async function logout_api() {
+    await fetch('/api/auth/logout', { method: 'POST', headers: bearer() });
+  }
+  login_button.onclick = () => login_api().then(SecureQuery, (e) => (login_alert.textContent = e.message));
+  logout_button.onclick = async () => {
+    // Whatever Keyway answers (an expired token gets 401), the store is cleared.
+    if (logoutCallsKeyway) await logout_api().catch(() => {});
+    store.set('jwt', undefined);
+    store.set('refreshToken', undefined);
+    show('login');
+  };
+  store.get('jwt') ? SecureQuery() : show('login');
+</script>`;
+
+/** Opens the Appsmith-shaped app (`logout`: `keyway` or `store-only`), logs in, and returns its tokens. */
+async function appsmithLogin(s, logout) {
+  const page = await s.newPage();
+  await page.route(s.url('/appsmith-app*'), (route) =>
+    route.fulfill({ status: 200, contentType: 'text/html', body: APPSMITH_APP }),
+  );
+  await page.goto(s.url(`/appsmith-app?logout=${logout}`));
+  await page.getByLabel('Username').fill(DEMO.username);
+  await page.getByLabel('Password').fill(DEMO.password);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('heading', { name: `Hello, ${DEMO.username}` }).waitFor();
+  const tokens = await page.evaluate(() => ({
+    jwt: localStorage.getItem('jwt'),
+    refreshToken: localStorage.getItem('refreshToken'),
+  }));
+  assert.ok(tokens.jwt && tokens.refreshToken, 'login_api stored both tokens');
+  const me = () => fetch(s.url('/api/users/me'), { headers: { Authorization: `Bearer ${tokens.jwt}` } });
+  const refresh = () =>
+    fetch(s.url('/api/auth/refresh'), {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ refreshToken: tokens.refreshToken }),
+    });
+  return { page, me, refresh };
+}
+
+/** Clicks the app's Log out and waits until its store is empty and the login form is back. */
+async function appsmithLogout(page) {
+  await page.getByRole('button', { name: 'Log out' }).click();
+  await page.getByRole('button', { name: 'Log in' }).waitFor({ state: 'visible' });
+  assert.deepEqual(await page.evaluate(() => Object.keys(localStorage)), [], 'the store is cleared');
+}
+
 /** Console errors, uncaught exceptions and CSP violations a page reports. */
 async function collectErrors(page) {
   const errors = [];
@@ -190,6 +278,26 @@ describe('hosted login app', { concurrency: CONCURRENCY, timeout: 5 * 60_000 }, 
     await page.goto(s.url('/home'));
     await expectUnauthorized(page);
     assert.equal((await me()).status, 401, 'the old access token is refused');
+  }));
+
+  // Appsmith runs its queries on its server, so the app holds a Bearer token, not a cookie: clearing
+  // its store forgets the token, but whoever copied it (a shared machine, a leaked log) keeps a session
+  // that lives 30 days. The README's Log out therefore calls logout_api first.
+  test('an Appsmith-shaped app logs out through Keyway and the old token gets 401', { timeout: TIMEOUT_MS }, e2e(async (s) => {
+    const { page, me, refresh } = await appsmithLogin(s, 'keyway');
+    assert.equal((await me()).status, 200, 'the token works before logging out');
+
+    await appsmithLogout(page);
+    assert.equal((await me()).status, 401, 'the old access token is refused after logout_api');
+    assert.equal((await refresh()).status, 401, 'the refresh token of the ended session is refused');
+  }));
+
+  // The control of the test above: without logout_api (the README's old Log out), the same assertions
+  // would see 200, so they measure the logout call and nothing else.
+  test('an Appsmith log out that only clears the store leaves the token working', { timeout: TIMEOUT_MS }, e2e(async (s) => {
+    const { page, me } = await appsmithLogin(s, 'store-only');
+    await appsmithLogout(page);
+    assert.equal((await me()).status, 200, 'clearing the store alone does not end the session');
   }));
 
   test('reload keeps the session through the HttpOnly cookie only', { timeout: TIMEOUT_MS }, e2e(async (s) => {

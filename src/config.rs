@@ -247,6 +247,18 @@ pub struct Overrides {
         value_delimiter = ','
     )]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Servers that relay many users' requests (an Appsmith or Retool server): addresses or CIDRs,
+    /// comma-separated. Their route limits count per identifier, under relay_rate_limit_max.
+    #[arg(
+        long,
+        env = "KEYWAY_RELAY_CLIENTS",
+        global = true,
+        value_delimiter = ','
+    )]
+    pub relay_clients: Option<Vec<String>>,
+    /// Requests per window per route from one relay client, all its users together (default 600).
+    #[arg(long, env = "KEYWAY_RELAY_RATE_LIMIT_MAX", global = true)]
+    pub relay_rate_limit_max: Option<u32>,
     /// Which header trusted proxies report the client in: x-forwarded-for (default) or forwarded.
     #[arg(long, env = "KEYWAY_FORWARDED_HEADER", global = true)]
     pub forwarded_header: Option<ForwardedHeader>,
@@ -419,6 +431,8 @@ pub struct FileConfig {
     pub rate_limit_routes: Option<std::collections::HashMap<String, RouteLimit>>,
     pub login_throttle: Option<bool>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub relay_clients: Option<Vec<String>>,
+    pub relay_rate_limit_max: Option<u32>,
     pub forwarded_header: Option<ForwardedHeader>,
     pub ipv6_prefix_len: Option<u8>,
     pub cors_origins: Option<Vec<String>>,
@@ -505,6 +519,23 @@ pub enum ConfigError {
     File { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Addresses or CIDRs, canonical (an IPv4-mapped network is the IPv4 network it is, as the client
+/// addresses it is compared with are); blank entries, as a trailing comma leaves, are skipped.
+fn networks(setting: &str, list: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    list.iter()
+        .map(|p| p.trim())
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(crate::http::client::canonical_net)
+                .map_err(|_| {
+                    ConfigError::Invalid(format!("{setting}: '{p}' is not an address or CIDR"))
+                })
+        })
+        .collect()
 }
 
 impl Overrides {
@@ -664,19 +695,18 @@ impl Overrides {
             c.auth.throttle.enabled = v;
         }
         if let Some(list) = self.trusted_proxies.clone().or(file.trusted_proxies) {
-            c.trusted_proxies = list
-                .iter()
-                .map(|p| p.trim())
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    p.parse::<ipnet::IpNet>()
-                        .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                        .map(crate::http::client::canonical_net)
-                        .map_err(|_| {
-                            invalid(format!("trusted_proxies: '{p}' is not an address or CIDR"))
-                        })
-                })
-                .collect::<Result<_, _>>()?;
+            c.trusted_proxies = networks("trusted_proxies", &list)?;
+        }
+        if let Some(list) = self.relay_clients.clone().or(file.relay_clients) {
+            c.auth.rate_limits.relay_clients = networks("relay_clients", &list)?;
+        }
+        if let Some(v) = self.relay_rate_limit_max.or(file.relay_rate_limit_max) {
+            if v == 0 {
+                return Err(invalid(
+                    "relay_rate_limit_max must be at least 1 (or list no relay_clients)".into(),
+                ));
+            }
+            c.auth.rate_limits.relay_max = v;
         }
         if let Some(v) = self.forwarded_header.or(file.forwarded_header) {
             c.forwarded_header = v;
@@ -1265,6 +1295,79 @@ mod tests {
             !c.auth.allow_register,
             "untouched settings keep the file's value"
         );
+    }
+
+    #[test]
+    fn relay_clients_resolve_canonical_from_file_and_flags() {
+        let defaults = Overrides {
+            config: Some(file_with("").path().to_owned()),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap();
+        assert!(defaults.auth.rate_limits.relay_clients.is_empty());
+        assert_eq!(defaults.auth.rate_limits.relay_max, 600);
+
+        let f = file_with(
+            "relay_clients = [\"::ffff:172.17.0.0/112\", \"10.0.0.7\", \"2001:db8::/64\"]\n\
+             relay_rate_limit_max = 50\n",
+        );
+        let c = Overrides {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        }
+        .resolve(&no_env)
+        .unwrap();
+        let nets = |list: &[&str]| -> Vec<ipnet::IpNet> {
+            list.iter().map(|n| n.parse().unwrap()).collect()
+        };
+        assert_eq!(
+            c.auth.rate_limits.relay_clients,
+            nets(&["172.17.0.0/16", "10.0.0.7/32", "2001:db8::/64"]),
+            "mapped networks are IPv4, bare addresses are /32"
+        );
+        assert_eq!(c.auth.rate_limits.relay_max, 50);
+
+        // The flag (and so the environment variable, which clap reads the same way) is comma-separated
+        // and wins over the file.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            overrides: Overrides,
+        }
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "keyway",
+            "--relay-clients",
+            "192.0.2.10, ::ffff:192.0.2.11,",
+            "--relay-rate-limit-max",
+            "120",
+        ])
+        .unwrap();
+        let c = Overrides {
+            config: Some(f.path().to_owned()),
+            ..cli.overrides
+        }
+        .resolve(&no_env)
+        .unwrap();
+        assert_eq!(
+            c.auth.rate_limits.relay_clients,
+            nets(&["192.0.2.10/32", "192.0.2.11/32"])
+        );
+        assert_eq!(c.auth.rate_limits.relay_max, 120);
+
+        for bad in [
+            "relay_clients = [\"appsmith\"]",
+            "relay_clients = [\"10.0.0.0/33\"]",
+            "relay_rate_limit_max = 0",
+        ] {
+            let f = file_with(bad);
+            let resolved = Overrides {
+                config: Some(f.path().to_owned()),
+                ..Default::default()
+            }
+            .resolve(&no_env);
+            assert!(resolved.is_err(), "{bad} was accepted");
+        }
     }
 
     #[test]

@@ -245,6 +245,17 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
              of being sent, links and codes included — fine for development, not for production"
         );
     }
+    let limits = &config.auth.rate_limits;
+    if !limits.relay_clients.is_empty() {
+        let relays: Vec<String> = limits.relay_clients.iter().map(|n| n.to_string()).collect();
+        // Listed so an operator sees which addresses get per-user limits, a wider door than the rest.
+        tracing::info!(
+            relay_clients = relays.join(", "),
+            relay_rate_limit_max = limits.relay_max,
+            rate_limits = limits.enabled,
+            "relay clients: route limits count per user, under a cap per route and address"
+        );
+    }
     // Handlers go in before the start line: whoever waits for that line may signal at once.
     let shutdown =
         shutdown_signal().map_err(|e| format!("cannot install the signal handlers: {e}"))?;

@@ -3,6 +3,11 @@
 //! - **Route limits** (Strapi-compatible): at most `max` requests per `window` per route and client
 //!   address, in fixed windows that start at a key's first request. The key is the route and the
 //!   address only, so varying a body field (the email, say) never opens a new bucket.
+//! - **Relay clients** (`relay_clients`: an Appsmith or Retool server, a backend-for-frontend) send
+//!   many users' requests from one address. Their route limits count per route, address and the
+//!   request's identifier ([`Key`], chosen by the HTTP layer), under a cap per route and address
+//!   (`relay_max`), so one user's mistakes cannot lock the others out and the relay as a whole stays
+//!   bounded.
 //! - **Account throttling** against distributed guessing: after a few failed logins an account asks for
 //!   exponentially growing pauses between attempts, and never takes more than `hourly_cap` failures an
 //!   hour. A client that has logged in successfully on the account recently keeps a bucket of its own,
@@ -41,7 +46,14 @@ pub struct RateLimitSettings {
     pub default: Limit,
     /// Overrides by route path, e.g. `/api/auth/local`.
     pub routes: HashMap<String, Limit>,
+    /// Clients that relay many users' requests (canonical networks, as `trusted_proxies`).
+    pub relay_clients: Vec<ipnet::IpNet>,
+    /// What a relay client may send to one route in one of its windows, all identifiers together.
+    pub relay_max: u32,
 }
+
+/// A relay client's requests per route window, all its users together: 60 times Strapi's 10.
+pub const DEFAULT_RELAY_MAX: u32 = 600;
 
 impl Default for RateLimitSettings {
     fn default() -> Self {
@@ -52,6 +64,8 @@ impl Default for RateLimitSettings {
                 window: Duration::from_secs(60),
             },
             routes: HashMap::new(),
+            relay_clients: Vec::new(),
+            relay_max: DEFAULT_RELAY_MAX,
         }
     }
 }
@@ -76,7 +90,8 @@ struct Window {
 
 pub struct RateLimiter {
     settings: RateLimitSettings,
-    windows: Cache<(String, IpAddr), Arc<Mutex<Window>>>,
+    /// By bucket: `route|address`, or `route|address|identifier key` for a relay client.
+    windows: Cache<String, Arc<Mutex<Window>>>,
     /// Where the windows live when several nodes count together.
     shared: Option<Arc<dyn Store>>,
 }
@@ -112,21 +127,54 @@ impl RateLimiter {
         self.settings.enabled
     }
 
-    /// Counts a request to `route` from `ip`.
-    pub async fn hit(&self, route: &str, ip: IpAddr, now: Millis) -> Decision {
-        let limit = self
-            .settings
+    /// Whether `ip` (a resolved client address, canonical) is a configured relay client.
+    pub fn is_relay(&self, ip: IpAddr) -> bool {
+        self.settings
+            .relay_clients
+            .iter()
+            .any(|net| net.contains(&ip))
+    }
+
+    fn limit_of(&self, route: &str) -> Limit {
+        self.settings
             .routes
             .get(route)
             .copied()
-            .unwrap_or(self.settings.default);
+            .unwrap_or(self.settings.default)
+    }
+
+    /// Counts a request to `route` from `ip`.
+    pub async fn hit(&self, route: &str, ip: IpAddr, now: Millis) -> Decision {
+        self.hit_bucket(&format!("{route}|{ip}"), self.limit_of(route), now)
+            .await
+    }
+
+    /// Counts a relay client's request to `route` for `who` (the identifier the request names): in
+    /// `who`'s own bucket at the route's limit, and in the address's bucket at `relay_max` in the
+    /// route's window. Refused when either is full; the headers speak for the fuller one.
+    pub async fn hit_relay(&self, route: &str, ip: IpAddr, who: &Key, now: Millis) -> Decision {
+        let limit = self.limit_of(route);
+        let cap = Limit {
+            max: self.settings.relay_max,
+            ..limit
+        };
+        let total = self.hit_bucket(&format!("{route}|{ip}"), cap, now).await;
+        let own = self
+            .hit_bucket(&format!("{route}|{ip}|{}", who.as_str()), limit, now)
+            .await;
+        match (total.allowed, own.allowed) {
+            (false, _) => total,
+            (true, false) => own,
+            (true, true) if total.remaining < own.remaining => total,
+            (true, true) => own,
+        }
+    }
+
+    async fn hit_bucket(&self, bucket: &str, limit: Limit, now: Millis) -> Decision {
         let window_ms = limit.window.as_millis() as Millis;
         let (started, count) = match &self.shared {
-            None => self.hit_here(route, ip, now, window_ms),
-            Some(store) => match store
-                .hit_window(&format!("{route}|{ip}"), now, window_ms)
-                .await
-            {
+            None => self.hit_here(bucket, now, window_ms),
+            Some(store) => match store.hit_window(bucket, now, window_ms).await {
                 Ok(window) => window,
                 Err(e) => {
                     tracing::warn!(error = %e, "rate-limit state unavailable; not limiting");
@@ -145,8 +193,8 @@ impl RateLimiter {
     }
 
     /// The in-memory window: its start and its count with this hit.
-    fn hit_here(&self, route: &str, ip: IpAddr, now: Millis, window_ms: Millis) -> (Millis, u32) {
-        let entry = self.windows.get_with((route.to_owned(), ip), || {
+    fn hit_here(&self, bucket: &str, now: Millis, window_ms: Millis) -> (Millis, u32) {
+        let entry = self.windows.get_with_by_ref(bucket, || {
             Arc::new(Mutex::new(Window {
                 started: now,
                 count: 0,
@@ -402,6 +450,49 @@ mod tests {
         assert!(
             limiter.hit("/api/auth/local", ip(1), 61_000).await.allowed,
             "a new window"
+        );
+    }
+
+    #[tokio::test]
+    async fn relay_clients_count_per_identifier_under_a_cap() {
+        let settings = RateLimitSettings {
+            relay_clients: vec!["203.0.113.0/28".parse().unwrap()],
+            relay_max: 25,
+            ..RateLimitSettings::default()
+        };
+        let limiter = RateLimiter::new(settings);
+        assert!(limiter.is_relay(ip(1)) && !limiter.is_relay(ip(16)));
+        let route = "/api/auth/local";
+        let (alice, bob) = (Key::account("alice"), Key::account("bob"));
+        for i in 0..10 {
+            let d = limiter.hit_relay(route, ip(1), &alice, 1_000).await;
+            assert!(d.allowed, "alice {i}");
+            assert_eq!((d.limit, d.remaining), (10, 9 - i), "the fuller bucket");
+        }
+        assert!(!limiter.hit_relay(route, ip(1), &alice, 1_000).await.allowed);
+        // Bob's bucket is his own; the cap counts everyone (alice's 11 and bob's).
+        for i in 0..10 {
+            let d = limiter.hit_relay(route, ip(1), &bob, 1_000).await;
+            assert!(d.allowed, "bob {i}");
+        }
+        for n in 0..4 {
+            let d = limiter
+                .hit_relay(route, ip(1), &Key::account(&format!("u{n}")), 1_000)
+                .await;
+            assert!(d.allowed, "total {}", 22 + n);
+            assert_eq!((d.limit, d.remaining), (25, 3 - n));
+        }
+        let d = limiter
+            .hit_relay(route, ip(1), &Key::account("u9"), 1_000)
+            .await;
+        assert!(!d.allowed, "past the cap");
+        assert_eq!((d.limit, d.remaining), (25, 0));
+        // A new window opens both.
+        assert!(
+            limiter
+                .hit_relay(route, ip(1), &alice, 61_000)
+                .await
+                .allowed
         );
     }
 

@@ -20,6 +20,7 @@ mod openapi;
 mod policy;
 mod races;
 mod register;
+mod relay;
 mod sessions;
 mod smtp;
 mod sso;

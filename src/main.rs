@@ -107,7 +107,8 @@ enum ImportCommand {
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Generate a new signing key; it signs from now on, older keys keep verifying their tokens.
-    /// Running servers pick it up within a second.
+    /// Running servers pick it up within a second. Refused when jwt_secret is set: HS256 signs then,
+    /// and is rotated by changing the secret.
     Rotate {
         /// Algorithm of the new key (default: the configured jwt_algorithm).
         #[arg(long)]

@@ -107,7 +107,8 @@ enum ImportCommand {
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Generate a new signing key; it signs from now on, older keys keep verifying their tokens.
-    /// Running servers pick it up within a second.
+    /// Running servers pick it up within a second. Refused when jwt_secret is set: HS256 signs then,
+    /// and is rotated by changing the secret.
     Rotate {
         /// Algorithm of the new key (default: the configured jwt_algorithm).
         #[arg(long)]
@@ -459,6 +460,10 @@ async fn keys_command(config: Config, cmd: KeysCommand) -> Result<(), String> {
     let iso = keyway::http::users::iso;
     match cmd {
         KeysCommand::Rotate { algorithm } => {
+            // A key made now would sign nothing and be published for nothing.
+            if config.tokens.secret.is_some() {
+                return Err(keyway::auth::tokens::HS256_ROTATE_REFUSED.to_owned());
+            }
             let alg = algorithm.unwrap_or(config.tokens.algorithm);
             let key = Keys::rotate(store, alg, clock.now_millis())
                 .await
@@ -467,11 +472,6 @@ async fn keys_command(config: Config, cmd: KeysCommand) -> Result<(), String> {
                 "new signing key {} ({}); older keys verify until their tokens expire",
                 key.kid, key.alg
             );
-            if config.tokens.secret.is_some() {
-                println!(
-                    "note: a JWT secret is configured, so HS256 still signs; the new key is published and verifies"
-                );
-            }
             if alg != config.tokens.algorithm {
                 println!(
                     "note: jwt_algorithm is {}; a server started with that setting generates a {} key \
@@ -483,23 +483,23 @@ async fn keys_command(config: Config, cmd: KeysCommand) -> Result<(), String> {
             }
         }
         KeysCommand::List => {
-            let keys = Keys::describe(store, config.tokens.ttl)
+            let keys = Keys::describe(store, &config.tokens)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{:<18} {:<6} {:<25} STATUS", "KID", "ALG", "CREATED");
             let now = clock.now_millis();
             for k in keys {
-                let status = match k.verifies_until {
-                    None => "signing".to_owned(),
-                    Some(t) if t > now => format!("verifying until {}", iso(t)),
-                    Some(t) => format!("retired since {}", iso(t)),
+                let mut status = match (k.signing, k.verifies_until) {
+                    (true, _) => "signing".to_owned(),
+                    (false, None) => "verifying until a server starts with jwt_secret".to_owned(),
+                    (false, Some(t)) if t > now => format!("verifying until {}", iso(t)),
+                    (false, Some(t)) => format!("retired since {}", iso(t)),
                 };
-                println!(
-                    "{:<18} {:<6} {:<25} {status}",
-                    k.kid,
-                    k.alg,
-                    iso(k.created_at)
-                );
+                if let Some(f) = &k.fingerprint {
+                    status.push_str(&format!(" (jwt_secret, fingerprint {f})"));
+                }
+                let created = k.created_at.map_or_else(|| "-".to_owned(), iso);
+                println!("{:<18} {:<6} {created:<25} {status}", k.kid, k.alg);
             }
         }
     }

@@ -266,11 +266,19 @@ impl Auth {
         };
         self.throttle.succeeded(&account, ip, attempt).await;
         let user = creds.user;
-        if self.settings.email_confirmation && !user.confirmed {
-            return Err(Error::Application(MSG_NOT_CONFIRMED.into()));
-        }
-        if user.blocked {
-            return Err(Error::Application(MSG_BLOCKED.into()));
+        // Refused after the right password: recorded as single sign-on records a blocked account,
+        // a `login_failure` naming the account and why (the answer reveals it anyway).
+        let refusal = if self.settings.email_confirmation && !user.confirmed {
+            Some(("unconfirmed", MSG_NOT_CONFIRMED))
+        } else if user.blocked {
+            Some(("blocked", MSG_BLOCKED))
+        } else {
+            None
+        };
+        if let Some((detail, message)) = refusal {
+            self.audit("login_failure", Some(user.id), &client, Some(detail))
+                .await;
+            return Err(Error::Application(message.into()));
         }
         if let (true, Some(old)) = (rehash, creds.password_hash) {
             self.upgrade_hash(user.id, old, secret);
@@ -475,6 +483,14 @@ impl Auth {
             .verify(SecretString::from(current.expose()), stored)
             .await?;
         if verdict == Verified::Mismatch {
+            let detail = "wrong current password";
+            self.audit(
+                "password_change_failure",
+                Some(user.id),
+                &client,
+                Some(detail),
+            )
+            .await;
             return Err(Error::Validation(MSG_CURRENT_PASSWORD_INVALID.into()));
         }
         self.throttle.succeeded(&account, ip, attempt).await;

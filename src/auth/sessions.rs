@@ -356,47 +356,54 @@ impl Auth {
         }
     }
 
-    /// `POST /api/auth/logout`. `who` is the caller's verified access token, when it sent one.
+    /// `POST /api/auth/logout`. `who` is the caller's verified access token, when it sent one. A
+    /// refresh token ends its own session; with an access token it must be one of that user's, or
+    /// nothing ends and the answer is 403 (a token that names no session counts as another user's, so
+    /// the answer never tells a stranger's token from none).
     pub async fn logout(
         &self,
         who: Option<&Principal>,
         scope: LogoutScope,
         client: &ClientInfo,
     ) -> Result<()> {
-        let user_id = who.map(|p| p.user.id);
-        let which = match (scope, user_id) {
-            (LogoutScope::All, Some(uid)) => Revoke::AllOfUser(uid),
-            (LogoutScope::Device(device_id), Some(user_id)) => Revoke::Device {
-                user_id,
-                device_id: stored_device_id(&device_id),
-            },
+        let caller = who.map(|p| p.user.id);
+        let (which, user_id) = match (scope, caller) {
+            (LogoutScope::All, Some(uid)) => (Revoke::AllOfUser(uid), uid),
+            (LogoutScope::Device(device_id), Some(uid)) => {
+                let device_id = stored_device_id(&device_id);
+                (
+                    Revoke::Device {
+                        user_id: uid,
+                        device_id,
+                    },
+                    uid,
+                )
+            }
             (LogoutScope::RefreshToken(token), _) => {
-                let Some(record) = self.store.refresh_token(&hash_token(&token)).await? else {
-                    return Ok(());
+                let session = match self.store.refresh_token(&hash_token(&token)).await? {
+                    Some(record) => self.store.session(&record.session_id).await?,
+                    None => None,
                 };
-                let Some(session) = self.store.session(&record.session_id).await? else {
-                    return Ok(());
-                };
-                // With an access token, only the caller's own sessions can be ended this way.
-                if user_id.is_some_and(|uid| uid != session.user_id) {
-                    return Ok(());
+                match (session, caller) {
+                    (Some(s), None) => (Revoke::Session(s.id), s.user_id),
+                    (Some(s), Some(uid)) if s.user_id == uid => (Revoke::Session(s.id), uid),
+                    (_, Some(_)) => return Err(Error::Forbidden),
+                    // Without an access token the refresh token is the only credential: one that
+                    // names nothing has nothing to end, and logging out is done.
+                    (None, None) => return Ok(()),
                 }
-                Revoke::Session(session.id)
             }
             (_, Some(uid)) => match who.and_then(|p| p.session_id.clone()) {
-                Some(sid) => Revoke::Session(sid),
+                Some(sid) => (Revoke::Session(sid), uid),
                 // A Strapi-era token has no session: ending "this one" means ending them all.
-                None => Revoke::AllOfUser(uid),
+                None => (Revoke::AllOfUser(uid), uid),
             },
             (_, None) => return Err(Error::Forbidden),
         };
-        let user_id = match &which {
-            Revoke::AllOfUser(id) | Revoke::Device { user_id: id, .. } => Some(*id),
-            _ => user_id,
-        };
         let ended = self.revoke(which, "logout").await?;
         let detail = format!("{} session(s) ended", ended.len());
-        self.audit("logout", user_id, client, Some(&detail)).await;
+        self.audit("logout", Some(user_id), client, Some(&detail))
+            .await;
         Ok(())
     }
 

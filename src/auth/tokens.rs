@@ -8,6 +8,11 @@
 //!
 //! Rotation: the newest stored key signs; an older key keeps verifying until every token it could
 //! have signed has expired (its successor's creation plus the token lifetime).
+//!
+//! HS256 mode: with a secret configured, the secret signs and no stored key does. A server starting
+//! so retires the stored keys (once: the time is kept), and each keeps verifying, and stays in the
+//! JWKS, only until the tokens it signed before the switch have expired; then the JWKS is empty,
+//! since no public key verifies anything Keyway issues. No key is generated in this mode.
 
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -152,15 +157,37 @@ const VERIFIED_CACHE_ENTRIES: u64 = 100_000;
 /// No entry is trusted longer than this without a fresh signature check.
 const VERIFIED_CACHE_TTL: Duration = Duration::from_secs(600);
 
-/// A stored key as `keyway keys list` shows it.
+/// A key as `keyway keys list` shows it.
 #[derive(Debug, Clone)]
 pub struct KeyInfo {
     pub kid: String,
     pub alg: String,
-    pub created_at: Millis,
+    /// `None` for the configured HS256 secret, which is not stored.
+    pub created_at: Option<Millis>,
     pub signing: bool,
-    /// When it stops verifying; `None` while it signs.
+    /// When it stops verifying; `None` while it signs, and for a stored key in HS256 mode that no
+    /// server has retired yet (it verifies until one starts with the secret).
     pub verifies_until: Option<Millis>,
+    /// For the HS256 secret: [`secret_fingerprint`], so operators can tell whether two nodes share
+    /// one without seeing it.
+    pub fingerprint: Option<String>,
+}
+
+/// What `keyway keys rotate` answers in HS256 mode: there is no stored key to replace.
+pub const HS256_ROTATE_REFUSED: &str = "tokens are signed with the HS256 secret (jwt_secret), \
+     which is not a stored key: rotate it by changing jwt_secret (KEYWAY_JWT_SECRET or \
+     KEYWAY_JWT_SECRET_FILE) on every node and restarting them; every token signed with the old \
+     secret stops working at once. To sign with a generated key instead, remove jwt_secret and \
+     restart: the server creates a jwt_algorithm key, and tokens signed with the secret stop working";
+
+/// The first 8 hex digits of SHA-256 over a domain-separated copy of the secret. It names the secret
+/// without revealing it: it confirms a guess no better than any HS256 token already does (a token
+/// is a full HMAC under the secret), and 32 bits is enough to tell two secrets apart.
+pub fn secret_fingerprint(secret: &SecretString) -> String {
+    let mut digest = Sha256::new();
+    digest.update(b"keyway hs256 fingerprint v1\0");
+    digest.update(secret.expose_secret().as_bytes());
+    hex::encode(&digest.finalize()[..4])
 }
 
 impl Keys {
@@ -174,8 +201,20 @@ impl Keys {
         adopt_algorithm: bool,
     ) -> Result<Self> {
         let newest = store.signing_keys().await?.into_iter().next();
-        let wrong_algorithm = |k: &StoredKey| adopt_algorithm && k.alg != settings.algorithm.name();
-        if newest.as_ref().is_none_or(wrong_algorithm) {
+        // A server that starts with a secret: the stored keys stop signing now, and verify only what
+        // they signed before.
+        if settings.secret.is_some() && adopt_algorithm {
+            store.retire_signing_keys(now).await?;
+        }
+        // A key that no longer signs (retired, or of another algorithm) is replaced when a server
+        // starts without a secret; admin commands need a key only when there is none at all.
+        let replace = |k: &StoredKey| k.retired_at.is_some() || k.alg != settings.algorithm.name();
+        let generate_key = match &newest {
+            _ if settings.secret.is_some() => false,
+            None => true,
+            Some(k) => adopt_algorithm && replace(k),
+        };
+        if generate_key {
             let key = generate(settings.algorithm, now)?;
             match store.insert_signing_key(&key).await {
                 // Another process won the race to create the key: use theirs.
@@ -222,7 +261,8 @@ impl Keys {
         self.settings.ttl
     }
 
-    /// The public keys, for `/.well-known/jwks.json`. A configured HS256 secret is never published.
+    /// The public keys, for `/.well-known/jwks.json`: those that verify tokens Keyway accepts now.
+    /// A configured HS256 secret is never published.
     pub fn jwks(&self) -> Arc<JwkSet> {
         self.set().jwks.clone()
     }
@@ -325,20 +365,30 @@ impl Keys {
         })
     }
 
-    /// The stored keys and what each is doing now.
-    pub async fn describe(store: &dyn Store, ttl: Duration) -> Result<Vec<KeyInfo>> {
+    /// The keys and what each is doing now: the HS256 secret first when one is configured, then
+    /// the stored keys, newest first.
+    pub async fn describe(store: &dyn Store, settings: &TokenSettings) -> Result<Vec<KeyInfo>> {
         let stored = store.signing_keys().await?;
-        Ok(stored
-            .iter()
-            .enumerate()
-            .map(|(i, k)| KeyInfo {
+        let hs256 = settings.secret.as_ref().map(|secret| KeyInfo {
+            kid: HS256_KID.to_owned(),
+            alg: "HS256".to_owned(),
+            created_at: None,
+            signing: true,
+            verifies_until: None,
+            fingerprint: Some(secret_fingerprint(secret)),
+        });
+        let stored_info = stored.iter().enumerate().map(|(i, k)| {
+            let until = verifies_until(&stored, i, settings.ttl);
+            KeyInfo {
                 kid: k.kid.clone(),
                 alg: k.alg.clone(),
-                created_at: k.created_at,
-                signing: i == 0,
-                verifies_until: (i > 0).then(|| retirement(&stored[i - 1], ttl)),
-            })
-            .collect())
+                created_at: Some(k.created_at),
+                signing: i == 0 && until.is_none() && settings.secret.is_none(),
+                verifies_until: until,
+                fingerprint: None,
+            }
+        });
+        Ok(hs256.into_iter().chain(stored_info).collect())
     }
 
     /// Generates a new key that becomes the signer; older keys keep verifying their tokens.
@@ -352,24 +402,31 @@ impl Keys {
         Ok(KeyInfo {
             kid: key.kid,
             alg: key.alg,
-            created_at: key.created_at,
+            created_at: Some(key.created_at),
             signing: true,
             verifies_until: None,
+            fingerprint: None,
         })
     }
 }
 
-/// A key stops verifying once every token it signed has expired: its successor's creation time plus
-/// the token lifetime.
-fn retirement(successor: &StoredKey, ttl: Duration) -> Millis {
-    successor.created_at + ttl.as_millis() as Millis
+/// When the key at `stored[i]` (newest first) stops verifying: once every token it signed has
+/// expired, the token lifetime after it stopped signing, at its successor's creation or its
+/// retirement, whichever came first. `None` while neither happened.
+fn verifies_until(stored: &[StoredKey], i: usize, ttl: Duration) -> Option<Millis> {
+    let successor = i.checked_sub(1).map(|s| stored[s].created_at);
+    let stopped = match (successor, stored[i].retired_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    stopped.map(|t| t + ttl.as_millis() as Millis)
 }
 
 fn build_set(settings: &TokenSettings, stored: &[StoredKey], now: Millis) -> Result<KeySet> {
     let mut verifiers = HashMap::new();
     let mut jwks = Vec::new();
     for (i, key) in stored.iter().enumerate() {
-        if i > 0 && retirement(&stored[i - 1], settings.ttl) <= now {
+        if verifies_until(stored, i, settings.ttl).is_some_and(|t| t <= now) {
             continue;
         }
         let Some(alg) = KeyAlgorithm::parse(&key.alg) else {
@@ -409,6 +466,8 @@ fn build_set(settings: &TokenSettings, stored: &[StoredKey], now: Millis) -> Res
         });
     }
 
+    // Without a secret the newest key signs; a retired one only in an admin command, which signs
+    // nothing (a server replaces it at start).
     let newest = stored
         .first()
         .ok_or_else(|| Error::internal("no signing key in the database"))?;
@@ -510,6 +569,7 @@ fn generate(alg: KeyAlgorithm, now: Millis) -> Result<StoredKey> {
         private_der,
         public_raw,
         created_at: now,
+        retired_at: None,
     })
 }
 

@@ -200,9 +200,12 @@ pub async fn refresh(
     Ok(response)
 }
 
-/// `POST /api/auth/logout` `{scope?: "all", deviceId?, refreshToken?}` → `{ok: true}`. Ends the
-/// current session by default. A client whose access token has expired can still end its session
-/// with the refresh token (body or cookie).
+/// `POST /api/auth/logout` `{scope?: "all", deviceId?, refreshToken?}` → `{ok: true}`. The first of
+/// these that is given decides: `scope: "all"` ends every session of the access token's user,
+/// `deviceId` that user's sessions on the device, `refreshToken` that token's session (which must be
+/// the access token's user's, else 403 and nothing ends); with none, the access token's own session,
+/// or the refresh cookie's when no access token names one. A client whose access token has expired can
+/// still end its session with the refresh token alone.
 #[utoipa::path(post, path = "/api/auth/logout", tag = "auth", request_body = Option<LogoutRequest>,
     security((), ("bearer" = [])),
     responses((status = 200, description = "The sessions are ended", body = OkResponse), BodyErrors,
@@ -221,17 +224,19 @@ pub async fn logout(
     let device = fields.optional_string("deviceId");
     let refresh = fields.optional_string("refreshToken");
     fields.finish(Some(()))?;
-    let scope = match (
-        scope,
-        device,
-        refresh.map(str::to_owned).or(from_cookie.clone()),
-    ) {
+    let sessionless = who.as_ref().is_none_or(|p| p.session_id.is_none());
+    let scope = match (scope, device, refresh) {
         (Some("all"), _, _) => LogoutScope::All,
         (_, Some(d), _) if !d.is_empty() => LogoutScope::Device(d.to_owned()),
-        (_, _, Some(t)) if who.as_ref().is_none_or(|p| p.session_id.is_none()) => {
-            LogoutScope::RefreshToken(t)
-        }
-        _ => LogoutScope::Current,
+        // A token named in the body is what the client asks to end, whichever session the access
+        // token that carried it belongs to.
+        (_, _, Some(t)) if !t.is_empty() => LogoutScope::RefreshToken(t.to_owned()),
+        // The cookie is sent with every request, asked or not: it stands in only for a caller whose
+        // access token names no session.
+        _ => match from_cookie.clone() {
+            Some(c) if sessionless => LogoutScope::RefreshToken(c),
+            _ => LogoutScope::Current,
+        },
     };
     state.auth.logout(who.as_ref(), scope, &client).await?;
     let mut response = Json(OkResponse { ok: true }).into_response();

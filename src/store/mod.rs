@@ -312,6 +312,9 @@ pub struct StoredKey {
     pub private_der: Vec<u8>,
     pub public_raw: Vec<u8>,
     pub created_at: Millis,
+    /// When it stopped signing without a stored successor: the server switched to a configured HS256
+    /// secret. `None` while it signs, or when a newer stored key took over.
+    pub retired_at: Option<Millis>,
 }
 
 /// How the login throttle decides (see `auth::throttle`). A type of the store's because a store shared
@@ -559,6 +562,10 @@ pub trait Store: Send + Sync + 'static {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
     /// Inserts a key and records a `Keys` invalidation so running servers reload.
     async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
+    /// Marks every key not yet retired as retired at `now` (a switch to an HS256 secret) and, when
+    /// any was, records a `Keys` invalidation; returns how many were. A key retired earlier keeps
+    /// its time, so restarts do not extend it.
+    async fn retire_signing_keys(&self, now: Millis) -> StoreResult<u64>;
 
     /// Whether several processes can share this database as one service (PostgreSQL): then rate
     /// limits and login throttling keep their state here, so that adding nodes does not multiply an

@@ -1331,7 +1331,7 @@ impl Store for SqliteStore {
 
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
         let rows = sqlx::query(
-            "SELECT kid, alg, private_der, public_raw, created_at FROM signing_keys \
+            "SELECT kid, alg, private_der, public_raw, created_at, retired_at FROM signing_keys \
              ORDER BY created_at DESC, rowid DESC",
         )
         .fetch_all(&self.pool)
@@ -1345,6 +1345,7 @@ impl Store for SqliteStore {
                     private_der: r.try_get("private_der")?,
                     public_raw: r.try_get("public_raw")?,
                     created_at: r.try_get("created_at")?,
+                    retired_at: r.try_get("retired_at")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -1369,6 +1370,24 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)
+    }
+
+    async fn retire_signing_keys(&self, now: Millis) -> StoreResult<u64> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let retired =
+            sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+        if retired > 0 {
+            record(&mut tx, &Invalidation::Keys, now)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(retired)
     }
 }
 

@@ -181,3 +181,74 @@ async fn keyway_audit_prints_the_trail() {
     assert!(text.contains("127.0.0.1"), "{text}");
     assert!(text.contains("2 event(s)"), "{text}");
 }
+
+/// Reproduces the gap where the right password for a blocked or unconfirmed account left no trace:
+/// someone holding a blocked account's password could try it at will without appearing in the trail.
+/// Both refusals are recorded as single sign-on records a blocked account: `login_failure`, the
+/// account, and why.
+#[tokio::test]
+async fn right_passwords_for_blocked_and_unconfirmed_accounts_are_recorded() {
+    let app = TestApp::spawn_with(|c| c.auth.email_confirmation = true).await;
+    app.create_user("blocked_one", |u| u.blocked = true).await;
+    app.create_user("unconfirmed_one", |u| u.confirmed = false)
+        .await;
+    let res = app.login("blocked_one", &password_of("blocked_one")).await;
+    assert_error(
+        res,
+        400,
+        "ApplicationError",
+        "Your account has been blocked by an administrator",
+    )
+    .await;
+    let res = app
+        .login("unconfirmed_one", &password_of("unconfirmed_one"))
+        .await;
+    assert_error(
+        res,
+        400,
+        "ApplicationError",
+        "Your account email is not confirmed",
+    )
+    .await;
+
+    let events = trail(&app).await;
+    let failures: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "login_failure")
+        .map(|e| (e.user_id, e.detail.as_deref(), e.ip.as_deref()))
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            (Some(1), Some("blocked"), Some("127.0.0.1")),
+            (Some(2), Some("unconfirmed"), Some("127.0.0.1")),
+        ],
+        "{events:?}"
+    );
+    assert!(!kinds(&events).contains(&"login_success"));
+}
+
+/// Reproduces the unrecorded guess at the current password through change-password, which counts in
+/// the login throttle like a wrong login but left no trace in the trail.
+#[tokio::test]
+async fn a_wrong_current_password_on_change_password_is_recorded() {
+    let app = TestApp::spawn().await.with_user("alice").await;
+    let jwt = app.token_for("alice").await;
+    let res = app
+        .client
+        .post(app.url("/api/auth/change-password"))
+        .bearer_auth(&jwt)
+        .json(&json!({"currentPassword": "not-her-password", "password": "another-strong-pass", "passwordConfirmation": "another-strong-pass"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let events = trail(&app).await;
+    let failure = events
+        .iter()
+        .find(|e| e.kind == "password_change_failure")
+        .unwrap_or_else(|| panic!("no password_change_failure in {events:?}"));
+    assert_eq!(failure.user_id, Some(1));
+    assert_eq!(failure.detail.as_deref(), Some("wrong current password"));
+    assert!(!format!("{events:?}").contains("not-her-password"));
+}

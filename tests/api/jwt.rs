@@ -573,19 +573,68 @@ async fn every_key_algorithm_signs_tokens_that_its_published_key_names() {
     }
 }
 
+/// Reproduces HS256 mode publishing keys that verify nothing Keyway issues: with `jwt_secret` set,
+/// tokens are HS256 under the secret, yet the JWKS held a generated EdDSA key. In pure HS256 mode
+/// the set is empty (and the secret itself is never in it), so no relying party can take a key
+/// from it that Keyway does not sign with.
 #[tokio::test]
-async fn a_configured_hs256_secret_is_never_published() {
+async fn in_hs256_mode_the_jwks_is_empty_and_never_holds_the_secret() {
     let app = TestApp::spawn_with(|c| c.tokens.secret = Some(SecretString::from(TEST_SECRET)))
         .await
         .with_user("alice")
         .await;
-    assert_eq!(jwt_header(&app.token_for("alice").await)["alg"], "HS256");
+    let token = app.token_for("alice").await;
+    assert_eq!(
+        jwt_header(&token),
+        json!({"alg": "HS256", "typ": "JWT", "kid": "hs256"})
+    );
     let set = jwks(&app).await;
-    assert_public_only(&set);
     let text = set.to_string();
     assert!(!text.contains(TEST_SECRET), "{text}");
     assert!(!text.contains(&b64(TEST_SECRET)), "{text}");
-    assert!(!kids(&set).iter().any(|k| k == "hs256"), "{text}");
+    assert_eq!(set, json!({"keys": []}), "nothing here verifies {token}");
+    // And an independent verifier given the published set accepts nothing Keyway issues.
+    let file = app.dir.path().join("jwks-hs256.json");
+    std::fs::write(&file, text).unwrap();
+    let out = jose_verify(&file, &token).await;
+    assert!(!out.status.success(), "jose verified an HS256 token");
+}
+
+/// Reproduces the switch from a generated key to `jwt_secret`: the old key must keep verifying the
+/// tokens it signed before the switch, and stay published exactly as long, then leave the JWKS
+/// (it would otherwise be published, and trusted, forever, since no successor key ever comes).
+#[tokio::test]
+async fn after_a_switch_to_hs256_the_old_key_verifies_and_is_published_only_until_its_tokens_expire()
+ {
+    let ttl = Duration::from_secs(60);
+    let app = TestApp::spawn_with(|c| c.tokens.ttl = ttl)
+        .await
+        .with_user("alice")
+        .await;
+    let before = app.token_for("alice").await;
+    let old_kid = kid_of(&before);
+    let mut config = app.config.clone();
+    config.tokens.secret = Some(SecretString::from(TEST_SECRET));
+    let app = app.restart_with(config).await;
+
+    let after = app.token_for("alice").await;
+    assert_eq!(jwt_header(&after)["alg"], "HS256");
+    assert_accepted(&app, &before, "a token signed before the switch").await;
+    assert_accepted(&app, &after, "an HS256 token").await;
+    assert_eq!(kids(&jwks(&app).await), [old_kid]);
+
+    // Past the switch plus the token lifetime nothing the old key signed is valid any more.
+    app.clock.advance(ttl + Duration::from_secs(1));
+    let store = app.auth.store().as_ref();
+    app.auth
+        .keys()
+        .reload(store, app.auth.now_millis())
+        .await
+        .unwrap();
+    assert_eq!(jwks(&app).await, json!({"keys": []}));
+    // Still inside its real `exp`: only the retired key can be what refuses it.
+    assert_refused(&app, &before, INVALID, "a token of the retired key").await;
+    assert_accepted(&app, &after, "an HS256 token").await;
 }
 
 // ---- 3. independent verification with Node's jose ----
@@ -820,6 +869,83 @@ async fn keys_rotate_from_the_cli_reaches_a_running_server() {
         published.contains(&old_kid) && published.contains(&new_kid),
         "{published:?}"
     );
+}
+
+/// `keyway ARGS` against `app`'s database in HS256 mode (`KEYWAY_JWT_SECRET` set), whatever its exit.
+async fn keyway_cli_hs256(app: &TestApp, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_keyway"))
+        .current_dir(app.dir.path())
+        .env_clear()
+        .env("KEYWAY_JWT_SECRET", TEST_SECRET)
+        .arg("--database-url")
+        .arg(app.config.database_url.expose_secret())
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    timeout(WAIT, out)
+        .await
+        .expect("keyway finished in time")
+        .expect("run keyway")
+}
+
+/// Reproduces `keyway keys list` in HS256 mode showing a generated EdDSA key as the signer, while
+/// every token is HS256 under the secret: the secret is listed as what signs (by a fingerprint,
+/// never its value), and a key kept from before a switch only as verifying.
+#[tokio::test]
+async fn keys_list_names_the_hs256_secret_as_the_signer() {
+    let app = TestApp::spawn_with(|c| c.tokens.secret = Some(SecretString::from(TEST_SECRET)))
+        .await
+        .with_user("alice")
+        .await;
+    let out = keyway_cli_hs256(&app, &["keys", "list"]).await;
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<&str> = listed.lines().skip(1).filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        rows.len(),
+        1,
+        "the secret alone signs, nothing is stored: {listed}"
+    );
+    assert!(rows[0].starts_with("hs256 "), "{listed}");
+    assert!(rows[0].contains(" HS256 "), "{listed}");
+    assert!(rows[0].contains("signing"), "{listed}");
+    let fingerprint = rows[0]
+        .split_once("fingerprint ")
+        .map(|(_, f)| f.trim_end_matches(')'))
+        .unwrap_or_else(|| panic!("no fingerprint: {listed}"));
+    assert_eq!(fingerprint.len(), 8, "{listed}");
+    assert!(
+        !listed.contains(TEST_SECRET),
+        "the secret is printed: {listed}"
+    );
+    assert!(!listed.contains("EdDSA"), "{listed}");
+    assert_eq!(
+        kid_of(&app.token_for("alice").await),
+        "hs256",
+        "what the list names is what signs"
+    );
+}
+
+/// Reproduces `keyway keys rotate` in HS256 mode generating a key that signs nothing and is
+/// published anyway: it refuses (non-zero exit), says how HS256 is rotated, and adds no key.
+#[tokio::test]
+async fn keys_rotate_in_hs256_mode_explains_how_to_rotate_and_adds_no_key() {
+    let app = TestApp::spawn_with(|c| c.tokens.secret = Some(SecretString::from(TEST_SECRET)))
+        .await
+        .with_user("alice")
+        .await;
+    let out = keyway_cli_hs256(&app, &["keys", "rotate"]).await;
+    assert!(!out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("HS256") && said.contains("changing jwt_secret"),
+        "{said}"
+    );
+    assert!(!said.contains(TEST_SECRET), "{said}");
+    sleep(Duration::from_secs(1)).await; // a reload, had a key been added, takes under a second
+    assert_eq!(jwks(&app).await, json!({"keys": []}));
+    assert_eq!(kid_of(&app.token_for("alice").await), "hs256");
 }
 
 // ---- 5. Strapi migration ----

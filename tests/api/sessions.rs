@@ -563,22 +563,53 @@ async fn logout_by_a_device_id_longer_than_kept_still_ends_that_device() {
     assert_token_dead(&app, jwt).await;
 }
 
+/// Reproduces the logout that did the opposite of its body: sent with session A's access token and
+/// session B's refresh token, it ended A and left B working. The body names B, so B ends, and A,
+/// which only carried the request, keeps working.
 #[tokio::test]
-async fn a_refresh_token_cannot_end_another_users_session() {
+async fn logout_ends_the_session_of_the_refresh_token_in_the_body_not_the_callers() {
     let app = TestApp::spawn().await.with_user("alice").await;
-    app.create_user("bob", |_| {}).await;
-    let (alice_jwt, _) = login_pair(&app, "alice").await;
-    let (bob_jwt, bob_refresh) = login_pair(&app, "bob").await;
+    let (a_jwt, a_refresh) = login_pair(&app, "alice").await;
+    let (b_jwt, b_refresh) = login_pair(&app, "alice").await;
     let res = post_auth(
         &app,
         "/api/auth/logout",
-        &alice_jwt,
-        json!({ "refreshToken": bob_refresh }),
+        &a_jwt,
+        json!({ "refreshToken": b_refresh }),
     )
     .await;
     assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.json::<Value>().await.unwrap(), json!({"ok": true}));
+    assert_token_dead(&app, &b_jwt).await;
+    assert_refresh_refused(&app, &b_refresh).await;
+    assert_eq!(app.me(&a_jwt).await.status(), StatusCode::OK);
+    assert_eq!(refresh_status(&app, &a_refresh).await, 200);
+}
+
+/// Reproduces a logout with one user's access token and another user's refresh token: it answered
+/// `{ok:true}` and ended the caller's own session instead. A refresh token that is not the caller's
+/// (or names no session at all) is refused with 403, and no session ends, neither the caller's nor
+/// the other user's.
+#[tokio::test]
+async fn a_refresh_token_of_another_user_is_forbidden_and_ends_nothing() {
+    let app = TestApp::spawn().await.with_user("alice").await;
+    app.create_user("bob", |_| {}).await;
+    let (alice_jwt, alice_refresh) = login_pair(&app, "alice").await;
+    let (bob_jwt, bob_refresh) = login_pair(&app, "bob").await;
+    for named in [bob_refresh.as_str(), "no-such-refresh-token"] {
+        let res = post_auth(
+            &app,
+            "/api/auth/logout",
+            &alice_jwt,
+            json!({ "refreshToken": named }),
+        )
+        .await;
+        assert_error(res, 403, "ForbiddenError", "Forbidden").await;
+    }
+    assert_eq!(app.me(&alice_jwt).await.status(), StatusCode::OK);
     assert_eq!(app.me(&bob_jwt).await.status(), StatusCode::OK);
     assert_eq!(refresh_status(&app, &bob_refresh).await, 200);
+    assert_eq!(refresh_status(&app, &alice_refresh).await, 200);
 }
 
 // ---- §5 C: the session list ----

@@ -1440,7 +1440,36 @@ fn key(kid: &str, created_at: i64) -> StoredKey {
         private_der: vec![0, 1, 2, 0xff, 0],
         public_raw: kid.as_bytes().to_vec(),
         created_at,
+        retired_at: None,
     }
+}
+
+#[tokio::test]
+async fn retiring_signing_keys_keeps_the_first_retirement() {
+    on_each_engine(|store| async move {
+        assert_eq!(store.retire_signing_keys(50).await.unwrap(), 0);
+        store.insert_signing_key(&key("k1", 100)).await.unwrap();
+        let seq = store.last_invalidation().await.unwrap();
+        assert_eq!(store.retire_signing_keys(200).await.unwrap(), 1);
+        let recorded = store.invalidations_since(seq).await.unwrap();
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].1, Invalidation::Keys, "running servers reload");
+
+        // A restart in HS256 mode retires again: k1 keeps its time, only the newcomer is marked,
+        // and nothing changed records nothing.
+        store.insert_signing_key(&key("k2", 300)).await.unwrap();
+        assert_eq!(store.retire_signing_keys(400).await.unwrap(), 1);
+        let seq = store.last_invalidation().await.unwrap();
+        assert_eq!(store.retire_signing_keys(500).await.unwrap(), 0);
+        assert!(store.invalidations_since(seq).await.unwrap().is_empty());
+        let keys = store.signing_keys().await.unwrap();
+        let retired: Vec<_> = keys
+            .iter()
+            .map(|k| (k.kid.as_str(), k.retired_at))
+            .collect();
+        assert_eq!(retired, [("k2", Some(400)), ("k1", Some(200))]);
+    })
+    .await;
 }
 
 #[tokio::test]

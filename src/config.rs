@@ -182,7 +182,7 @@ pub struct Overrides {
     /// File holding the database URL (for URLs with a password).
     #[arg(long, env = "KEYWAY_DATABASE_URL_FILE", global = true)]
     pub database_url_file: Option<PathBuf>,
-    /// Most database connections kept open (default 8 for SQLite, 10 for PostgreSQL).
+    /// Most database connections kept open (default 2 for SQLite, 10 for PostgreSQL).
     #[arg(long, env = "KEYWAY_DATABASE_POOL_SIZE", global = true)]
     pub database_pool_size: Option<u32>,
     /// PostgreSQL: longest a statement may run before the server cancels it (default 30s; 0 is no
@@ -650,6 +650,16 @@ impl Overrides {
             if !route.starts_with('/') || limit.max == 0 || window.is_zero() {
                 return Err(invalid(format!(
                     "rate_limit_routes.{route}: a path like /api/auth/local with max ≥ 1 and a window"
+                )));
+            }
+            // A key naming no limited route would be ignored, and that route would silently keep
+            // the default: the same trap as a mistyped setting, refused the same way.
+            let limited = crate::http::limited_routes();
+            if !limited.contains(&route) {
+                return Err(invalid(format!(
+                    "rate_limit_routes.\"{route}\" names no rate-limited route; the limited \
+                     routes are: {}",
+                    limited.join(", ")
                 )));
             }
             c.auth.rate_limits.routes.insert(
@@ -1186,13 +1196,17 @@ fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-/// Parses `90`, `90s`, `15m`, `12h` or `30d`.
+/// Parses `90`, `90s`, `15m`, `12h`, `30d`, or `500ms` (the unit `invalidation_poll`'s default is
+/// stated in, so the documented default can be written back).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("'{text}' is not a duration like 3600, 15m, 12h or 30d"))?;
+    if unit == "ms" {
+        return Ok(Duration::from_millis(n));
+    }
     let secs = match unit {
         "" | "s" => Some(n),
         "m" => n.checked_mul(60),
@@ -1975,5 +1989,109 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+    }
+}
+
+/// The help texts' stated defaults against the values the code uses, so the two cannot drift apart
+/// again (`--help` once said the SQLite pool default was 8 while it was 2).
+#[cfg(test)]
+mod help_defaults {
+    use super::*;
+    use clap::Args;
+
+    /// Each help text's "(default X" / "(default X," / "(default: X" value, by argument id.
+    fn stated_defaults() -> Vec<(String, String)> {
+        let cmd = Overrides::augment_args(clap::Command::new("keyway"));
+        cmd.get_arguments()
+            .filter_map(|a| {
+                let help = a.get_help()?.to_string().replace('\n', " ");
+                let at = help.find("default ")?;
+                let rest = &help[at + "default ".len()..];
+                let end = rest.find([')', ',', ';']).unwrap_or(rest.len());
+                Some((a.get_id().to_string(), rest[..end].trim().to_owned()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn help_texts_state_the_defaults_the_code_uses() {
+        let d = Config::defaults();
+        let secs = |x: Duration| x;
+        // What each stated default must mean; durations are compared parsed, so "60s" and "1m" agree.
+        let durations: Vec<(&str, Duration)> = vec![
+            ("jwt_ttl", secs(d.tokens.ttl)),
+            ("session_idle_ttl", d.sessions.idle_ttl),
+            ("session_absolute_ttl", d.sessions.absolute_ttl),
+            ("refresh_grace", d.sessions.refresh_grace),
+            ("rate_limit_window", d.auth.rate_limits.default.window),
+            ("audit_retention", d.auth.audit_retention),
+            ("request_timeout", d.request_timeout),
+            ("reset_code_ttl", d.auth.reset_code_ttl),
+            ("confirmation_code_ttl", d.auth.confirmation_code_ttl),
+            ("invalidation_poll", d.invalidation_poll),
+            ("header_read_timeout", d.connections.header_read_timeout),
+            ("idle_timeout", d.connections.idle_timeout),
+            ("database_statement_timeout", d.database.statement_timeout),
+        ];
+        let words: Vec<(&str, String)> = vec![
+            (
+                "database_pool_size",
+                format!("{} for SQLite", crate::store::SQLITE_POOL_SIZE),
+            ),
+            ("bind", d.bind.to_string()),
+            ("rate_limit_max", d.auth.rate_limits.default.max.to_string()),
+            ("ipv6_prefix_len", d.auth.ipv6_prefix_len.to_string()),
+            ("password_min_length", d.auth.password_min_chars.to_string()),
+            ("argon2_memory_kib", d.hash.m_cost_kib.to_string()),
+            ("argon2_iterations", d.hash.t_cost.to_string()),
+            ("argon2_parallelism", d.hash.p_cost.to_string()),
+            ("max_connections", d.connections.max_connections.to_string()),
+            (
+                "max_header_bytes",
+                d.connections.max_header_bytes.to_string(),
+            ),
+            (
+                "http2_max_streams",
+                d.connections.http2_max_streams.to_string(),
+            ),
+            ("refresh_tokens", d.sessions.refresh_tokens.to_string()),
+            ("rate_limit", d.auth.rate_limits.enabled.to_string()),
+            ("login_throttle", d.auth.throttle.enabled.to_string()),
+            ("allow_register", d.auth.allow_register.to_string()),
+            ("default_role", d.auth.default_role.clone()),
+            ("email_confirmation", d.auth.email_confirmation.to_string()),
+            ("access_log", d.access_log.to_string()),
+            (
+                "accept_strapi_tokens",
+                d.tokens.accept_strapi_tokens.to_string(),
+            ),
+            ("refresh_cookie_name", d.cookie.name.clone()),
+            ("base_path", d.auth.pages_path.clone()),
+        ];
+        let stated = stated_defaults();
+        let mut checked = 0;
+        for (id, text) in &stated {
+            if let Some((_, want)) = durations.iter().find(|(n, _)| n == id) {
+                let said = parse_duration(text)
+                    .unwrap_or_else(|e| panic!("--{id}: default '{text}' is no duration: {e}"));
+                assert_eq!(said, *want, "--{id} says default {text}");
+                checked += 1;
+            } else if let Some((_, want)) = words.iter().find(|(n, _)| n == id) {
+                assert!(
+                    text.starts_with(want.as_str()),
+                    "--{id} says default '{text}', the code uses {want}"
+                );
+                checked += 1;
+            }
+        }
+        // The pool's text is the one that drifted; make sure it is among those compared.
+        assert!(
+            stated.iter().any(|(id, _)| id == "database_pool_size"),
+            "{stated:?}"
+        );
+        assert!(
+            checked >= 25,
+            "only {checked} stated defaults compared: {stated:?}"
+        );
     }
 }

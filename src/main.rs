@@ -27,6 +27,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static JEMALLOC_CONF: &[u8; 10] = b"narenas:1\0";
 use keyway::{App, Config, StartError};
 
+mod cli;
+
 const DEMO_USERNAME: &str = "appsmith_user";
 const DEMO_PASSWORD: &str = "appsmith_password";
 const DEMO_EMAIL: &str = "appsmith_user@example.com";
@@ -63,7 +65,7 @@ enum Command {
     Keys(KeysCommand),
     /// Print the audit trail, oldest first.
     Audit {
-        /// Only this user's events.
+        /// Only this user's events: a username, an email or an id (a deleted account's: its id).
         #[arg(long)]
         user: Option<String>,
         /// From this moment on: a duration ago (24h, 7d) or an RFC 3339 time.
@@ -73,6 +75,12 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// Manage the roles accounts can be given.
+    #[command(subcommand)]
+    Role(cli::role::RoleCommand),
+    /// Check the configuration and the database as `serve` would use them, without serving: one
+    /// line per check (ok, warn, fail); exit status 1 when any check fails.
+    Doctor,
     /// Print the OpenAPI 3 description of the API (what /api/openapi.json serves).
     Openapi,
     /// Bring accounts over from another system into the configured database.
@@ -136,29 +144,54 @@ enum UserCommand {
         #[arg(long)]
         blocked: bool,
     },
+    /// Change an account.
+    Update {
+        /// Username, email or id.
+        user: String,
+        /// Give it this role (name or type).
+        #[arg(long, required = true)]
+        role: Option<String>,
+    },
     /// List accounts.
     List,
     /// Show one account and the single sign-on identities linked to it.
-    Show { username: String },
+    Show {
+        /// Username, email or id.
+        user: String,
+    },
     /// Block an account: its tokens stop working at once.
-    Block { username: String },
+    Block {
+        /// Username, email or id.
+        user: String,
+    },
     /// Unblock an account.
-    Unblock { username: String },
-    /// Delete an account and its sessions.
-    Delete { username: String },
+    Unblock {
+        /// Username, email or id.
+        user: String,
+    },
+    /// Delete an account and its sessions (its audit events stay, found by its id).
+    Delete {
+        /// Username, email or id.
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Held to the end of `main`: dropping it flushes the log lines still queued.
     let _log_guard = init_tracing();
-    let config = match cli.settings.resolve(&|k| std::env::var(k).ok()) {
+    let mut config = match cli.settings.resolve(&|k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("keyway: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
+    // Only `serve` and `migrate` make a database: any other command run in the wrong directory would
+    // otherwise create an empty one there and report, say, `0 user(s)`.
+    if !matches!(cli.command, Command::Serve { .. } | Command::Migrate) {
+        config.database.create_if_missing = false;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -173,6 +206,8 @@ fn main() -> ExitCode {
             Command::Migrate => migrate_command(config).await.map(done),
             Command::User(cmd) => user_command(config, cmd).await.map(done),
             Command::Keys(cmd) => keys_command(config, cmd).await.map(done),
+            Command::Role(cmd) => cli::role::run(&config, cmd).await.map(done),
+            Command::Doctor => Ok(cli::doctor::run(&config).await),
             Command::Audit { user, since, limit } => {
                 audit_command(config, user, since, limit).await.map(done)
             }
@@ -238,6 +273,12 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
     let addr = app.local_addr().map_err(|e| e.to_string())?;
     if demo {
         ensure_demo_account(app.auth()).await?;
+    }
+    // Checked against the address actually bound (port 0 resolved).
+    let mut bound = config.clone();
+    bound.bind = addr;
+    if let Some(why) = cli::doctor::public_url_mismatch(&bound) {
+        tracing::warn!("{why}");
     }
     if !app.auth().mailer().is_configured() {
         tracing::warn!(
@@ -378,6 +419,20 @@ async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
             let user = auth.admin_create_user(new).await.map_err(show_err)?;
             println!("created {}", describe(&user));
         }
+        UserCommand::Update { user, role } => {
+            let mut user = auth
+                .find_user(&user)
+                .await
+                .map_err(show_err)?
+                .ok_or_else(|| format!("no user with username, email or id '{user}'"))?;
+            if let Some(role) = role {
+                user = auth
+                    .set_role(&user.id.to_string(), &role)
+                    .await
+                    .map_err(show_err)?;
+            }
+            println!("updated {}", describe(&user));
+        }
         UserCommand::List => {
             let users = auth.list_users().await.map_err(show_err)?;
             println!(
@@ -392,12 +447,12 @@ async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
             }
             println!("{} user(s)", users.len());
         }
-        UserCommand::Show { username } => {
+        UserCommand::Show { user } => {
             let user = auth
-                .find_by_username(&username)
+                .find_user(&user)
                 .await
                 .map_err(show_err)?
-                .ok_or_else(|| format!("no user named '{username}'"))?;
+                .ok_or_else(|| format!("no user with username, email or id '{user}'"))?;
             println!("id:         {}", user.id);
             println!("username:   {}", user.username);
             println!("email:      {}", user.email);
@@ -422,16 +477,16 @@ async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
                 }
             }
         }
-        UserCommand::Block { username } => {
-            let user = auth.set_blocked(&username, true).await.map_err(show_err)?;
+        UserCommand::Block { user } => {
+            let user = auth.set_blocked(&user, true).await.map_err(show_err)?;
             println!("blocked {}", describe(&user));
         }
-        UserCommand::Unblock { username } => {
-            let user = auth.set_blocked(&username, false).await.map_err(show_err)?;
+        UserCommand::Unblock { user } => {
+            let user = auth.set_blocked(&user, false).await.map_err(show_err)?;
             println!("unblocked {}", describe(&user));
         }
-        UserCommand::Delete { username } => {
-            let user = auth.delete_user(&username).await.map_err(show_err)?;
+        UserCommand::Delete { user } => {
+            let user = auth.delete_user(&user).await.map_err(show_err)?;
             println!("deleted {}", describe(&user));
         }
     }

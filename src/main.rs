@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use keyway::auth::tokens::{KeyAlgorithm, Keys};
 use keyway::auth::{AdminNewUser, Auth, Clock};
-use keyway::config::Overrides;
+use keyway::config::{DatabaseArgs, Overrides};
 use keyway::domain::{Email, Password, Username};
 use keyway::store::User;
 
@@ -41,7 +41,7 @@ const DEMO_EMAIL: &str = "appsmith_user@example.com";
 )]
 struct Cli {
     #[command(flatten)]
-    settings: Overrides,
+    database: DatabaseArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,6 +53,8 @@ enum Command {
         /// Also create the confirmed demo account appsmith_user / appsmith_password.
         #[arg(long)]
         demo: bool,
+        #[command(flatten)]
+        settings: Box<Overrides>,
     },
     /// Apply the pending database migrations and exit. `serve` and the other commands apply them
     /// too; this lets a deployment migrate once, before starting new servers.
@@ -80,7 +82,10 @@ enum Command {
     Role(cli::role::RoleCommand),
     /// Check the configuration and the database as `serve` would use them, without serving: one
     /// line per check (ok, warn, fail); exit status 1 when any check fails.
-    Doctor,
+    Doctor {
+        #[command(flatten)]
+        settings: Box<Overrides>,
+    },
     /// Print the OpenAPI 3 description of the API (what /api/openapi.json serves).
     Openapi,
     /// Bring accounts over from another system into the configured database.
@@ -177,10 +182,26 @@ enum UserCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     // Held to the end of `main`: dropping it flushes the log lines still queued.
     let _log_guard = init_tracing();
-    let mut config = match cli.settings.resolve(&|k| std::env::var(k).ok()) {
+    // `serve` and `doctor` take every setting as a flag; the other commands read the same variables
+    // (an admin command still hashes with the configured parameters).
+    let settings = match &mut cli.command {
+        Command::Serve { settings, .. } | Command::Doctor { settings } => {
+            Ok(std::mem::take(settings.as_mut()))
+        }
+        _ => Overrides::from_environment(),
+    };
+    let mut settings = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("keyway: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    cli.database.apply(&mut settings);
+    let mut config = match settings.resolve(&|k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("keyway: configuration error: {e}");
@@ -202,12 +223,12 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let done = |()| ExitCode::SUCCESS;
         match cli.command {
-            Command::Serve { demo } => serve(config, demo).await.map(done),
+            Command::Serve { demo, .. } => serve(config, demo).await.map(done),
             Command::Migrate => migrate_command(config).await.map(done),
             Command::User(cmd) => user_command(config, cmd).await.map(done),
             Command::Keys(cmd) => keys_command(config, cmd).await.map(done),
             Command::Role(cmd) => cli::role::run(&config, cmd).await.map(done),
-            Command::Doctor => Ok(cli::doctor::run(&config).await),
+            Command::Doctor { .. } => Ok(cli::doctor::run(&config).await),
             Command::Audit { user, since, limit } => {
                 audit_command(config, user, since, limit).await.map(done)
             }

@@ -1214,11 +1214,11 @@ async fn doctor_reports_a_broken_setup() {
     cmd.args([
         "--database-url",
         "sqlite://missing.db",
+        "doctor",
         "--bind",
         "0.0.0.0:9000",
         "--public-url",
         "http://127.0.0.1:8080",
-        "doctor",
     ]);
     let out = run(cmd, "").await;
     let said = stdout(&out);
@@ -1239,4 +1239,55 @@ async fn doctor_reports_a_broken_setup() {
         !dir.path().join("missing.db").exists(),
         "doctor created the database"
     );
+}
+
+// ---- help ----
+
+/// Every serve flag used to be global, so each subcommand's `--help` ran to over 300 lines with its
+/// own options (`--username`) buried among them. A command's help shows its own options plus the
+/// configuration file and database ones; `serve` keeps every setting.
+#[tokio::test]
+async fn each_commands_help_shows_its_own_options_and_the_database_ones() {
+    let dir = tempdir();
+    let help = |args: &'static [&'static str]| {
+        let mut cmd = bare_keyway(dir.path());
+        cmd.args(args).arg("--help");
+        async move {
+            let out = run(cmd, "").await;
+            assert!(out.status.success(), "{args:?} --help: {}", stderr(&out));
+            stdout(&out)
+        }
+    };
+    let add = help(&["user", "add"]).await;
+    for own in [
+        "--username",
+        "--email",
+        "--password-stdin",
+        "--role",
+        "--config",
+        "--database-url",
+    ] {
+        assert!(add.contains(own), "user add --help lacks {own}:\n{add}");
+    }
+    for serve_only in ["--bind", "--jwt-ttl", "--smtp-url-file", "--rate-limit-max"] {
+        assert!(
+            !add.contains(serve_only),
+            "user add --help shows {serve_only}"
+        );
+    }
+    assert!(
+        add.lines().count() < 100,
+        "{} lines:\n{add}",
+        add.lines().count()
+    );
+    let serve = help(&["serve"]).await;
+    for flag in [
+        "--bind",
+        "--jwt-ttl",
+        "--rate-limit-max",
+        "--database-url",
+        "--demo",
+    ] {
+        assert!(serve.contains(flag), "serve --help lacks {flag}");
+    }
 }

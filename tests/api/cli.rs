@@ -1291,3 +1291,33 @@ async fn each_commands_help_shows_its_own_options_and_the_database_ones() {
         assert!(serve.contains(flag), "serve --help lacks {flag}");
     }
 }
+
+/// Reset links pointed at `127.0.0.1:8080` when Keyway listened elsewhere, with no warning. `serve`
+/// now warns when `public_url` cannot be the address it listens on and no proxy is configured to
+/// explain the difference; behind a trusted proxy the public address is the proxy's, so it is quiet.
+#[tokio::test]
+async fn serve_warns_when_public_url_misses_its_listener() {
+    let dir = tempdir();
+    let mut server = Server::start(serve(
+        keyway(dir.path()),
+        &["--public-url", "http://127.0.0.1:1"],
+    ))
+    .await;
+    server.signal_and_wait("TERM").await;
+    let log = server.stderr();
+    assert!(log.contains("public_url http://127.0.0.1:1"), "{log}");
+
+    let mut server = Server::start(serve(
+        keyway(dir.path()),
+        &[
+            "--public-url",
+            "https://auth.example.com",
+            "--trusted-proxies",
+            "127.0.0.1",
+        ],
+    ))
+    .await;
+    server.signal_and_wait("TERM").await;
+    let log = server.stderr();
+    assert!(!log.contains("public_url"), "{log}");
+}

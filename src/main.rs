@@ -381,6 +381,14 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'stati
     })
 }
 
+/// What an admin command says when it cannot get going: the database named, or the cause.
+fn admin_error(e: &StartError) -> String {
+    match e {
+        StartError::Store(store) => cli::open_error(store),
+        other => format!("cannot start: {other}"),
+    }
+}
+
 fn start_error(e: &StartError) -> String {
     format!("cannot start: {e}")
 }
@@ -389,7 +397,7 @@ async fn migrate_command(config: Config) -> Result<(), String> {
     let database = keyway::store::redact_url(config.database_url.expose_secret());
     let applied = keyway::store::migrate(&config.database_url, &config.database)
         .await
-        .map_err(|e| start_error(&e.into()))?;
+        .map_err(|e| admin_error(&e.into()))?;
     for m in &applied {
         println!("applied {:04} {}", m.version, m.description);
     }
@@ -404,7 +412,7 @@ async fn migrate_command(config: Config) -> Result<(), String> {
 async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
     let auth = keyway::build_auth(&config, keyway::Role::Admin)
         .await
-        .map_err(|e| start_error(&e))?;
+        .map_err(|e| admin_error(&e))?;
     let show_err = |e: keyway::error::Error| match e {
         // A policy refusal: say which rule, not "validation failed".
         keyway::error::Error::Fields(errors) => errors
@@ -579,7 +587,7 @@ async fn audit_command(
 ) -> Result<(), String> {
     let auth = keyway::build_auth(&config, keyway::Role::Admin)
         .await
-        .map_err(|e| start_error(&e))?;
+        .map_err(|e| admin_error(&e))?;
     let since = match since {
         None => None,
         Some(text) => Some(match keyway::config::parse_duration(&text) {
@@ -669,7 +677,7 @@ async fn import_strapi(
     let store = match keyway::store::connect(&config.database_url, &config.database).await {
         Ok(store) => store,
         Err(e) => {
-            eprintln!("keyway: {}", start_error(&e.into()));
+            eprintln!("keyway: {}", admin_error(&e.into()));
             return ExitCode::FAILURE;
         }
     };

@@ -3,3 +3,14 @@
 
 pub mod doctor;
 pub mod role;
+
+use keyway::store::StoreError;
+
+/// The message for a database that cannot be opened: `cannot open the database URL: cause`, the URL
+/// redacted (the store names it in every engine error).
+pub fn open_error(e: &StoreError) -> String {
+    match e {
+        StoreError::Database(inner) => format!("cannot open the database {inner}"),
+        other => format!("cannot open the database: {other}"),
+    }
+}

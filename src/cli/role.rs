@@ -40,7 +40,7 @@ pub enum RoleCommand {
 pub async fn run(config: &Config, cmd: RoleCommand) -> Result<(), String> {
     let store = keyway::store::connect(&config.database_url, &config.database)
         .await
-        .map_err(|e| format!("cannot open the database: {e}"))?;
+        .map_err(|e| super::open_error(&e))?;
     let store = store.as_ref();
     let failed = |what: &str| {
         let what = what.to_owned();

@@ -165,9 +165,225 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// Settings that can come from flags or `KEYWAY_*` variables (clap reads both; the flag wins).
+/// Settings that can come from flags or `KEYWAY_*` variables (clap reads both; the flag wins). The
+/// flags are `serve`'s (and `doctor`'s); other commands read the same variables through
+/// [`Overrides::from_environment`]. The file and database settings every command takes are
+/// [`DatabaseArgs`], copied in by [`DatabaseArgs::apply`].
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct Overrides {
+    /// Configuration file (TOML). Default: ./keyway.toml when it exists.
+    #[arg(skip)]
+    pub config: Option<PathBuf>,
+    /// Database URL: sqlite://PATH (default sqlite://keyway.db).
+    #[arg(skip)]
+    pub database_url: Option<String>,
+    /// File holding the database URL (for URLs with a password).
+    #[arg(skip)]
+    pub database_url_file: Option<PathBuf>,
+    /// Most database connections kept open (default 2 for SQLite, 10 for PostgreSQL).
+    #[arg(skip)]
+    pub database_pool_size: Option<u32>,
+    /// PostgreSQL: longest a statement may run before the server cancels it (default 30s; 0 is no
+    /// limit).
+    #[arg(skip)]
+    pub database_statement_timeout: Option<String>,
+    /// PostgreSQL: TLS mode, as libpq's sslmode (default: the URL's sslmode, else prefer).
+    #[arg(skip)]
+    pub database_sslmode: Option<SslMode>,
+    /// SQLite: start even when other local users may read the database file (default false: it
+    /// holds the signing keys, so start-up stops and says `chmod 600 FILE`).
+    #[arg(skip)]
+    pub allow_readable_database: Option<bool>,
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long, env = "KEYWAY_BIND")]
+    pub bind: Option<String>,
+    /// File holding the HS256 secret (KEYWAY_JWT_SECRET in the environment also works).
+    #[arg(long, env = "KEYWAY_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Access-token lifetime: seconds, or a number with s, m, h or d (default 30d).
+    #[arg(long, env = "KEYWAY_JWT_TTL")]
+    pub jwt_ttl: Option<String>,
+    #[arg(long, env = "KEYWAY_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    #[arg(long, env = "KEYWAY_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// Algorithm of generated signing keys: EdDSA (default), ES256 or RS256.
+    #[arg(long, env = "KEYWAY_JWT_ALGORITHM")]
+    pub jwt_algorithm: Option<KeyAlgorithm>,
+    /// Accept tokens Strapi issued with the same secret until they expire (default false).
+    #[arg(long, env = "KEYWAY_ACCEPT_STRAPI_TOKENS")]
+    pub accept_strapi_tokens: Option<bool>,
+    /// Issue refresh tokens at login (default true).
+    #[arg(long, env = "KEYWAY_REFRESH_TOKENS")]
+    pub refresh_tokens: Option<bool>,
+    /// Sessions not refreshed for this long end (default 14d).
+    #[arg(long, env = "KEYWAY_SESSION_IDLE_TTL")]
+    pub session_idle_ttl: Option<String>,
+    /// Sessions end this long after login (default 30d).
+    #[arg(long, env = "KEYWAY_SESSION_ABSOLUTE_TTL")]
+    pub session_absolute_ttl: Option<String>,
+    /// How long a used refresh token may be replayed for the same successor (default 10s).
+    #[arg(long, env = "KEYWAY_REFRESH_GRACE")]
+    pub refresh_grace: Option<String>,
+    /// Route rate limits on the auth routes (default true).
+    #[arg(long, env = "KEYWAY_RATE_LIMIT")]
+    pub rate_limit: Option<bool>,
+    /// Requests per window per route and client (default 10).
+    #[arg(long, env = "KEYWAY_RATE_LIMIT_MAX")]
+    pub rate_limit_max: Option<u32>,
+    /// Rate-limit window (default 60s).
+    #[arg(long, env = "KEYWAY_RATE_LIMIT_WINDOW")]
+    pub rate_limit_window: Option<String>,
+    /// Per-account login throttling (default true).
+    #[arg(long, env = "KEYWAY_LOGIN_THROTTLE")]
+    pub login_throttle: Option<bool>,
+    /// Reverse proxies whose forwarding headers are believed: addresses or CIDRs, comma-separated.
+    #[arg(long, env = "KEYWAY_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Servers that relay many users' requests (an Appsmith or Retool server): addresses or CIDRs,
+    /// comma-separated. Their route limits count per identifier, under relay_rate_limit_max.
+    #[arg(long, env = "KEYWAY_RELAY_CLIENTS", value_delimiter = ',')]
+    pub relay_clients: Option<Vec<String>>,
+    /// Requests per window per route from one relay client, all its users together (default 600).
+    #[arg(long, env = "KEYWAY_RELAY_RATE_LIMIT_MAX")]
+    pub relay_rate_limit_max: Option<u32>,
+    /// Which header trusted proxies report the client in: x-forwarded-for (default) or forwarded.
+    #[arg(long, env = "KEYWAY_FORWARDED_HEADER")]
+    pub forwarded_header: Option<ForwardedHeader>,
+    /// IPv6 clients are limited per network of this many leading bits (default 64, 1 to 128).
+    #[arg(long, env = "KEYWAY_IPV6_PREFIX_LEN")]
+    pub ipv6_prefix_len: Option<u8>,
+    /// Browser origins allowed to call the API (CORS), comma-separated; default none.
+    #[arg(long, env = "KEYWAY_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
+    /// How long audit events are kept (default 90d).
+    #[arg(long, env = "KEYWAY_AUDIT_RETENTION")]
+    pub audit_retention: Option<String>,
+    /// Longest a request may take (default 30s).
+    #[arg(long, env = "KEYWAY_REQUEST_TIMEOUT")]
+    pub request_timeout: Option<String>,
+    /// Path of the hosted login app (default /).
+    #[arg(long, env = "KEYWAY_BASE_PATH")]
+    pub base_path: Option<String>,
+    /// Logo shown on the hosted pages: an http(s) URL or a path on this server.
+    #[arg(long, env = "KEYWAY_LOGO_URL")]
+    pub logo_url: Option<String>,
+    /// Accent colour of the hosted pages, #rgb or #rrggbb.
+    #[arg(long, env = "KEYWAY_ACCENT_COLOR")]
+    pub accent_color: Option<String>,
+    /// How long a password-reset code works (default 1h).
+    #[arg(long, env = "KEYWAY_RESET_CODE_TTL")]
+    pub reset_code_ttl: Option<String>,
+    /// How long an email-confirmation code works (default 24h).
+    #[arg(long, env = "KEYWAY_CONFIRMATION_CODE_TTL")]
+    pub confirmation_code_ttl: Option<String>,
+    /// Page that reset links open, `?code=` appended (default: the hosted page under public_url).
+    #[arg(long, env = "KEYWAY_RESET_URL")]
+    pub reset_url: Option<String>,
+    /// Where confirmation links land (default: the hosted page under public_url).
+    #[arg(long, env = "KEYWAY_CONFIRMATION_REDIRECT")]
+    pub confirmation_redirect: Option<String>,
+    /// Always deliver refresh tokens in an HttpOnly cookie (default false: only when asked).
+    #[arg(long, env = "KEYWAY_REFRESH_COOKIE")]
+    pub refresh_cookie: Option<bool>,
+    /// Name of the refresh cookie (default strapi_up_refresh).
+    #[arg(long, env = "KEYWAY_REFRESH_COOKIE_NAME")]
+    pub refresh_cookie_name: Option<String>,
+    /// Secure attribute of the refresh cookie: auto (default: Secure when public_url is https),
+    /// always or never.
+    #[arg(long, env = "KEYWAY_REFRESH_COOKIE_SECURE")]
+    pub refresh_cookie_secure: Option<CookieSecure>,
+    /// Whether anyone may register (default true).
+    #[arg(long, env = "KEYWAY_ALLOW_REGISTER")]
+    pub allow_register: Option<bool>,
+    /// Role given to new accounts (default authenticated).
+    #[arg(long, env = "KEYWAY_DEFAULT_ROLE")]
+    pub default_role: Option<String>,
+    /// Require a confirmed email before login (default false).
+    #[arg(long, env = "KEYWAY_EMAIL_CONFIRMATION")]
+    pub email_confirmation: Option<bool>,
+    /// Minimum length of new passwords in characters (default 8; Strapi's is 6).
+    #[arg(long, env = "KEYWAY_PASSWORD_MIN_LENGTH")]
+    pub password_min_length: Option<usize>,
+    /// Range API of an online breached-password check (k-anonymity, e.g.
+    /// https://api.pwnedpasswords.com/range); empty is off (the default).
+    #[arg(long, env = "KEYWAY_PWNED_CHECK_URL")]
+    pub pwned_check_url: Option<String>,
+    /// argon2id memory cost in KiB (default 19456).
+    #[arg(long, env = "KEYWAY_ARGON2_MEMORY_KIB")]
+    pub argon2_memory_kib: Option<u32>,
+    /// argon2id iterations (default 2).
+    #[arg(long, env = "KEYWAY_ARGON2_ITERATIONS")]
+    pub argon2_iterations: Option<u32>,
+    /// argon2id parallelism (default 1).
+    #[arg(long, env = "KEYWAY_ARGON2_PARALLELISM")]
+    pub argon2_parallelism: Option<u32>,
+    /// Password hashes allowed to run at once (default: number of CPUs).
+    #[arg(long, env = "KEYWAY_HASH_CONCURRENCY")]
+    pub hash_concurrency: Option<usize>,
+    /// How often to read the invalidation log for other processes' changes (default 500ms).
+    #[arg(long, env = "KEYWAY_INVALIDATION_POLL")]
+    pub invalidation_poll: Option<String>,
+    /// Log one line per request at info (default false).
+    #[arg(long, env = "KEYWAY_ACCESS_LOG")]
+    pub access_log: Option<bool>,
+    /// Connections served at once; more wait to be accepted (default 10000).
+    #[arg(long, env = "KEYWAY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Largest request line plus headers, in bytes (default 16384, at least 8192); more is 431.
+    #[arg(long, env = "KEYWAY_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Longest a client may take to send a request's headers (default 10s).
+    #[arg(long, env = "KEYWAY_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<String>,
+    /// Longest a connection may stay open with no request after its last one (default 60s).
+    #[arg(long, env = "KEYWAY_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// Streams one HTTP/2 connection may have open at once (default 100).
+    #[arg(long, env = "KEYWAY_HTTP2_MAX_STREAMS")]
+    pub http2_max_streams: Option<u32>,
+    /// File holding the SMTP URL (KEYWAY_SMTP_URL in the environment also works): smtp://host:port
+    /// (plain, local relays), smtp+starttls://user:pass@host or smtps://user:pass@host. Without one,
+    /// `serve` refuses to start unless mail_to_log is on or --demo is given.
+    #[arg(long, env = "KEYWAY_SMTP_URL_FILE")]
+    pub smtp_url_file: Option<PathBuf>,
+    /// Without smtp_url, write account mail (reset links included) to the log instead; development
+    /// only (default false: `serve` refuses to start without SMTP, except with --demo).
+    #[arg(long, env = "KEYWAY_MAIL_TO_LOG")]
+    pub mail_to_log: Option<bool>,
+    /// Sender of the account mails (default "Keyway <no-reply@localhost>").
+    #[arg(long, env = "KEYWAY_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// Public base URL of this server, for links in mails (default http://127.0.0.1:8080).
+    #[arg(long, env = "KEYWAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Product name shown in mails (default Keyway).
+    #[arg(long, env = "KEYWAY_APP_NAME")]
+    pub app_name: Option<String>,
+    /// Folder of mail template overrides: NAME.subject, NAME.txt, NAME.html with NAME one of
+    /// email-confirmation, reset-password, password-changed.
+    #[arg(long, env = "KEYWAY_MAIL_TEMPLATES_DIR")]
+    pub mail_templates_dir: Option<PathBuf>,
+    /// Single sign-on providers to enable, comma-separated (each configured by
+    /// KEYWAY_SSO_<NAME>_* variables or a [sso.<name>] table in the file).
+    #[arg(long, env = "KEYWAY_SSO_PROVIDERS")]
+    pub sso_providers: Option<String>,
+    /// Front-end callback URLs a sign-in may ask to return to, besides each provider's own,
+    /// comma-separated.
+    #[arg(long, env = "KEYWAY_SSO_CALLBACK_ALLOWLIST")]
+    pub sso_callback_allowlist: Option<String>,
+    /// Link a provider identity to the existing account with the same email when the provider says
+    /// the email is verified and that account's address was confirmed here with email_confirmation
+    /// on (default false: such a sign-in is refused).
+    #[arg(long, env = "KEYWAY_SSO_LINK_VERIFIED_EMAIL")]
+    pub sso_link_verified_email: Option<bool>,
+}
+
+/// What every command takes: the configuration file and the database. Global flags, so they may stand
+/// before or after the subcommand, and the only ones besides a command's own in its `--help`.
+#[derive(clap::Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Configuration and database (every command)")]
+pub struct DatabaseArgs {
     /// Configuration file (TOML). Default: ./keyway.toml when it exists.
     #[arg(long, env = "KEYWAY_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -182,7 +398,7 @@ pub struct Overrides {
     /// File holding the database URL (for URLs with a password).
     #[arg(long, env = "KEYWAY_DATABASE_URL_FILE", global = true)]
     pub database_url_file: Option<PathBuf>,
-    /// Most database connections kept open (default 8 for SQLite, 10 for PostgreSQL).
+    /// Most database connections kept open (default 2 for SQLite, 10 for PostgreSQL).
     #[arg(long, env = "KEYWAY_DATABASE_POOL_SIZE", global = true)]
     pub database_pool_size: Option<u32>,
     /// PostgreSQL: longest a statement may run before the server cancels it (default 30s; 0 is no
@@ -196,204 +412,30 @@ pub struct Overrides {
     /// holds the signing keys, so start-up stops and says `chmod 600 FILE`).
     #[arg(long, env = "KEYWAY_ALLOW_READABLE_DATABASE", global = true)]
     pub allow_readable_database: Option<bool>,
-    /// Address to listen on (default 127.0.0.1:8080).
-    #[arg(long, env = "KEYWAY_BIND", global = true)]
-    pub bind: Option<String>,
-    /// File holding the HS256 secret (KEYWAY_JWT_SECRET in the environment also works).
-    #[arg(long, env = "KEYWAY_JWT_SECRET_FILE", global = true)]
-    pub jwt_secret_file: Option<PathBuf>,
-    /// Access-token lifetime: seconds, or a number with s, m, h or d (default 30d).
-    #[arg(long, env = "KEYWAY_JWT_TTL", global = true)]
-    pub jwt_ttl: Option<String>,
-    #[arg(long, env = "KEYWAY_JWT_ISSUER", global = true)]
-    pub jwt_issuer: Option<String>,
-    #[arg(long, env = "KEYWAY_JWT_AUDIENCE", global = true)]
-    pub jwt_audience: Option<String>,
-    /// Algorithm of generated signing keys: EdDSA (default), ES256 or RS256.
-    #[arg(long, env = "KEYWAY_JWT_ALGORITHM", global = true)]
-    pub jwt_algorithm: Option<KeyAlgorithm>,
-    /// Accept tokens Strapi issued with the same secret until they expire (default false).
-    #[arg(long, env = "KEYWAY_ACCEPT_STRAPI_TOKENS", global = true)]
-    pub accept_strapi_tokens: Option<bool>,
-    /// Issue refresh tokens at login (default true).
-    #[arg(long, env = "KEYWAY_REFRESH_TOKENS", global = true)]
-    pub refresh_tokens: Option<bool>,
-    /// Sessions not refreshed for this long end (default 14d).
-    #[arg(long, env = "KEYWAY_SESSION_IDLE_TTL", global = true)]
-    pub session_idle_ttl: Option<String>,
-    /// Sessions end this long after login (default 30d).
-    #[arg(long, env = "KEYWAY_SESSION_ABSOLUTE_TTL", global = true)]
-    pub session_absolute_ttl: Option<String>,
-    /// How long a used refresh token may be replayed for the same successor (default 10s).
-    #[arg(long, env = "KEYWAY_REFRESH_GRACE", global = true)]
-    pub refresh_grace: Option<String>,
-    /// Route rate limits on the auth routes (default true).
-    #[arg(long, env = "KEYWAY_RATE_LIMIT", global = true)]
-    pub rate_limit: Option<bool>,
-    /// Requests per window per route and client (default 10).
-    #[arg(long, env = "KEYWAY_RATE_LIMIT_MAX", global = true)]
-    pub rate_limit_max: Option<u32>,
-    /// Rate-limit window (default 60s).
-    #[arg(long, env = "KEYWAY_RATE_LIMIT_WINDOW", global = true)]
-    pub rate_limit_window: Option<String>,
-    /// Per-account login throttling (default true).
-    #[arg(long, env = "KEYWAY_LOGIN_THROTTLE", global = true)]
-    pub login_throttle: Option<bool>,
-    /// Reverse proxies whose forwarding headers are believed: addresses or CIDRs, comma-separated.
-    #[arg(
-        long,
-        env = "KEYWAY_TRUSTED_PROXIES",
-        global = true,
-        value_delimiter = ','
-    )]
-    pub trusted_proxies: Option<Vec<String>>,
-    /// Servers that relay many users' requests (an Appsmith or Retool server): addresses or CIDRs,
-    /// comma-separated. Their route limits count per identifier, under relay_rate_limit_max.
-    #[arg(
-        long,
-        env = "KEYWAY_RELAY_CLIENTS",
-        global = true,
-        value_delimiter = ','
-    )]
-    pub relay_clients: Option<Vec<String>>,
-    /// Requests per window per route from one relay client, all its users together (default 600).
-    #[arg(long, env = "KEYWAY_RELAY_RATE_LIMIT_MAX", global = true)]
-    pub relay_rate_limit_max: Option<u32>,
-    /// Which header trusted proxies report the client in: x-forwarded-for (default) or forwarded.
-    #[arg(long, env = "KEYWAY_FORWARDED_HEADER", global = true)]
-    pub forwarded_header: Option<ForwardedHeader>,
-    /// IPv6 clients are limited per network of this many leading bits (default 64, 1 to 128).
-    #[arg(long, env = "KEYWAY_IPV6_PREFIX_LEN", global = true)]
-    pub ipv6_prefix_len: Option<u8>,
-    /// Browser origins allowed to call the API (CORS), comma-separated; default none.
-    #[arg(
-        long,
-        env = "KEYWAY_CORS_ORIGINS",
-        global = true,
-        value_delimiter = ','
-    )]
-    pub cors_origins: Option<Vec<String>>,
-    /// How long audit events are kept (default 90d).
-    #[arg(long, env = "KEYWAY_AUDIT_RETENTION", global = true)]
-    pub audit_retention: Option<String>,
-    /// Longest a request may take (default 30s).
-    #[arg(long, env = "KEYWAY_REQUEST_TIMEOUT", global = true)]
-    pub request_timeout: Option<String>,
-    /// Path of the hosted login app (default /).
-    #[arg(long, env = "KEYWAY_BASE_PATH", global = true)]
-    pub base_path: Option<String>,
-    /// Logo shown on the hosted pages: an http(s) URL or a path on this server.
-    #[arg(long, env = "KEYWAY_LOGO_URL", global = true)]
-    pub logo_url: Option<String>,
-    /// Accent colour of the hosted pages, #rgb or #rrggbb.
-    #[arg(long, env = "KEYWAY_ACCENT_COLOR", global = true)]
-    pub accent_color: Option<String>,
-    /// How long a password-reset code works (default 1h).
-    #[arg(long, env = "KEYWAY_RESET_CODE_TTL", global = true)]
-    pub reset_code_ttl: Option<String>,
-    /// How long an email-confirmation code works (default 24h).
-    #[arg(long, env = "KEYWAY_CONFIRMATION_CODE_TTL", global = true)]
-    pub confirmation_code_ttl: Option<String>,
-    /// Page that reset links open, `?code=` appended (default: the hosted page under public_url).
-    #[arg(long, env = "KEYWAY_RESET_URL", global = true)]
-    pub reset_url: Option<String>,
-    /// Where confirmation links land (default: the hosted page under public_url).
-    #[arg(long, env = "KEYWAY_CONFIRMATION_REDIRECT", global = true)]
-    pub confirmation_redirect: Option<String>,
-    /// Always deliver refresh tokens in an HttpOnly cookie (default false: only when asked).
-    #[arg(long, env = "KEYWAY_REFRESH_COOKIE", global = true)]
-    pub refresh_cookie: Option<bool>,
-    /// Name of the refresh cookie (default strapi_up_refresh).
-    #[arg(long, env = "KEYWAY_REFRESH_COOKIE_NAME", global = true)]
-    pub refresh_cookie_name: Option<String>,
-    /// Secure attribute of the refresh cookie: auto (default: Secure when public_url is https),
-    /// always or never.
-    #[arg(long, env = "KEYWAY_REFRESH_COOKIE_SECURE", global = true)]
-    pub refresh_cookie_secure: Option<CookieSecure>,
-    /// Whether anyone may register (default true).
-    #[arg(long, env = "KEYWAY_ALLOW_REGISTER", global = true)]
-    pub allow_register: Option<bool>,
-    /// Role given to new accounts (default authenticated).
-    #[arg(long, env = "KEYWAY_DEFAULT_ROLE", global = true)]
-    pub default_role: Option<String>,
-    /// Require a confirmed email before login (default false).
-    #[arg(long, env = "KEYWAY_EMAIL_CONFIRMATION", global = true)]
-    pub email_confirmation: Option<bool>,
-    /// Minimum length of new passwords in characters (default 8; Strapi's is 6).
-    #[arg(long, env = "KEYWAY_PASSWORD_MIN_LENGTH", global = true)]
-    pub password_min_length: Option<usize>,
-    /// Range API of an online breached-password check (k-anonymity, e.g.
-    /// https://api.pwnedpasswords.com/range); empty is off (the default).
-    #[arg(long, env = "KEYWAY_PWNED_CHECK_URL", global = true)]
-    pub pwned_check_url: Option<String>,
-    /// argon2id memory cost in KiB (default 19456).
-    #[arg(long, env = "KEYWAY_ARGON2_MEMORY_KIB", global = true)]
-    pub argon2_memory_kib: Option<u32>,
-    /// argon2id iterations (default 2).
-    #[arg(long, env = "KEYWAY_ARGON2_ITERATIONS", global = true)]
-    pub argon2_iterations: Option<u32>,
-    /// argon2id parallelism (default 1).
-    #[arg(long, env = "KEYWAY_ARGON2_PARALLELISM", global = true)]
-    pub argon2_parallelism: Option<u32>,
-    /// Password hashes allowed to run at once (default: number of CPUs).
-    #[arg(long, env = "KEYWAY_HASH_CONCURRENCY", global = true)]
-    pub hash_concurrency: Option<usize>,
-    /// How often to read the invalidation log for other processes' changes (default 500ms).
-    #[arg(long, env = "KEYWAY_INVALIDATION_POLL", global = true)]
-    pub invalidation_poll: Option<String>,
-    /// Log one line per request at info (default false).
-    #[arg(long, env = "KEYWAY_ACCESS_LOG", global = true)]
-    pub access_log: Option<bool>,
-    /// Connections served at once; more wait to be accepted (default 10000).
-    #[arg(long, env = "KEYWAY_MAX_CONNECTIONS", global = true)]
-    pub max_connections: Option<usize>,
-    /// Largest request line plus headers, in bytes (default 16384, at least 8192); more is 431.
-    #[arg(long, env = "KEYWAY_MAX_HEADER_BYTES", global = true)]
-    pub max_header_bytes: Option<usize>,
-    /// Longest a client may take to send a request's headers (default 10s).
-    #[arg(long, env = "KEYWAY_HEADER_READ_TIMEOUT", global = true)]
-    pub header_read_timeout: Option<String>,
-    /// Longest a connection may stay open with no request after its last one (default 60s).
-    #[arg(long, env = "KEYWAY_IDLE_TIMEOUT", global = true)]
-    pub idle_timeout: Option<String>,
-    /// Streams one HTTP/2 connection may have open at once (default 100).
-    #[arg(long, env = "KEYWAY_HTTP2_MAX_STREAMS", global = true)]
-    pub http2_max_streams: Option<u32>,
-    /// File holding the SMTP URL (KEYWAY_SMTP_URL in the environment also works): smtp://host:port
-    /// (plain, local relays), smtp+starttls://user:pass@host or smtps://user:pass@host. Without one,
-    /// `serve` refuses to start unless mail_to_log is on or --demo is given.
-    #[arg(long, env = "KEYWAY_SMTP_URL_FILE", global = true)]
-    pub smtp_url_file: Option<PathBuf>,
-    /// Without smtp_url, write account mail (reset links included) to the log instead; development
-    /// only (default false: `serve` refuses to start without SMTP, except with --demo).
-    #[arg(long, env = "KEYWAY_MAIL_TO_LOG", global = true)]
-    pub mail_to_log: Option<bool>,
-    /// Sender of the account mails (default "Keyway <no-reply@localhost>").
-    #[arg(long, env = "KEYWAY_MAIL_FROM", global = true)]
-    pub mail_from: Option<String>,
-    /// Public base URL of this server, for links in mails (default http://127.0.0.1:8080).
-    #[arg(long, env = "KEYWAY_PUBLIC_URL", global = true)]
-    pub public_url: Option<String>,
-    /// Product name shown in mails (default Keyway).
-    #[arg(long, env = "KEYWAY_APP_NAME", global = true)]
-    pub app_name: Option<String>,
-    /// Folder of mail template overrides: NAME.subject, NAME.txt, NAME.html with NAME one of
-    /// email-confirmation, reset-password, password-changed.
-    #[arg(long, env = "KEYWAY_MAIL_TEMPLATES_DIR", global = true)]
-    pub mail_templates_dir: Option<PathBuf>,
-    /// Single sign-on providers to enable, comma-separated (each configured by
-    /// KEYWAY_SSO_<NAME>_* variables or a [sso.<name>] table in the file).
-    #[arg(long, env = "KEYWAY_SSO_PROVIDERS", global = true)]
-    pub sso_providers: Option<String>,
-    /// Front-end callback URLs a sign-in may ask to return to, besides each provider's own,
-    /// comma-separated.
-    #[arg(long, env = "KEYWAY_SSO_CALLBACK_ALLOWLIST", global = true)]
-    pub sso_callback_allowlist: Option<String>,
-    /// Link a provider identity to the existing account with the same email when the provider says
-    /// the email is verified and that account's address was confirmed here with email_confirmation
-    /// on (default false: such a sign-in is refused).
-    #[arg(long, env = "KEYWAY_SSO_LINK_VERIFIED_EMAIL", global = true)]
-    pub sso_link_verified_email: Option<bool>,
+}
+
+impl DatabaseArgs {
+    /// Copies these settings into `o`, where `resolve` reads them.
+    pub fn apply(self, o: &mut Overrides) {
+        o.config = self.config;
+        o.database_url = self.database_url;
+        o.database_url_file = self.database_url_file;
+        o.database_pool_size = self.database_pool_size;
+        o.database_statement_timeout = self.database_statement_timeout;
+        o.database_sslmode = self.database_sslmode;
+        o.allow_readable_database = self.allow_readable_database;
+    }
+}
+
+impl Overrides {
+    /// The settings as the `KEYWAY_*` variables give them, for commands without `serve`'s flags (an
+    /// admin command still hashes with the configured argon2 parameters and policy).
+    pub fn from_environment() -> Result<Self, clap::Error> {
+        use clap::{Args, FromArgMatches};
+        let cmd = Self::augment_args(clap::Command::new("keyway").no_binary_name(true));
+        let matches = cmd.try_get_matches_from(std::iter::empty::<String>())?;
+        Self::from_arg_matches(&matches)
+    }
 }
 
 /// The configuration file. Same names as the flags, in snake_case; unknown keys are an error so a typo
@@ -681,6 +723,16 @@ impl Overrides {
             if !route.starts_with('/') || limit.max == 0 || window.is_zero() {
                 return Err(invalid(format!(
                     "rate_limit_routes.{route}: a path like /api/auth/local with max ≥ 1 and a window"
+                )));
+            }
+            // A key naming no limited route would be ignored, and that route would silently keep
+            // the default: the same trap as a mistyped setting, refused the same way.
+            let limited = crate::http::limited_routes();
+            if !limited.contains(&route) {
+                return Err(invalid(format!(
+                    "rate_limit_routes.\"{route}\" names no rate-limited route; the limited \
+                     routes are: {}",
+                    limited.join(", ")
                 )));
             }
             c.auth.rate_limits.routes.insert(
@@ -1216,13 +1268,17 @@ fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-/// Parses `90`, `90s`, `15m`, `12h` or `30d`.
+/// Parses `90`, `90s`, `15m`, `12h`, `30d`, or `500ms` (the unit `invalidation_poll`'s default is
+/// stated in, so the documented default can be written back).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("'{text}' is not a duration like 3600, 15m, 12h or 30d"))?;
+    if unit == "ms" {
+        return Ok(Duration::from_millis(n));
+    }
     let secs = match unit {
         "" | "s" => Some(n),
         "m" => n.checked_mul(60),
@@ -2078,5 +2134,109 @@ mod tests {
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("5w").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+    }
+}
+
+/// The help texts' stated defaults against the values the code uses, so the two cannot drift apart
+/// again (`--help` once said the SQLite pool default was 8 while it was 2).
+#[cfg(test)]
+mod help_defaults {
+    use super::*;
+    use clap::Args;
+
+    /// Each help text's "(default X" / "(default X," / "(default: X" value, by argument id.
+    fn stated_defaults() -> Vec<(String, String)> {
+        let cmd = DatabaseArgs::augment_args(Overrides::augment_args(clap::Command::new("keyway")));
+        cmd.get_arguments()
+            .filter_map(|a| {
+                let help = a.get_help()?.to_string().replace('\n', " ");
+                let at = help.find("default ")?;
+                let rest = &help[at + "default ".len()..];
+                let end = rest.find([')', ',', ';']).unwrap_or(rest.len());
+                Some((a.get_id().to_string(), rest[..end].trim().to_owned()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn help_texts_state_the_defaults_the_code_uses() {
+        let d = Config::defaults();
+        let secs = |x: Duration| x;
+        // What each stated default must mean; durations are compared parsed, so "60s" and "1m" agree.
+        let durations: Vec<(&str, Duration)> = vec![
+            ("jwt_ttl", secs(d.tokens.ttl)),
+            ("session_idle_ttl", d.sessions.idle_ttl),
+            ("session_absolute_ttl", d.sessions.absolute_ttl),
+            ("refresh_grace", d.sessions.refresh_grace),
+            ("rate_limit_window", d.auth.rate_limits.default.window),
+            ("audit_retention", d.auth.audit_retention),
+            ("request_timeout", d.request_timeout),
+            ("reset_code_ttl", d.auth.reset_code_ttl),
+            ("confirmation_code_ttl", d.auth.confirmation_code_ttl),
+            ("invalidation_poll", d.invalidation_poll),
+            ("header_read_timeout", d.connections.header_read_timeout),
+            ("idle_timeout", d.connections.idle_timeout),
+            ("database_statement_timeout", d.database.statement_timeout),
+        ];
+        let words: Vec<(&str, String)> = vec![
+            (
+                "database_pool_size",
+                format!("{} for SQLite", crate::store::SQLITE_POOL_SIZE),
+            ),
+            ("bind", d.bind.to_string()),
+            ("rate_limit_max", d.auth.rate_limits.default.max.to_string()),
+            ("ipv6_prefix_len", d.auth.ipv6_prefix_len.to_string()),
+            ("password_min_length", d.auth.password_min_chars.to_string()),
+            ("argon2_memory_kib", d.hash.m_cost_kib.to_string()),
+            ("argon2_iterations", d.hash.t_cost.to_string()),
+            ("argon2_parallelism", d.hash.p_cost.to_string()),
+            ("max_connections", d.connections.max_connections.to_string()),
+            (
+                "max_header_bytes",
+                d.connections.max_header_bytes.to_string(),
+            ),
+            (
+                "http2_max_streams",
+                d.connections.http2_max_streams.to_string(),
+            ),
+            ("refresh_tokens", d.sessions.refresh_tokens.to_string()),
+            ("rate_limit", d.auth.rate_limits.enabled.to_string()),
+            ("login_throttle", d.auth.throttle.enabled.to_string()),
+            ("allow_register", d.auth.allow_register.to_string()),
+            ("default_role", d.auth.default_role.clone()),
+            ("email_confirmation", d.auth.email_confirmation.to_string()),
+            ("access_log", d.access_log.to_string()),
+            (
+                "accept_strapi_tokens",
+                d.tokens.accept_strapi_tokens.to_string(),
+            ),
+            ("refresh_cookie_name", d.cookie.name.clone()),
+            ("base_path", d.auth.pages_path.clone()),
+        ];
+        let stated = stated_defaults();
+        let mut checked = 0;
+        for (id, text) in &stated {
+            if let Some((_, want)) = durations.iter().find(|(n, _)| n == id) {
+                let said = parse_duration(text)
+                    .unwrap_or_else(|e| panic!("--{id}: default '{text}' is no duration: {e}"));
+                assert_eq!(said, *want, "--{id} says default {text}");
+                checked += 1;
+            } else if let Some((_, want)) = words.iter().find(|(n, _)| n == id) {
+                assert!(
+                    text.starts_with(want.as_str()),
+                    "--{id} says default '{text}', the code uses {want}"
+                );
+                checked += 1;
+            }
+        }
+        // The pool's text is the one that drifted; make sure it is among those compared.
+        assert!(
+            stated.iter().any(|(id, _)| id == "database_pool_size"),
+            "{stated:?}"
+        );
+        assert!(
+            checked >= 25,
+            "only {checked} stated defaults compared: {stated:?}"
+        );
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use keyway::auth::tokens::{KeyAlgorithm, Keys};
 use keyway::auth::{AdminNewUser, Auth, Clock};
-use keyway::config::Overrides;
+use keyway::config::{DatabaseArgs, Overrides};
 use keyway::domain::{Email, Password, Username};
 use keyway::store::User;
 
@@ -27,6 +27,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 static JEMALLOC_CONF: &[u8; 10] = b"narenas:1\0";
 use keyway::{App, Config, StartError};
 
+mod cli;
+
 const DEMO_USERNAME: &str = "appsmith_user";
 const DEMO_PASSWORD: &str = "appsmith_password";
 const DEMO_EMAIL: &str = "appsmith_user@example.com";
@@ -39,7 +41,7 @@ const DEMO_EMAIL: &str = "appsmith_user@example.com";
 )]
 struct Cli {
     #[command(flatten)]
-    settings: Overrides,
+    database: DatabaseArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -51,6 +53,8 @@ enum Command {
         /// Also create the confirmed demo account appsmith_user / appsmith_password.
         #[arg(long)]
         demo: bool,
+        #[command(flatten)]
+        settings: Box<Overrides>,
     },
     /// Apply the pending database migrations and exit. `serve` and the other commands apply them
     /// too; this lets a deployment migrate once, before starting new servers.
@@ -63,7 +67,7 @@ enum Command {
     Keys(KeysCommand),
     /// Print the audit trail, oldest first.
     Audit {
-        /// Only this user's events.
+        /// Only this user's events: a username, an email or an id (a deleted account's: its id).
         #[arg(long)]
         user: Option<String>,
         /// From this moment on: a duration ago (24h, 7d) or an RFC 3339 time.
@@ -72,6 +76,15 @@ enum Command {
         /// At most this many events (the newest).
         #[arg(long, default_value_t = 1000)]
         limit: u32,
+    },
+    /// Manage the roles accounts can be given.
+    #[command(subcommand)]
+    Role(cli::role::RoleCommand),
+    /// Check the configuration and the database as `serve` would use them, without serving: one
+    /// line per check (ok, warn, fail); exit status 1 when any check fails.
+    Doctor {
+        #[command(flatten)]
+        settings: Box<Overrides>,
     },
     /// Print the OpenAPI 3 description of the API (what /api/openapi.json serves).
     Openapi,
@@ -137,29 +150,70 @@ enum UserCommand {
         #[arg(long)]
         blocked: bool,
     },
+    /// Change an account.
+    Update {
+        /// Username, email or id.
+        user: String,
+        /// Give it this role (name or type).
+        #[arg(long, required = true)]
+        role: Option<String>,
+    },
     /// List accounts.
     List,
     /// Show one account and the single sign-on identities linked to it.
-    Show { username: String },
+    Show {
+        /// Username, email or id.
+        user: String,
+    },
     /// Block an account: its tokens stop working at once.
-    Block { username: String },
+    Block {
+        /// Username, email or id.
+        user: String,
+    },
     /// Unblock an account.
-    Unblock { username: String },
-    /// Delete an account and its sessions.
-    Delete { username: String },
+    Unblock {
+        /// Username, email or id.
+        user: String,
+    },
+    /// Delete an account and its sessions (its audit events stay, found by its id).
+    Delete {
+        /// Username, email or id.
+        user: String,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     // Held to the end of `main`: dropping it flushes the log lines still queued.
     let _log_guard = init_tracing();
-    let config = match cli.settings.resolve(&|k| std::env::var(k).ok()) {
+    // `serve` and `doctor` take every setting as a flag; the other commands read the same variables
+    // (an admin command still hashes with the configured parameters).
+    let settings = match &mut cli.command {
+        Command::Serve { settings, .. } | Command::Doctor { settings } => {
+            Ok(std::mem::take(settings.as_mut()))
+        }
+        _ => Overrides::from_environment(),
+    };
+    let mut settings = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("keyway: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    cli.database.apply(&mut settings);
+    let mut config = match settings.resolve(&|k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("keyway: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
+    // Only `serve` and `migrate` make a database: any other command run in the wrong directory would
+    // otherwise create an empty one there and report, say, `0 user(s)`.
+    if !matches!(cli.command, Command::Serve { .. } | Command::Migrate) {
+        config.database.create_if_missing = false;
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -170,10 +224,12 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let done = |()| ExitCode::SUCCESS;
         match cli.command {
-            Command::Serve { demo } => serve(config, demo).await.map(done),
+            Command::Serve { demo, .. } => serve(config, demo).await.map(done),
             Command::Migrate => migrate_command(config).await.map(done),
             Command::User(cmd) => user_command(config, cmd).await.map(done),
             Command::Keys(cmd) => keys_command(config, cmd).await.map(done),
+            Command::Role(cmd) => cli::role::run(&config, cmd).await.map(done),
+            Command::Doctor { .. } => Ok(cli::doctor::run(&config).await),
             Command::Audit { user, since, limit } => {
                 audit_command(config, user, since, limit).await.map(done)
             }
@@ -239,6 +295,12 @@ async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
     let addr = app.local_addr().map_err(|e| e.to_string())?;
     if demo {
         ensure_demo_account(app.auth()).await?;
+    }
+    // Checked against the address actually bound (port 0 resolved).
+    let mut bound = config.clone();
+    bound.bind = addr;
+    if let Some(why) = cli::doctor::public_url_mismatch(&bound) {
+        tracing::warn!("{why}");
     }
     if !app.auth().mailer().is_configured() {
         tracing::warn!(
@@ -331,6 +393,14 @@ fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'stati
     })
 }
 
+/// What an admin command says when it cannot get going: the database named, or the cause.
+fn admin_error(e: &StartError) -> String {
+    match e {
+        StartError::Store(store) => cli::open_error(store),
+        other => format!("cannot start: {other}"),
+    }
+}
+
 fn start_error(e: &StartError) -> String {
     format!("cannot start: {e}")
 }
@@ -339,7 +409,7 @@ async fn migrate_command(config: Config) -> Result<(), String> {
     let database = keyway::store::redact_url(config.database_url.expose_secret());
     let applied = keyway::store::migrate(&config.database_url, &config.database)
         .await
-        .map_err(|e| start_error(&e.into()))?;
+        .map_err(|e| admin_error(&e.into()))?;
     for m in &applied {
         println!("applied {:04} {}", m.version, m.description);
     }
@@ -354,7 +424,7 @@ async fn migrate_command(config: Config) -> Result<(), String> {
 async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
     let auth = keyway::build_auth(&config, keyway::Role::Admin)
         .await
-        .map_err(|e| start_error(&e))?;
+        .map_err(|e| admin_error(&e))?;
     let show_err = |e: keyway::error::Error| match e {
         // A policy refusal: say which rule, not "validation failed".
         keyway::error::Error::Fields(errors) => errors
@@ -390,6 +460,20 @@ async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
             let user = auth.admin_create_user(new).await.map_err(show_err)?;
             println!("created {}", describe(&user));
         }
+        UserCommand::Update { user, role } => {
+            let mut user = auth
+                .find_user(&user)
+                .await
+                .map_err(show_err)?
+                .ok_or_else(|| format!("no user with username, email or id '{user}'"))?;
+            if let Some(role) = role {
+                user = auth
+                    .set_role(&user.id.to_string(), &role)
+                    .await
+                    .map_err(show_err)?;
+            }
+            println!("updated {}", describe(&user));
+        }
         UserCommand::List => {
             let users = auth.list_users().await.map_err(show_err)?;
             println!(
@@ -404,12 +488,12 @@ async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
             }
             println!("{} user(s)", users.len());
         }
-        UserCommand::Show { username } => {
+        UserCommand::Show { user } => {
             let user = auth
-                .find_by_username(&username)
+                .find_user(&user)
                 .await
                 .map_err(show_err)?
-                .ok_or_else(|| format!("no user named '{username}'"))?;
+                .ok_or_else(|| format!("no user with username, email or id '{user}'"))?;
             println!("id:         {}", user.id);
             println!("username:   {}", user.username);
             println!("email:      {}", user.email);
@@ -434,16 +518,16 @@ async fn user_command(config: Config, cmd: UserCommand) -> Result<(), String> {
                 }
             }
         }
-        UserCommand::Block { username } => {
-            let user = auth.set_blocked(&username, true).await.map_err(show_err)?;
+        UserCommand::Block { user } => {
+            let user = auth.set_blocked(&user, true).await.map_err(show_err)?;
             println!("blocked {}", describe(&user));
         }
-        UserCommand::Unblock { username } => {
-            let user = auth.set_blocked(&username, false).await.map_err(show_err)?;
+        UserCommand::Unblock { user } => {
+            let user = auth.set_blocked(&user, false).await.map_err(show_err)?;
             println!("unblocked {}", describe(&user));
         }
-        UserCommand::Delete { username } => {
-            let user = auth.delete_user(&username).await.map_err(show_err)?;
+        UserCommand::Delete { user } => {
+            let user = auth.delete_user(&user).await.map_err(show_err)?;
             println!("deleted {}", describe(&user));
         }
     }
@@ -514,7 +598,7 @@ async fn audit_command(
 ) -> Result<(), String> {
     let auth = keyway::build_auth(&config, keyway::Role::Admin)
         .await
-        .map_err(|e| start_error(&e))?;
+        .map_err(|e| admin_error(&e))?;
     let since = match since {
         None => None,
         Some(text) => Some(match keyway::config::parse_duration(&text) {
@@ -604,7 +688,7 @@ async fn import_strapi(
     let store = match keyway::store::connect(&config.database_url, &config.database).await {
         Ok(store) => store,
         Err(e) => {
-            eprintln!("keyway: {}", start_error(&e.into()));
+            eprintln!("keyway: {}", admin_error(&e.into()));
             return ExitCode::FAILURE;
         }
     };

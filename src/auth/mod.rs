@@ -559,6 +559,24 @@ impl Auth {
         Ok(self.store.user_by_username(username).await?)
     }
 
+    /// The account an administrator names: by exact username first, then by email (any case), then
+    /// by id. A username wins over an id, so an account whose username is digits is still found by
+    /// its name; another with that id is then found by its email.
+    pub async fn find_user(&self, who: &str) -> Result<Option<User>> {
+        if let Some(user) = self.store.user_by_username(who).await? {
+            return Ok(Some(user));
+        }
+        if who.contains('@')
+            && let Some(user) = self.store.user_by_email(&who.to_lowercase()).await?
+        {
+            return Ok(Some(user));
+        }
+        match who.parse::<i64>() {
+            Ok(id) => Ok(self.store.user_by_id(id).await?),
+            Err(_) => Ok(None),
+        }
+    }
+
     pub async fn list_users(&self) -> Result<Vec<User>> {
         Ok(self.store.list_users().await?)
     }
@@ -608,11 +626,28 @@ impl Auth {
         Ok(user)
     }
 
-    async fn require_user(&self, username: &str) -> Result<User> {
-        self.store
-            .user_by_username(username)
+    /// Gives an account (username, email or id) the role with this name or type. Its tokens keep
+    /// working; what they show (`/api/users/me`) carries the new role at once on every node.
+    pub async fn set_role(&self, who: &str, role: &str) -> Result<User> {
+        let user = self.require_user(who).await?;
+        let role = self
+            .store
+            .role_by_name_or_kind(role)
             .await?
-            .ok_or_else(|| Error::NotFound(format!("No user named '{username}'")))
+            .ok_or_else(|| {
+                Error::NotFound(format!("no role named '{role}' (see `keyway role list`)"))
+            })?;
+        self.store
+            .set_user_role(user.id, role.id, self.clock.now_millis())
+            .await?;
+        self.forget_user(user.id);
+        self.require_user(&user.id.to_string()).await
+    }
+
+    async fn require_user(&self, who: &str) -> Result<User> {
+        self.find_user(who)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("no user with username, email or id '{who}'")))
     }
 }
 

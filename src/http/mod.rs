@@ -129,6 +129,14 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
     (limited, open)
 }
 
+/// The paths the route rate limit applies to, sorted: the keys `[rate_limit_routes]` may name.
+pub fn limited_routes() -> Vec<String> {
+    let (limited, _) = api_routes();
+    let mut paths: Vec<String> = limited.into_openapi().paths.paths.into_keys().collect();
+    paths.sort();
+    paths
+}
+
 /// The OpenAPI description of every API route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (limited, open) = api_routes();

@@ -31,6 +31,9 @@ pub enum StoreError {
     /// The database's files are open to other local users (the message says how to fix it).
     #[error("{0}")]
     Unprotected(String),
+    /// An admin command found no database where the configuration points (the message names it).
+    #[error("{0}")]
+    Missing(String),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -93,6 +96,15 @@ pub struct NewRole {
     pub name: String,
     pub description: String,
     pub kind: String,
+}
+
+/// What [`Store::delete_role`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleRemoval {
+    Removed,
+    NotFound,
+    /// Left in place: this many accounts have it.
+    InUse(i64),
 }
 
 /// An account brought over from Strapi by `keyway import strapi`. Unlike a [`NewUser`] it keeps what
@@ -420,6 +432,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts a role; [`StoreError::Conflict`] when its name or type is taken.
     async fn create_role(&self, role: &NewRole) -> StoreResult<Role>;
+    /// Every role, by id, with how many accounts have it.
+    async fn list_roles(&self) -> StoreResult<Vec<(Role, i64)>>;
+    /// Renames a role (its type stays); false when no role has this id, [`StoreError::Conflict`]
+    /// when another role has the name. Records a user invalidation for each account with the role,
+    /// whose cached copies carry its name.
+    async fn rename_role(&self, role_id: i64, name: &str, now: Millis) -> StoreResult<bool>;
+    /// Deletes a role no account has, deciding in the same transaction (a concurrent assignment
+    /// either lands first and the role stays, or fails on the foreign key).
+    async fn delete_role(&self, role_id: i64) -> StoreResult<RoleRemoval>;
+    /// Gives an account another role; false when no such account exists. Records a user
+    /// invalidation.
+    async fn set_user_role(&self, user_id: i64, role_id: i64, now: Millis) -> StoreResult<bool>;
     /// Inserts an account imported from Strapi under its Strapi id, with its timestamps and hash as
     /// given, and what Strapi had; makes sure ids handed out later come after it.
     /// [`StoreError::Conflict`] when the id, username, email, document id or Strapi id is taken.
@@ -663,12 +687,20 @@ pub struct DatabaseSettings {
     /// SQLite: open a database file (or its `-wal`, `-shm`) that other local users may read or
     /// write. Off by default: the file holds the private signing keys.
     pub allow_readable_file: bool,
+    /// SQLite: create the database file when it does not exist. `serve` and `migrate` do; the admin
+    /// commands do not, so one run in the wrong directory reports the missing file instead of
+    /// answering from a new, empty database it just made.
+    pub create_if_missing: bool,
 }
 
 /// SQLite's default pool of readers (writes have one connection of their own). Each connection is a
 /// thread of its own in sqlx; on a small machine more of them cost more in thread switches than
 /// they gain (bench/: refreshes/s rose from ~2,300 with 8 readers to ~2,700 with 2).
 pub const SQLITE_POOL_SIZE: u32 = 2;
+/// PostgreSQL: longest the first connection may take. sqlx's pool would retry a refused connection
+/// for its whole 30 s acquire timeout and then report only the timeout; one direct attempt under this
+/// bound reports the cause (refused, authentication, name resolution) at once.
+pub const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// PostgreSQL's default pool: enough for concurrent requests while leaving most of the server's
 /// default 100 connections to other nodes and tools.
 pub const POSTGRES_POOL_SIZE: u32 = 10;
@@ -681,6 +713,7 @@ impl Default for DatabaseSettings {
             statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
             ssl_mode: None,
             allow_readable_file: false,
+            create_if_missing: true,
         }
     }
 }
@@ -746,10 +779,17 @@ pub async fn connect(
     settings: &DatabaseSettings,
 ) -> StoreResult<Arc<dyn Store>> {
     let url = url.expose_secret();
-    Ok(match engine_of(url)? {
-        Engine::Sqlite(url) => Arc::new(SqliteStore::open(&url, settings).await?.0),
-        Engine::Postgres => Arc::new(PgStore::open(url, settings).await?.0),
-    })
+    let opened: StoreResult<Arc<dyn Store>> = match engine_of(url)? {
+        Engine::Sqlite(sqlite) => match SqliteStore::open(&sqlite, settings).await {
+            Ok((store, _)) => Ok(Arc::new(store)),
+            Err(e) => Err(e),
+        },
+        Engine::Postgres => match PgStore::open(url, settings).await {
+            Ok((store, _)) => Ok(Arc::new(store)),
+            Err(e) => Err(e),
+        },
+    };
+    opened.map_err(|e| naming(url, e))
 }
 
 /// Applies the pending migrations to the database and closes it; returns what was applied (empty when
@@ -759,10 +799,22 @@ pub async fn migrate(
     settings: &DatabaseSettings,
 ) -> StoreResult<Vec<AppliedMigration>> {
     let url = url.expose_secret();
-    Ok(match engine_of(url)? {
-        Engine::Sqlite(url) => SqliteStore::open(&url, settings).await?.1,
-        Engine::Postgres => PgStore::open(url, settings).await?.1,
-    })
+    let applied = match engine_of(url)? {
+        Engine::Sqlite(sqlite) => SqliteStore::open(&sqlite, settings).await.map(|o| o.1),
+        Engine::Postgres => PgStore::open(url, settings).await.map(|o| o.1),
+    };
+    applied.map_err(|e| naming(url, e))
+}
+
+/// A database error that says which database: engine messages ("unable to open database file",
+/// "connection refused") do not, and an operator with several configurations needs to know.
+fn naming(url: &str, e: StoreError) -> StoreError {
+    match e {
+        StoreError::Database(inner) => {
+            StoreError::Database(format!("{}: {inner}", redact_url(url)).into())
+        }
+        other => other,
+    }
 }
 
 /// sqlx's bookkeeping table, the one `sqlx::migrate!` uses.

@@ -6,9 +6,9 @@
 use super::{
     AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, Identity, IdentityRow,
     ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, POSTGRES_POOL_SIZE,
-    RefreshRecord, Revoke, Role, Session, SslMode, SsoStage, SsoState, Store, StoreError,
-    StoreResult, StoredKey, StrapiState, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule,
-    ThrottleVerdict, User, UserCredentials, applied_versions, newly_applied,
+    RefreshRecord, Revoke, Role, RoleRemoval, Session, SslMode, SsoStage, SsoState, Store,
+    StoreError, StoreResult, StoredKey, StrapiState, THROTTLE_WINDOW_MS, ThrottleKeys,
+    ThrottleRule, ThrottleVerdict, User, UserCredentials, applied_versions, newly_applied,
 };
 use super::{FeedEvent, InvalidationFeed};
 use async_trait::async_trait;
@@ -375,6 +375,27 @@ impl PgStore {
             ),
             ("client_min_messages", "warning".to_owned()),
         ]);
+        // One direct attempt first, so a server that refuses, rejects the credentials or cannot be
+        // resolved is reported with that cause within the bound (see POSTGRES_CONNECT_TIMEOUT).
+        let first = tokio::time::timeout(
+            super::POSTGRES_CONNECT_TIMEOUT,
+            <sqlx::PgConnection as sqlx::Connection>::connect_with(&options),
+        )
+        .await;
+        let first = match first {
+            Ok(connected) => connected.map_err(db)?,
+            Err(_) => {
+                return Err(StoreError::Database(
+                    format!(
+                        "no answer from the server within {} s (a firewall dropping the \
+                         connection, or a wrong host or port)",
+                        super::POSTGRES_CONNECT_TIMEOUT.as_secs()
+                    )
+                    .into(),
+                ));
+            }
+        };
+        let _ = sqlx::Connection::close(first).await;
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_size.unwrap_or(POSTGRES_POOL_SIZE))
             .connect_with(options)
@@ -639,6 +660,91 @@ impl Store for PgStore {
         .await
         .map_err(db)?;
         role_from_row(&row).map_err(db)
+    }
+
+    async fn list_roles(&self) -> StoreResult<Vec<(Role, i64)>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.name, r.description, r.type, \
+             (SELECT count(*) FROM users u WHERE u.role_id = r.id) AS users \
+             FROM roles r ORDER BY r.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| Ok((role_from_row(r)?, r.try_get::<i64, _>("users")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db)
+    }
+
+    async fn rename_role(&self, role_id: i64, name: &str, now: Millis) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let done = sqlx::query("UPDATE roles SET name = $1 WHERE id = $2")
+            .bind(text(name))
+            .bind(role_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let users: Vec<i64> = sqlx::query_scalar("SELECT id FROM users WHERE role_id = $1")
+            .bind(role_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        for id in users {
+            record(&mut tx, &Invalidation::User(id), now)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_role(&self, role_id: i64) -> StoreResult<RoleRemoval> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // The role's row locked first: an assignment (its foreign-key check takes a share lock on
+        // it) waits for this transaction and then fails, instead of landing between count and delete.
+        sqlx::query("SELECT id FROM roles WHERE id = $1 FOR UPDATE")
+            .bind(role_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role_id = $1")
+            .bind(role_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        if users > 0 {
+            return Ok(RoleRemoval::InUse(users));
+        }
+        let done = sqlx::query("DELETE FROM roles WHERE id = $1")
+            .bind(role_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(if done.rows_affected() == 1 {
+            RoleRemoval::Removed
+        } else {
+            RoleRemoval::NotFound
+        })
+    }
+
+    async fn set_user_role(&self, user_id: i64, role_id: i64, now: Millis) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let done = sqlx::query("UPDATE users SET role_id = $1, updated_at = $2 WHERE id = $3")
+            .bind(role_id)
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 1 {
+            record(&mut tx, &Invalidation::User(user_id), now)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn insert_imported_user(&self, u: &ImportedUser) -> StoreResult<()> {

@@ -4,9 +4,9 @@
 use super::{
     AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, Identity, IdentityRow,
     ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, RefreshRecord, Revoke,
-    Role, SQLITE_POOL_SIZE, Session, SsoStage, SsoState, Store, StoreError, StoreResult, StoredKey,
-    StrapiState, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule, ThrottleVerdict, User,
-    UserCredentials, applied_versions, newly_applied,
+    Role, RoleRemoval, SQLITE_POOL_SIZE, Session, SsoStage, SsoState, Store, StoreError,
+    StoreResult, StoredKey, StrapiState, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule,
+    ThrottleVerdict, User, UserCredentials, applied_versions, newly_applied,
 };
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -287,13 +287,23 @@ impl SqliteStore {
     ) -> StoreResult<(Self, Vec<AppliedMigration>)> {
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::UnsupportedUrl(e.to_string()))?
-            .create_if_missing(true)
+            .create_if_missing(settings.create_if_missing)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         if !is_in_memory(url) {
-            protect_files(options.get_filename(), settings.allow_readable_file)?;
+            let path = options.get_filename();
+            if !settings.create_if_missing && !path.exists() {
+                return Err(StoreError::Missing(format!(
+                    "no database file at {} (run `keyway migrate` to create one, or point \
+                     --database-url / KEYWAY_DATABASE_URL at the existing one)",
+                    std::path::absolute(path)
+                        .unwrap_or_else(|_| path.to_owned())
+                        .display()
+                )));
+            }
+            protect_files(path, settings.allow_readable_file)?;
         }
         // The writer first: it creates the file and the schema before any reader looks.
         let writer = SqlitePoolOptions::new()
@@ -602,6 +612,85 @@ impl Store for SqliteStore {
         .pop()
         .ok_or_else(|| StoreError::Database("role vanished after insert".into()))?;
         role_from_row(&row).map_err(db)
+    }
+
+    async fn list_roles(&self) -> StoreResult<Vec<(Role, i64)>> {
+        let rows = sqlx::query(
+            "SELECT r.id, r.name, r.description, r.type, \
+             (SELECT count(*) FROM users u WHERE u.role_id = r.id) AS users \
+             FROM roles r ORDER BY r.id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| Ok((role_from_row(r)?, r.try_get::<i64, _>("users")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db)
+    }
+
+    async fn rename_role(&self, role_id: i64, name: &str, now: Millis) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let done = sqlx::query("UPDATE roles SET name = ? WHERE id = ?")
+            .bind(name)
+            .bind(role_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let users: Vec<i64> = sqlx::query_scalar("SELECT id FROM users WHERE role_id = ?")
+            .bind(role_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        for id in users {
+            record(&mut tx, &Invalidation::User(id), now)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_role(&self, role_id: i64) -> StoreResult<RoleRemoval> {
+        // One writer: nothing assigns the role between the count and the delete.
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role_id = ?")
+            .bind(role_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        if users > 0 {
+            return Ok(RoleRemoval::InUse(users));
+        }
+        let done = sqlx::query("DELETE FROM roles WHERE id = ?")
+            .bind(role_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(if done.rows_affected() == 1 {
+            RoleRemoval::Removed
+        } else {
+            RoleRemoval::NotFound
+        })
+    }
+
+    async fn set_user_role(&self, user_id: i64, role_id: i64, now: Millis) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await.map_err(db)?;
+        let done = sqlx::query("UPDATE users SET role_id = ?, updated_at = ? WHERE id = ?")
+            .bind(role_id)
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if done.rows_affected() == 1 {
+            record(&mut tx, &Invalidation::User(user_id), now)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn insert_imported_user(&self, u: &ImportedUser) -> StoreResult<()> {

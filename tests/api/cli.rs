@@ -434,6 +434,7 @@ async fn secrets_never_reach_the_start_line_or_the_logs() {
     const SECRET: &str = "jwt-secret-Wombat-Turnip-0123456789-abcdef";
     const LOG: &str = "debug,tower_http=trace,sqlx=trace";
     let dir = tempdir();
+    migrate(dir.path(), None).await;
 
     let mut add = keyway(dir.path());
     add.env("KEYWAY_LOG", LOG).args([
@@ -475,6 +476,7 @@ async fn secrets_never_reach_the_start_line_or_the_logs() {
 #[tokio::test]
 async fn user_add_creates_accounts_that_can_log_in() {
     let dir = tempdir();
+    migrate(dir.path(), None).await;
     let out = user_cmd(
         dir.path(),
         &[
@@ -516,6 +518,7 @@ async fn user_add_creates_accounts_that_can_log_in() {
 #[tokio::test]
 async fn user_add_refuses_bad_requests() {
     let dir = tempdir();
+    migrate(dir.path(), None).await;
     let add = |name: &'static str, flags: &'static [&'static str]| {
         let mut args = vec!["add", "--username", name, "--email", "dup@example.com"];
         args.extend_from_slice(flags);
@@ -568,6 +571,7 @@ async fn user_add_refuses_bad_requests() {
 #[tokio::test]
 async fn block_unblock_and_delete_act_on_a_running_server() {
     let dir = tempdir();
+    migrate(dir.path(), None).await;
     let password = "alice-secret-pw";
     add_user(
         dir.path(),
@@ -626,10 +630,15 @@ async fn until_refused(server: &Server, jwt: &str) -> reqwest::Response {
 #[tokio::test]
 async fn admin_commands_report_unknown_users() {
     let dir = tempdir();
+    migrate(dir.path(), None).await;
     for action in ["block", "unblock", "delete"] {
         let out = user_cmd(dir.path(), &[action, "ghost"], "").await;
         assert!(!out.status.success(), "{action} of an unknown user");
-        assert!(stderr(&out).contains("No user named"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("no user with username, email or id"),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 
@@ -706,6 +715,7 @@ async fn database_url_chooses_the_database_file() {
 #[tokio::test]
 async fn user_add_applies_the_password_policy() {
     let dir = tempdir();
+    migrate(dir.path(), None).await;
     let add = |name: &'static str| {
         vec![
             "add",
@@ -831,4 +841,518 @@ async fn migrate_applies_the_postgres_schema_once_and_serve_uses_it() {
         !dir.path().join("keyway.db").exists(),
         "no SQLite file on the side"
     );
+}
+
+// ---- failing fast ----
+
+/// The wrong-directory mistake: `keyway user list` where there is no database used to create an
+/// empty `keyway.db` there and answer `0 user(s)`, as if every account were gone. Every command but
+/// `serve` and `migrate` must stop, name the file it looked for, and leave nothing behind.
+#[tokio::test]
+async fn admin_commands_on_a_missing_database_fail_without_creating_it() {
+    let dir = tempdir();
+    let commands: [&[&str]; 4] = [
+        &["user", "list"],
+        &["user", "show", "alice"],
+        &["audit"],
+        &["role", "list"],
+    ];
+    for args in commands {
+        let mut cmd = keyway(dir.path());
+        cmd.args(args);
+        let out = run(cmd, "").await;
+        let err = stderr(&out);
+        assert!(
+            !out.status.success(),
+            "{args:?} succeeded: {}",
+            stdout(&out)
+        );
+        assert!(err.contains("keyway.db"), "{args:?} names no file: {err}");
+        assert!(
+            !dir.path().join("keyway.db").exists(),
+            "{args:?} created keyway.db"
+        );
+    }
+    // A path in a directory that does not exist: the message names it too.
+    let mut cmd = keyway(dir.path());
+    cmd.args([
+        "--database-url",
+        "sqlite://nowhere/at/all.db",
+        "user",
+        "list",
+    ]);
+    let out = run(cmd, "").await;
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("nowhere/at/all.db"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A `[rate_limit_routes]` key that names no limited route (here the Strapi v3 path, which Keyway
+/// does not limit under that name) used to be accepted and ignored, leaving the route at the default
+/// the operator meant to change. Start-up must stop, naming the key and the routes that exist.
+#[tokio::test]
+async fn an_unknown_rate_limit_route_stops_start_up() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("keyway.toml"),
+        "[rate_limit_routes]\n\"/api/auth/login\" = { max = 100, window = \"60s\" }\n",
+    )
+    .unwrap();
+    let out = run(serve(keyway(dir.path()), &[]), "").await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("/api/auth/login"), "{err}");
+    assert!(
+        err.contains("/api/auth/local"),
+        "the valid routes are listed: {err}"
+    );
+
+    // A real route is still accepted.
+    std::fs::write(
+        dir.path().join("keyway.toml"),
+        "[rate_limit_routes]\n\"/api/auth/local\" = { max = 100, window = \"60s\" }\n",
+    )
+    .unwrap();
+    let server = Server::start(serve(keyway(dir.path()), &[])).await;
+    drop(server);
+}
+
+/// An unreachable PostgreSQL used to be 30 s of silence (sqlx's pool retrying a refused connection
+/// until its acquire timeout, then reporting only the timeout). The first connection must fail
+/// within seconds, with the cause and the (redacted) URL it tried.
+#[tokio::test]
+async fn an_unreachable_postgres_fails_fast_with_the_cause() {
+    let dir = tempdir();
+    let url = "postgres://keyway:s3cret@127.0.0.1:1/keyway";
+    for args in [&["migrate"][..], &["user", "list"][..]] {
+        let mut cmd = keyway(dir.path());
+        cmd.args(["--database-url", url]).args(args);
+        let started = std::time::Instant::now();
+        // `run` allows 10 s; a refused connection must be reported well within sqlx's 30 s.
+        let out = run(cmd, "").await;
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(err.to_lowercase().contains("refused"), "{args:?}: {err}");
+        assert!(
+            err.contains("127.0.0.1:1"),
+            "{args:?} names the server: {err}"
+        );
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
+
+/// `user show` and `audit --user` used to take only a username: an operator holding an email (a
+/// support request) or an id (a token's `sub`, a log line) could not look the account up.
+#[tokio::test]
+async fn user_show_and_audit_find_accounts_by_username_email_or_id() {
+    let dir = tempdir();
+    migrate(dir.path(), None).await;
+    add_user(
+        dir.path(),
+        "alice",
+        "Alice@Example.com",
+        "alice-long-password",
+        &[],
+    )
+    .await;
+    add_user(
+        dir.path(),
+        "bob",
+        "bob@example.com",
+        "bob-long-password",
+        &[],
+    )
+    .await;
+    let id = user_id(dir.path(), "alice").await;
+    for who in [
+        "alice",
+        "alice@example.com",
+        "ALICE@example.com",
+        id.as_str(),
+    ] {
+        let out = user_cmd(dir.path(), &["show", who], "").await;
+        assert!(out.status.success(), "show {who}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("username:   alice"),
+            "show {who}: {}",
+            stdout(&out)
+        );
+    }
+    // Blocking leaves an event on alice's trail, found by each name.
+    let out = user_cmd(dir.path(), &["block", "alice@example.com"], "").await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    for who in ["alice", "alice@example.com", id.as_str()] {
+        let trail = audit(dir.path(), who).await;
+        assert!(
+            trail.contains("user_blocked"),
+            "audit --user {who}: {trail}"
+        );
+        assert!(trail.contains("1 event(s)"), "only alice's: {trail}");
+    }
+}
+
+/// `audit --user alice` failed once alice was deleted, though her events remain: the trail of a
+/// deleted account is exactly what an investigation needs. Her id still finds it.
+#[tokio::test]
+async fn audit_finds_a_deleted_accounts_events_by_its_id() {
+    let dir = tempdir();
+    migrate(dir.path(), None).await;
+    add_user(
+        dir.path(),
+        "alice",
+        "alice@example.com",
+        "alice-long-password",
+        &[],
+    )
+    .await;
+    let id = user_id(dir.path(), "alice").await;
+    let out = user_cmd(dir.path(), &["block", "alice"], "").await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = user_cmd(dir.path(), &["delete", "alice"], "").await;
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let trail = audit(dir.path(), &id).await;
+    assert!(trail.contains("user_blocked"), "{trail}");
+    assert!(trail.contains("user_deleted"), "{trail}");
+    // Her name no longer names anyone (it may be a new account's by now): the refusal says how to
+    // find her events.
+    let mut cmd = keyway(dir.path());
+    cmd.args(["audit", "--user", "alice"]);
+    let out = run(cmd, "").await;
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("by its id"), "{}", stderr(&out));
+}
+
+/// The id `user show` prints for an account.
+async fn user_id(dir: &Path, who: &str) -> String {
+    let out = user_cmd(dir, &["show", who], "").await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .map(|id| id.trim().to_owned())
+        .expect("an id line")
+}
+
+/// `keyway audit --user WHO`, which must succeed; its output.
+async fn audit(dir: &Path, who: &str) -> String {
+    let mut cmd = keyway(dir);
+    cmd.args(["audit", "--user", who]);
+    let out = run(cmd, "").await;
+    assert!(out.status.success(), "audit --user {who}: {}", stderr(&out));
+    stdout(&out)
+}
+
+// ---- roles ----
+
+/// `keyway role …` on the database `url` (the working directory's keyway.db when `None`).
+async fn role_cmd(dir: &Path, url: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = keyway(dir);
+    if let Some(url) = url {
+        cmd.args(["--database-url", url]);
+    }
+    cmd.arg("role").args(args);
+    run(cmd, "").await
+}
+
+/// Roles could not be created at all outside the Strapi import (`user add --role admin` said `No
+/// role named 'admin'`). The whole life of a role through the CLI, on `url`'s engine: types unique,
+/// the built-in and default roles kept, a role in use kept, accounts moved with `user update`.
+async fn roles_through_the_cli(dir: &Path, url: Option<&str>) {
+    let ok = |out: &Output, what: &str| {
+        assert!(out.status.success(), "{what}: {}", stderr(out));
+        stdout(out)
+    };
+    let refused = |out: &Output, what: &str, says: &str| {
+        assert!(!out.status.success(), "{what} succeeded: {}", stdout(out));
+        assert!(stderr(out).contains(says), "{what}: {}", stderr(out));
+    };
+    let with_url = |args: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = url
+            .map(|u| vec!["--database-url".to_owned(), u.to_owned()])
+            .unwrap_or_default();
+        v.extend(args.iter().map(|a| a.to_string()));
+        v
+    };
+    let user = |args: &[&str], stdin: &'static str| {
+        let args = with_url(args);
+        async move {
+            let mut cmd = keyway(dir);
+            cmd.args(&args[..]);
+            run(cmd, stdin).await
+        }
+    };
+
+    ok(
+        &role_cmd(dir, url, &["add", "Admin"]).await,
+        "role add Admin",
+    );
+    refused(
+        &role_cmd(dir, url, &["add", "Admins", "--type", "admin"]).await,
+        "same type",
+        "type 'admin'",
+    );
+    refused(
+        &role_cmd(dir, url, &["add", "admin"]).await,
+        "same name",
+        "already",
+    );
+    let list = ok(&role_cmd(dir, url, &["list"]).await, "role list");
+    assert!(
+        list.contains("Admin") && list.contains("3 role(s)"),
+        "{list}"
+    );
+
+    let out = user(
+        &[
+            "user",
+            "add",
+            "--username",
+            "root",
+            "--email",
+            "root@example.com",
+            "--password-stdin",
+            "--role",
+            "admin",
+        ],
+        "root-long-password\n",
+    )
+    .await;
+    ok(&out, "user add --role admin");
+    refused(
+        &role_cmd(dir, url, &["remove", "admin"]).await,
+        "remove in use",
+        "1 account(s)",
+    );
+    ok(
+        &role_cmd(dir, url, &["rename", "admin", "Administrators"]).await,
+        "rename",
+    );
+    let shown = ok(&user(&["user", "show", "root"], "").await, "show");
+    assert!(shown.contains("role:       Administrators"), "{shown}");
+
+    ok(
+        &user(&["user", "update", "root", "--role", "authenticated"], "").await,
+        "update --role",
+    );
+    refused(
+        &user(&["user", "update", "root", "--role", "ghost"], "").await,
+        "unknown role",
+        "no role named 'ghost'",
+    );
+    ok(
+        &role_cmd(dir, url, &["remove", "Administrators"]).await,
+        "remove unused",
+    );
+    refused(
+        &role_cmd(dir, url, &["remove", "public"]).await,
+        "remove public",
+        "built-in",
+    );
+    refused(
+        &role_cmd(dir, url, &["remove", "authenticated"]).await,
+        "remove authenticated",
+        "built-in",
+    );
+    let list = ok(&role_cmd(dir, url, &["list"]).await, "role list");
+    assert!(list.contains("2 role(s)"), "{list}");
+}
+
+#[tokio::test]
+async fn roles_are_managed_from_the_cli_on_sqlite() {
+    let dir = tempdir();
+    migrate(dir.path(), None).await;
+    roles_through_the_cli(dir.path(), None).await;
+}
+
+#[tokio::test]
+async fn roles_are_managed_from_the_cli_on_postgres() {
+    let db = crate::testdb::PgDatabase::create().await;
+    let dir = tempdir();
+    migrate(dir.path(), Some(db.url_str())).await;
+    roles_through_the_cli(dir.path(), Some(db.url_str())).await;
+}
+
+// ---- doctor ----
+
+/// `keyway doctor` on a deployment that can serve: every line ok or warn, exit 0.
+#[tokio::test]
+async fn doctor_passes_a_healthy_setup() {
+    let dir = tempdir();
+    migrate(dir.path(), None).await;
+    let mut cmd = keyway(dir.path());
+    cmd.arg("doctor");
+    let out = run(cmd, "").await;
+    let said = stdout(&out);
+    assert!(out.status.success(), "{said}{}", stderr(&out));
+    for check in [
+        "database",
+        "signing keys",
+        "mail",
+        "public_url",
+        "proxies",
+        "cors",
+    ] {
+        assert!(
+            said.lines().any(|l| l.contains(check)),
+            "no {check} line: {said}"
+        );
+    }
+    assert!(!said.contains("fail"), "{said}");
+}
+
+/// Relay clients get a far larger route-limit allowance than anyone else, so the check-up names them
+/// (and says so when rate limits are off and the setting does nothing); without any, no line.
+#[tokio::test]
+async fn doctor_names_the_relay_clients() {
+    let dir = tempdir();
+    migrate(dir.path(), None).await;
+    let mut cmd = keyway(dir.path());
+    cmd.arg("doctor");
+    let out = run(cmd, "").await;
+    assert!(!stdout(&out).contains("relay clients"), "{}", stdout(&out));
+
+    let mut cmd = keyway(dir.path());
+    cmd.args(["doctor", "--relay-clients", "::ffff:172.18.0.5,10.1.0.0/16"]);
+    let out = run(cmd, "").await;
+    let said = stdout(&out);
+    assert!(out.status.success(), "{said}{}", stderr(&out));
+    let line = said
+        .lines()
+        .find(|l| l.contains("relay clients"))
+        .unwrap_or_else(|| panic!("no relay clients line: {said}"));
+    assert!(line.contains("172.18.0.5/32, 10.1.0.0/16"), "{line}");
+    assert!(line.contains("at most 600"), "{line}");
+
+    let mut cmd = keyway(dir.path());
+    cmd.args([
+        "doctor",
+        "--relay-clients",
+        "10.1.0.0/16",
+        "--rate-limit",
+        "false",
+    ]);
+    let said = stdout(&run(cmd, "").await);
+    assert!(said.contains("rate limits are off"), "{said}");
+}
+
+/// On a broken setup (no database where configured, no mail, a public_url on another port than the
+/// bind) each problem gets its line and the exit status says it failed, before anything serves.
+#[tokio::test]
+async fn doctor_reports_a_broken_setup() {
+    let dir = tempdir();
+    let mut cmd = bare_keyway(dir.path());
+    cmd.args([
+        "--database-url",
+        "sqlite://missing.db",
+        "doctor",
+        "--bind",
+        "0.0.0.0:9000",
+        "--public-url",
+        "http://127.0.0.1:8080",
+    ]);
+    let out = run(cmd, "").await;
+    let said = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}{}", stderr(&out));
+    let line = |check: &str| {
+        said.lines()
+            .find(|l| l.contains(check))
+            .unwrap_or_else(|| panic!("no {check} line: {said}"))
+            .to_owned()
+    };
+    assert!(
+        line("database").starts_with("fail") && line("database").contains("missing.db"),
+        "{said}"
+    );
+    assert!(line("mail").starts_with("fail"), "{said}");
+    assert!(line("public_url").starts_with("warn"), "{said}");
+    assert!(
+        !dir.path().join("missing.db").exists(),
+        "doctor created the database"
+    );
+}
+
+// ---- help ----
+
+/// Every serve flag used to be global, so each subcommand's `--help` ran to over 300 lines with its
+/// own options (`--username`) buried among them. A command's help shows its own options plus the
+/// configuration file and database ones; `serve` keeps every setting.
+#[tokio::test]
+async fn each_commands_help_shows_its_own_options_and_the_database_ones() {
+    let dir = tempdir();
+    let help = |args: &'static [&'static str]| {
+        let mut cmd = bare_keyway(dir.path());
+        cmd.args(args).arg("--help");
+        async move {
+            let out = run(cmd, "").await;
+            assert!(out.status.success(), "{args:?} --help: {}", stderr(&out));
+            stdout(&out)
+        }
+    };
+    let add = help(&["user", "add"]).await;
+    for own in [
+        "--username",
+        "--email",
+        "--password-stdin",
+        "--role",
+        "--config",
+        "--database-url",
+    ] {
+        assert!(add.contains(own), "user add --help lacks {own}:\n{add}");
+    }
+    for serve_only in ["--bind", "--jwt-ttl", "--smtp-url-file", "--rate-limit-max"] {
+        assert!(
+            !add.contains(serve_only),
+            "user add --help shows {serve_only}"
+        );
+    }
+    assert!(
+        add.lines().count() < 100,
+        "{} lines:\n{add}",
+        add.lines().count()
+    );
+    let serve = help(&["serve"]).await;
+    for flag in [
+        "--bind",
+        "--jwt-ttl",
+        "--rate-limit-max",
+        "--database-url",
+        "--demo",
+    ] {
+        assert!(serve.contains(flag), "serve --help lacks {flag}");
+    }
+}
+
+/// Reset links pointed at `127.0.0.1:8080` when Keyway listened elsewhere, with no warning. `serve`
+/// now warns when `public_url` cannot be the address it listens on and no proxy is configured to
+/// explain the difference; behind a trusted proxy the public address is the proxy's, so it is quiet.
+#[tokio::test]
+async fn serve_warns_when_public_url_misses_its_listener() {
+    let dir = tempdir();
+    let mut server = Server::start(serve(
+        keyway(dir.path()),
+        &["--public-url", "http://127.0.0.1:1"],
+    ))
+    .await;
+    server.signal_and_wait("TERM").await;
+    let log = server.stderr();
+    assert!(log.contains("public_url http://127.0.0.1:1"), "{log}");
+
+    let mut server = Server::start(serve(
+        keyway(dir.path()),
+        &[
+            "--public-url",
+            "https://auth.example.com",
+            "--trusted-proxies",
+            "127.0.0.1",
+        ],
+    ))
+    .await;
+    server.signal_and_wait("TERM").await;
+    let log = server.stderr();
+    assert!(!log.contains("public_url"), "{log}");
 }

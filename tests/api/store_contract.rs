@@ -5,8 +5,8 @@
 
 use keyway::store::{
     AuditEvent, CodePurpose, DatabaseSettings, Identity, ImportedUser, Invalidation, NewRole,
-    NewUser, PgStore, Revoke, Session, SqliteStore, SsoStage, SsoState, Store, StoreError,
-    StoredKey, StrapiState, ThrottleKeys, ThrottleRule, ThrottleVerdict, User,
+    NewUser, PgStore, Revoke, RoleRemoval, Session, SqliteStore, SsoStage, SsoState, Store,
+    StoreError, StoredKey, StrapiState, ThrottleKeys, ThrottleRule, ThrottleVerdict, User,
 };
 use std::collections::HashSet;
 use std::future::Future;
@@ -388,6 +388,103 @@ async fn roles_are_created_with_a_name_and_a_type_of_their_own() {
                 })
                 .await
         ));
+    })
+    .await;
+}
+
+/// Role administration (`keyway role …`, `user update --role`): listed with their use, renamed under a
+/// unique name, removed only when no account has them, and every change an account's cached copy
+/// depends on is in the invalidation log.
+#[tokio::test]
+async fn roles_are_listed_renamed_assigned_and_removed_only_when_unused() {
+    on_each_engine(|store| async move {
+        let editor = store
+            .create_role(&NewRole {
+                name: "Editor".into(),
+                description: String::new(),
+                kind: "editor".into(),
+            })
+            .await
+            .unwrap();
+        let alice = store.create_user(new_user("alice")).await.unwrap();
+        let listed = store.list_roles().await.unwrap();
+        let uses: Vec<(&str, i64)> = listed.iter().map(|(r, n)| (r.kind.as_str(), *n)).collect();
+        assert_eq!(uses, [("authenticated", 1), ("public", 0), ("editor", 0)]);
+
+        let seq = store
+            .invalidations_since(0)
+            .await
+            .unwrap()
+            .last()
+            .map_or(0, |(s, _)| *s);
+        assert!(
+            store
+                .set_user_role(alice.id, editor.id, NOW + 1)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .set_user_role(9_999, editor.id, NOW + 1)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.user_by_id(alice.id).await.unwrap().unwrap().role.kind,
+            "editor"
+        );
+        assert_eq!(
+            changes_since(&store, seq).await,
+            [Invalidation::User(alice.id)]
+        );
+
+        // In use: it stays.
+        assert_eq!(
+            store.delete_role(editor.id).await.unwrap(),
+            RoleRemoval::InUse(1)
+        );
+        let seq = store
+            .invalidations_since(0)
+            .await
+            .unwrap()
+            .last()
+            .map_or(0, |(s, _)| *s);
+        assert!(
+            store
+                .rename_role(editor.id, "Editors", NOW + 2)
+                .await
+                .unwrap()
+        );
+        assert!(is_conflict(
+            store.rename_role(editor.id, "Public", NOW + 2).await
+        ));
+        assert!(!store.rename_role(9_999, "Nobody", NOW + 2).await.unwrap());
+        assert_eq!(
+            store.user_by_id(alice.id).await.unwrap().unwrap().role.name,
+            "Editors"
+        );
+        // Her cached copy names the role: the rename is in the log for her.
+        assert_eq!(
+            changes_since(&store, seq).await,
+            [Invalidation::User(alice.id)]
+        );
+
+        let authenticated = store.role_by_kind("authenticated").await.unwrap().unwrap();
+        assert!(
+            store
+                .set_user_role(alice.id, authenticated.id, NOW + 3)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.delete_role(editor.id).await.unwrap(),
+            RoleRemoval::Removed
+        );
+        assert_eq!(
+            store.delete_role(editor.id).await.unwrap(),
+            RoleRemoval::NotFound
+        );
+        assert_eq!(store.role_by_kind("editor").await.unwrap(), None);
     })
     .await;
 }

@@ -17,6 +17,19 @@ use super::extract::{Authenticated, parse_body};
 use crate::auth::throttle::{Decision, Key};
 use crate::error::Error;
 
+/// The API route whose bucket a request counts in when another path performs the same action: the
+/// hosted reset form posts what `POST /api/auth/reset-password` does, and must not be a second,
+/// unlimited way to try codes.
+#[derive(Debug, Clone, Copy)]
+pub struct CountAs(pub &'static str);
+
+/// [`limit`] for the hosted reset form (`POST …/reset-password`), in the API route's bucket.
+pub async fn limit_reset_form(state: State<AppState>, mut req: Request, next: Next) -> Response {
+    req.extensions_mut()
+        .insert(CountAs("/api/auth/reset-password"));
+    limit(state, req, next).await
+}
+
 pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limiter = state.auth.limiter();
     let Some(ClientAddr(ip)) = req.extensions().get::<ClientAddr>().copied() else {
@@ -26,11 +39,14 @@ pub async fn limit(State(state): State<AppState>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     // The route pattern, not the raw path: `/API/auth/local/` is not a separate bucket.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| req.uri().path().to_ascii_lowercase());
+    let route = match req.extensions().get::<CountAs>() {
+        Some(CountAs(route)) => (*route).to_owned(),
+        None => req
+            .extensions()
+            .get::<MatchedPath>()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| req.uri().path().to_ascii_lowercase()),
+    };
     // The bucket is the client's IPv6 network, not its address: one subscriber holds a whole /64.
     // The audit key too, or a flood from one network would write a row per address.
     let key = crate::auth::limit_key(ip, state.auth.settings().ipv6_prefix_len);

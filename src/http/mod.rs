@@ -180,10 +180,10 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
             .into(),
     );
     let app = if base.is_empty() {
-        api.merge(pages::router())
+        api.merge(pages::router(&state))
     } else {
         // `nest` serves the pages' `/` at `{base}` only; the links say `{base}/`.
-        api.nest(&base, pages::router())
+        api.nest(&base, pages::router(&state))
             .route(&format!("{base}/"), get(pages::login))
     };
     let app = app

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::AppState;
@@ -51,14 +51,19 @@ impl Default for PageSettings {
     }
 }
 
-/// The pages, with paths relative to the base path.
-pub fn router() -> Router<AppState> {
+/// The pages, with paths relative to the base path. The reset form's post is route-limited in the
+/// API route's bucket (it performs the same reset).
+pub fn router(state: &AppState) -> Router<AppState> {
+    let reset_submit = post(reset_submit).route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        super::limits::limit_reset_form,
+    ));
     Router::new()
         .route("/", get(login))
         .route("/home", get(home))
         .route("/register", get(register))
         .route("/forgot-password", get(forgot))
-        .route("/reset-password", get(reset_form).post(reset_submit))
+        .route("/reset-password", reset_submit.get(reset_form))
         .route("/email-confirmed", get(email_confirmed))
         .route("/connect/{provider}/redirect", get(sso_redirect))
         .route("/assets/style.css", get(stylesheet))

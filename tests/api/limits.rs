@@ -634,3 +634,51 @@ async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the connection was still open after 5 s");
 }
+
+/// The hosted reset form (`POST /reset-password`) performs what `POST /api/auth/reset-password` does,
+/// so it is limited too, in the same bucket: without that, 14 form posts in a row from one address
+/// all got 400 while the API route answered 429 from the 11th, a second unlimited way to try codes.
+#[tokio::test]
+async fn the_hosted_reset_form_is_limited_in_the_api_routes_bucket() {
+    let app = limited_app().await;
+    let form = |code: String| {
+        app.client
+            .post(app.url("/reset-password"))
+            .header("sec-fetch-site", "same-origin")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!(
+                "code={code}&password=a-New-password-42&passwordConfirmation=a-New-password-42"
+            ))
+            .send()
+    };
+    for i in 0..6 {
+        let res = form(format!("guess-{i}")).await.unwrap();
+        assert_eq!(res.status(), 400, "form post {i}");
+        assert_eq!(header(&res, "x-ratelimit-limit"), 10);
+        assert_eq!(header(&res, "x-ratelimit-remaining"), 9 - i);
+    }
+    // The API route draws on the same allowance: 4 left.
+    for i in 6..10 {
+        let res = app
+            .post(
+                "/api/auth/reset-password",
+                json!({ "code": format!("guess-{i}"), "password": "a-New-password-42",
+                        "passwordConfirmation": "a-New-password-42" }),
+            )
+            .await;
+        assert_eq!(res.status(), 400, "API post {i}");
+    }
+    let res = form("guess-10".into()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["message"], LIMIT_MESSAGE);
+    // Opening the form is not an attempt: the link in a mail still shows its page.
+    let page = app
+        .client
+        .get(app.url("/reset-password?code=anything"))
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(page.status(), StatusCode::TOO_MANY_REQUESTS);
+}

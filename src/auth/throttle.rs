@@ -355,12 +355,7 @@ impl AccountThrottle {
             });
         };
         let ip_text = own.as_ref().map(|(ip, _)| ip.to_string());
-        let keys = ThrottleKeys {
-            account: account.as_str(),
-            client: ip_text
-                .as_deref()
-                .zip(own.as_ref().map(|(_, k)| k.as_str())),
-        };
+        let keys = store_keys(account, ip_text.as_deref(), own.as_ref().map(|(_, k)| k));
         match store.throttle_attempt(keys, now, self.rule()).await {
             Ok(v) if v.wait_ms > 0 => Err(secs(v.wait_ms)),
             Ok(v) => Ok(Attempt {
@@ -395,12 +390,7 @@ impl AccountThrottle {
             return;
         };
         let ip_text = own.as_ref().map(|(ip, _)| ip.to_string());
-        let keys = ThrottleKeys {
-            account: account.as_str(),
-            client: ip_text
-                .as_deref()
-                .zip(own.as_ref().map(|(_, k)| k.as_str())),
-        };
+        let keys = store_keys(account, ip_text.as_deref(), own.as_ref().map(|(_, k)| k));
         let until = attempt.at + self.settings.trust_for.as_millis() as Millis;
         let bucket = attempt.bucket.as_deref().unwrap_or_default();
         if let Err(e) = store
@@ -409,6 +399,15 @@ impl AccountThrottle {
         {
             tracing::warn!(error = %e, "cannot record a successful login for throttling");
         }
+    }
+}
+
+/// The keys the shared store decides on: the account's bucket and, for a client with an address, that
+/// address and its own bucket on the account.
+fn store_keys<'a>(account: &'a Key, ip: Option<&'a str>, own: Option<&'a Key>) -> ThrottleKeys<'a> {
+    ThrottleKeys {
+        account: account.as_str(),
+        client: ip.zip(own.map(Key::as_str)),
     }
 }
 

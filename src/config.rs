@@ -16,8 +16,6 @@ use crate::auth::sessions::SessionSettings;
 use crate::auth::sso::{Protocol, ProviderSettings, SsoSettings};
 use crate::auth::throttle::{Limit, RateLimitSettings, ThrottleSettings};
 use crate::auth::tokens::{KeyAlgorithm, TokenSettings};
-use crate::http::client::ForwardedHeader;
-use crate::http::pages::PageSettings;
 use crate::store::{DatabaseSettings, SslMode};
 
 /// Shortest HS256 secret accepted: 256 bits, the size of the HMAC-SHA256 output.
@@ -48,7 +46,7 @@ pub struct Config {
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
     /// Connections at once, header size and header deadline.
-    pub connections: crate::serve::ConnectionLimits,
+    pub connections: ConnectionLimits,
     /// How often a server reads the invalidation log for changes other processes made (a CLI `user
     /// block`, another node). On PostgreSQL, `NOTIFY` brings them at once and this is the safety net.
     pub invalidation_poll: Duration,
@@ -102,7 +100,7 @@ impl Config {
             hash: HashParams::default(),
             hash_concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             body_limit_bytes: 64 * 1024,
-            connections: crate::serve::ConnectionLimits::default(),
+            connections: ConnectionLimits::default(),
             invalidation_poll: Duration::from_millis(500),
             access_log: false,
             mail: MailSettings::default(),
@@ -572,7 +570,7 @@ fn networks(setting: &str, list: &[String]) -> Result<Vec<ipnet::IpNet>, ConfigE
         .map(|p| {
             p.parse::<ipnet::IpNet>()
                 .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map(crate::http::client::canonical_net)
+                .map(canonical_net)
                 .map_err(|_| {
                     ConfigError::Invalid(format!("{setting}: '{p}' is not an address or CIDR"))
                 })
@@ -727,8 +725,8 @@ impl Overrides {
             }
             // A key naming no limited route would be ignored, and that route would silently keep
             // the default: the same trap as a mistyped setting, refused the same way.
-            let limited = crate::http::limited_routes();
-            if !limited.contains(&route) {
+            let limited = crate::auth::throttle::LIMITED_ROUTES;
+            if !limited.contains(&route.as_str()) {
                 return Err(invalid(format!(
                     "rate_limit_routes.\"{route}\" names no rate-limited route; the limited \
                      routes are: {}",
@@ -970,10 +968,10 @@ impl Overrides {
             c.connections.max_connections = v;
         }
         if let Some(v) = self.max_header_bytes.or(file.max_header_bytes) {
-            if v < crate::serve::MIN_HEADER_BYTES {
+            if v < MIN_HEADER_BYTES {
                 return Err(invalid(format!(
                     "max_header_bytes must be at least {}",
-                    crate::serve::MIN_HEADER_BYTES
+                    MIN_HEADER_BYTES
                 )));
             }
             c.connections.max_header_bytes = v;
@@ -1288,6 +1286,85 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     .ok_or_else(|| format!("'{text}' is not a duration like 3600, 15m, 12h or 30d"))?;
     Ok(Duration::from_secs(secs))
+}
+
+// Settings types of the transport and the pages, declared here so configuration never reaches up
+// into `http` or `serve`: they read these, not the other way round.
+
+/// Connection-level limits, from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    /// The most bytes of request line and headers one request may send. hyper's own floor is 8 KiB.
+    pub max_header_bytes: usize,
+    /// How long a client may take to send a request's headers. Also the deadline for a new
+    /// connection's first request (protocol detection included), and the time a closing connection
+    /// gets to say goodbye before it is dropped.
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight after its last one.
+    pub idle_timeout: Duration,
+    /// Streams one HTTP/2 connection may have open at once.
+    pub http2_max_streams: u32,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            // Node's (and so Strapi's) default.
+            max_header_bytes: 16 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            // What RFC 9113 recommends as the least a server should allow, and nginx's default.
+            http2_max_streams: 100,
+        }
+    }
+}
+
+/// hyper refuses a read buffer under 8 KiB; smaller configured caps are raised to it.
+pub const MIN_HEADER_BYTES: usize = 8192;
+
+/// The header trusted proxies report the client in.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For`, what nginx, HAProxy and the cloud load balancers append to.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=…`.
+    Forwarded,
+}
+
+/// A configured network as the addresses it is compared with: `::ffff:10.0.0.0/104` is `10.0.0.0/8`.
+pub fn canonical_net(net: ipnet::IpNet) -> ipnet::IpNet {
+    match net {
+        ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, ipnet::IpNet::V4),
+            None => net,
+        },
+        other => other,
+    }
+}
+
+/// Settings of the hosted pages, validated by the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageSettings {
+    /// Where the pages live: starts and ends with `/`.
+    pub base_path: String,
+    /// A logo shown above every page: an http(s) URL or a path on this server.
+    pub logo_url: Option<String>,
+    /// The accent colour, `#rgb` or `#rrggbb`.
+    pub accent_color: Option<String>,
+}
+
+impl Default for PageSettings {
+    fn default() -> Self {
+        Self {
+            base_path: "/".into(),
+            logo_url: None,
+            accent_color: None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -134,7 +134,7 @@ pub struct App {
     listener: TcpListener,
     state: AppState,
     body_limit_bytes: usize,
-    connections: serve::ConnectionLimits,
+    connections: config::ConnectionLimits,
     invalidation_poll: Duration,
 }
 

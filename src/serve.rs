@@ -20,38 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 use tower::Service;
 
-/// Connection-level limits, from the configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    pub max_connections: usize,
-    /// The most bytes of request line and headers one request may send. hyper's own floor is 8 KiB.
-    pub max_header_bytes: usize,
-    /// How long a client may take to send a request's headers. Also the deadline for a new
-    /// connection's first request (protocol detection included), and the time a closing connection
-    /// gets to say goodbye before it is dropped.
-    pub header_read_timeout: Duration,
-    /// How long a connection may stay open with no request in flight after its last one.
-    pub idle_timeout: Duration,
-    /// Streams one HTTP/2 connection may have open at once.
-    pub http2_max_streams: u32,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: 10_000,
-            // Node's (and so Strapi's) default.
-            max_header_bytes: 16 * 1024,
-            header_read_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
-            // What RFC 9113 recommends as the least a server should allow, and nginx's default.
-            http2_max_streams: 100,
-        }
-    }
-}
-
-/// hyper refuses a read buffer under 8 KiB; smaller configured caps are raised to it.
-pub const MIN_HEADER_BYTES: usize = 8192;
+use crate::config::{ConnectionLimits, MIN_HEADER_BYTES};
 
 /// How often an HTTP/2 connection is pinged, and how long the peer has to answer before it is
 /// dropped: a peer that vanished without closing is noticed even while a request is in flight.

@@ -39,6 +39,20 @@ pub struct Limit {
     pub window: Duration,
 }
 
+/// The routes the route rate limit applies to, sorted: the keys `[rate_limit_routes]` may name.
+/// Declared here, below the configuration that checks those keys; `http` layers the limit on exactly
+/// these (a test there compares them with its router).
+pub const LIMITED_ROUTES: &[&str] = &[
+    "/api/auth/change-password",
+    "/api/auth/forgot-password",
+    "/api/auth/local",
+    "/api/auth/local/register",
+    "/api/auth/reset-password",
+    "/api/auth/send-email-confirmation",
+    "/api/connect/{provider}",
+    "/api/connect/{provider}/callback",
+];
+
 #[derive(Debug, Clone)]
 pub struct RateLimitSettings {
     pub enabled: bool,

@@ -135,8 +135,8 @@ pub async fn run(config: &Config) -> ExitCode {
                 "trusted_proxies {} report the client in {}",
                 list.join(", "),
                 match config.forwarded_header {
-                    keyway::http::client::ForwardedHeader::XForwardedFor => "X-Forwarded-For",
-                    keyway::http::client::ForwardedHeader::Forwarded => "Forwarded",
+                    keyway::config::ForwardedHeader::XForwardedFor => "X-Forwarded-For",
+                    keyway::config::ForwardedHeader::Forwarded => "Forwarded",
                 }
             ),
         );

@@ -13,38 +13,17 @@ use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 
 use super::AppState;
+use crate::config::ForwardedHeader;
 
 /// The client's address as resolved for this request, in the request's extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
-
-/// The header trusted proxies report the client in.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum ForwardedHeader {
-    /// `X-Forwarded-For`, what nginx, HAProxy and the cloud load balancers append to.
-    #[default]
-    XForwardedFor,
-    /// RFC 7239 `Forwarded: for=…`.
-    Forwarded,
-}
 
 /// The proxies whose reports are believed, and where they write them.
 #[derive(Debug, Clone, Default)]
 pub struct Proxies {
     pub trusted: Vec<IpNet>,
     pub header: ForwardedHeader,
-}
-
-/// A configured network as the addresses it is compared with: `::ffff:10.0.0.0/104` is `10.0.0.0/8`.
-pub fn canonical_net(net: IpNet) -> IpNet {
-    match net {
-        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
-            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
-            None => net,
-        },
-        other => other,
-    }
 }
 
 /// Middleware: resolves [`ClientAddr`] once per request.
@@ -131,6 +110,7 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::canonical_net;
     use axum::http::HeaderValue;
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

@@ -60,7 +60,7 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     pub auth: Arc<Auth>,
     pub cookie: Arc<CookieSettings>,
-    pub pages: Arc<pages::PageSettings>,
+    pub pages: Arc<crate::config::PageSettings>,
     /// Trusted proxies and the header they report clients in.
     pub proxies: Arc<client::Proxies>,
     pub cors_origins: Arc<Vec<String>>,
@@ -129,8 +129,9 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
     (limited, open)
 }
 
-/// The paths the route rate limit applies to, sorted: the keys `[rate_limit_routes]` may name.
-pub fn limited_routes() -> Vec<String> {
+/// The paths the route rate limit applies to, sorted, as the router has them.
+#[cfg(test)]
+fn limited_routes() -> Vec<String> {
     let (limited, _) = api_routes();
     let mut paths: Vec<String> = limited.into_openapi().paths.paths.into_keys().collect();
     paths.sort();
@@ -235,4 +236,16 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
     .layer(PropagateRequestIdLayer::new(REQUEST_ID))
     .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
     .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_configuration_knows_exactly_the_routes_the_router_limits() {
+        assert_eq!(
+            super::limited_routes(),
+            crate::auth::throttle::LIMITED_ROUTES.to_vec(),
+            "update auth::throttle::LIMITED_ROUTES with the router's limited routes"
+        );
+    }
 }

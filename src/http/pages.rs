@@ -30,27 +30,6 @@ const RESET_DONE: &str = include_str!("../../web/reset-done.html");
 const RESET_INVALID: &str = include_str!("../../web/reset-invalid.html");
 const SSO_REDIRECT: &str = include_str!("../../web/sso-redirect.html");
 
-/// Settings of the hosted pages, validated by the configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageSettings {
-    /// Where the pages live: starts and ends with `/`.
-    pub base_path: String,
-    /// A logo shown above every page: an http(s) URL or a path on this server.
-    pub logo_url: Option<String>,
-    /// The accent colour, `#rgb` or `#rrggbb`.
-    pub accent_color: Option<String>,
-}
-
-impl Default for PageSettings {
-    fn default() -> Self {
-        Self {
-            base_path: "/".into(),
-            logo_url: None,
-            accent_color: None,
-        }
-    }
-}
-
 /// The pages, with paths relative to the base path. The reset form's post is route-limited in the
 /// API route's bucket (it performs the same reset).
 pub fn router(state: &AppState) -> Router<AppState> {

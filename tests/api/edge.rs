@@ -229,7 +229,7 @@ async fn a_client_chosen_forwarded_header_does_not_open_new_buckets() {
 #[tokio::test]
 async fn with_forwarded_chosen_only_forwarded_is_believed() {
     let app = behind_proxy(|c| {
-        c.forwarded_header = keyway::http::client::ForwardedHeader::Forwarded;
+        c.forwarded_header = keyway::config::ForwardedHeader::Forwarded;
     })
     .await;
     for i in 0..10 {

@@ -13,6 +13,7 @@ mod idp;
 mod import;
 mod input;
 mod jwt;
+mod layers;
 mod limits;
 mod login;
 mod me;

@@ -36,6 +36,8 @@ pub fn cheap_hash() -> HashParams {
 #[derive(Default)]
 pub struct TestClock {
     offset_ms: AtomicI64,
+    /// The real time the clock stopped at, or 0 while it runs.
+    frozen_at_ms: AtomicI64,
 }
 
 impl TestClock {
@@ -43,11 +45,31 @@ impl TestClock {
         self.offset_ms
             .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
+
+    /// Sets the clock back: what is issued now looks issued `by` ago to checks that read the real
+    /// time (an access token's `exp` is checked against the system clock, not this one).
+    pub fn rewind(&self, by: Duration) {
+        self.offset_ms
+            .fetch_sub(by.as_millis() as i64, Ordering::SeqCst);
+    }
+
+    /// Stops the clock, so a boundary test can stand one millisecond either side of a lifetime
+    /// however slowly a loaded machine answers; only `advance` and `rewind` move it from then on.
+    pub fn freeze(&self) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let _ = self
+            .frozen_at_ms
+            .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
+    }
 }
 
 impl Clock for TestClock {
     fn now_millis(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis() + self.offset_ms.load(Ordering::SeqCst)
+        let base = match self.frozen_at_ms.load(Ordering::SeqCst) {
+            0 => chrono::Utc::now().timestamp_millis(),
+            frozen => frozen,
+        };
+        base + self.offset_ms.load(Ordering::SeqCst)
     }
 }
 

@@ -188,18 +188,44 @@ async fn confirmation_codes_are_single_use_and_unknown_ones_refused() {
     .await;
 }
 
+/// The documented lifetimes (README `confirmation_code_ttl`, `reset_code_ttl`). A code works once,
+/// so each boundary takes two accounts whose codes were issued at the same instant of a frozen
+/// clock: one used a millisecond before the end, the other at it.
+const CONFIRMATION_TTL: Duration = Duration::from_secs(24 * 3600);
+const RESET_TTL: Duration = Duration::from_secs(3600);
+const MS: Duration = Duration::from_millis(1);
+
 #[tokio::test]
 async fn confirmation_codes_expire_after_a_day() {
     let sink = SmtpSink::start().await;
     let app = app_with_mail(&sink, |c| c.auth.email_confirmation = true).await;
+    app.clock.freeze();
     register(&app, "quinn").await;
-    let code = param_in_link(&sink.wait_for("quinn@example.com").await, "confirmation");
-    app.clock.advance(Duration::from_secs(24 * 3600 + 60));
+    register(&app, "paula").await;
+    let late = param_in_link(&sink.wait_for("quinn@example.com").await, "confirmation");
+    let in_time = param_in_link(&sink.wait_for("paula@example.com").await, "confirmation");
+
+    app.clock.advance(CONFIRMATION_TTL - MS);
+    let res = confirm(&app, &in_time).await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(
+        res.headers()["location"],
+        "https://auth.example.com/email-confirmed"
+    );
+    app.clock.advance(MS);
     assert_error(
-        confirm(&app, &code).await,
+        confirm(&app, &late).await,
         400,
         "ValidationError",
         "Invalid token",
+    )
+    .await;
+    assert_eq!(app.login("paula", "paula-password").await.status(), 200);
+    assert_error(
+        app.login("quinn", "quinn-password").await,
+        400,
+        "ApplicationError",
+        "Your account email is not confirmed",
     )
     .await;
 }
@@ -459,9 +485,19 @@ async fn reset_codes_work_once() {
 #[tokio::test]
 async fn reset_codes_expire_after_an_hour() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink, |_| {}).await.with_user("yuri").await;
+    let app = app_with_mail(&sink, |_| {})
+        .await
+        .with_user("yuri")
+        .await
+        .with_user("zora")
+        .await;
+    app.clock.freeze();
     let code = reset_code(&app, &sink, "yuri").await;
-    app.clock.advance(Duration::from_secs(3600 + 1));
+    let in_time = reset_code(&app, &sink, "zora").await;
+    app.clock.advance(RESET_TTL - MS);
+    assert_eq!(reset(&app, &in_time, "just-in-time").await.status(), 200);
+    assert_eq!(app.login("zora", "just-in-time").await.status(), 200);
+    app.clock.advance(MS);
     assert_error(
         reset(&app, &code, "too-late-pass").await,
         400,

@@ -220,12 +220,21 @@ impl Keyway {
 
     /// The `error` Keyway put on the hosted callback; panics if it sent a code instead.
     fn error(&self, front: &Url, provider: &str) -> String {
+        self.refusal(front, provider).0
+    }
+
+    /// The `error` and `error_description` Keyway put on the hosted callback; panics if it sent a
+    /// code instead.
+    fn refusal(&self, front: &Url, provider: &str) -> (String, String) {
         match outcome(front, &self.hosted_callback(provider)) {
             Ok(_) => panic!("Keyway accepted the sign-in: {front}"),
-            Err((error, _)) => error,
+            Err(refusal) => refusal,
         }
     }
 }
+
+/// What the browser lands on when the state is unknown, spent or expired.
+const STATE_GONE: (&str, &str) = ("invalid_state", "The sign-in expired or was already used");
 
 /// Where Keyway sent the browser after the provider: it must be `callback` with either a `code`
 /// (Ok) or an `error` and its description (Err), never both.
@@ -484,6 +493,10 @@ fn query(url: &Url) -> HashMap<String, String> {
     url.query_pairs().into_owned().collect()
 }
 
+fn own((error, description): (&str, &str)) -> (String, String) {
+    (error.to_owned(), description.to_owned())
+}
+
 /// `url` with the query parameter `name` replaced.
 fn with_param(url: &Url, name: &str, value: &str) -> Url {
     let pairs: Vec<(String, String)> = url
@@ -631,7 +644,7 @@ async fn a_tampered_state_is_refused_and_the_genuine_one_still_works() {
     let front = browser
         .back_at_keyway(&with_param(&callback, "state", &forged))
         .await;
-    assert_eq!(keyway.error(&front, "test"), "invalid_state");
+    assert_eq!(keyway.refusal(&front, "test"), own(STATE_GONE));
     assert_eq!(keyway.user_count().await, 0);
 
     // The refusal was the state's doing: the untouched callback goes through.
@@ -669,7 +682,7 @@ async fn a_replayed_provider_callback_is_refused() {
     keyway.code(&front, "test");
 
     let front = browser.back_at_keyway(&callback).await;
-    assert_eq!(keyway.error(&front, "test"), "invalid_state");
+    assert_eq!(keyway.refusal(&front, "test"), own(STATE_GONE));
 }
 
 #[tokio::test]
@@ -685,7 +698,10 @@ async fn a_provider_callback_opened_in_another_browser_is_refused() {
     let other = Browser::new();
     other.start(&keyway, "test", None).await;
     let front = other.back_at_keyway(&callback).await;
-    keyway.error(&front, "test");
+    assert_eq!(
+        keyway.refusal(&front, "test"),
+        own(("invalid_state", "The sign-in was started in another browser"))
+    );
     assert_eq!(keyway.user_count().await, 0);
 }
 
@@ -705,7 +721,11 @@ async fn an_authorization_code_reused_in_a_second_flow_is_refused() {
     let state = query(&second)["state"].clone();
     let replay = with_param(&first, "state", &state);
     let front = browser.back_at_keyway(&replay).await;
-    keyway.error(&front, "test");
+    // The state is genuine: the provider is the one that refuses the spent code.
+    assert_eq!(
+        keyway.refusal(&front, "test"),
+        own(("oauth_error", "The sign-in provider did not accept the sign-in"))
+    );
 }
 
 #[tokio::test]
@@ -794,7 +814,10 @@ async fn a_provider_that_cannot_be_reached_sends_the_browser_back_with_an_error(
     let res = Browser::new().connect(&keyway, "test", None).await;
     assert_eq!(res.status(), 302);
     let front = location(&res);
-    assert_eq!(keyway.error(&front, "test"), "oauth_error");
+    assert_eq!(
+        keyway.refusal(&front, "test"),
+        own(("oauth_error", "The sign-in provider could not be reached"))
+    );
 }
 
 /// Strapi's own test (auth-oauth-callback.test.api.js): the front-end leg without a completed
@@ -847,14 +870,25 @@ async fn id_tokens_that_break_a_rule_are_refused() {
         let front = Browser::new()
             .through(&keyway, "rogue", AtProvider::Approve)
             .await;
-        if let Ok(code) = outcome(&front, &keyway.hosted_callback("rogue")) {
-            let res = Browser::new().exchange(&keyway, "rogue", &code).await;
-            panic!(
-                "an id_token with fault {fault} was accepted (code {code}, exchange {})\n\
-                 --- rogue stderr ---\n{}",
-                res.status(),
-                rogue.stderr()
-            );
+        match outcome(&front, &keyway.hosted_callback("rogue")) {
+            Ok(code) => {
+                let res = Browser::new().exchange(&keyway, "rogue", &code).await;
+                panic!(
+                    "an id_token with fault {fault} was accepted (code {code}, exchange {})\n\
+                     --- rogue stderr ---\n{}",
+                    res.status(),
+                    rogue.stderr()
+                );
+            }
+            // Refused by the id_token check itself, not by anything before it (the exchange).
+            Err(refusal) => assert_eq!(
+                refusal,
+                own((
+                    "oauth_error",
+                    "The sign-in provider's answer could not be verified"
+                )),
+                "fault {fault}"
+            ),
         }
     }
     assert_eq!(keyway.user_count().await, 0);

@@ -191,8 +191,8 @@ async fn confirmation_codes_are_single_use_and_unknown_ones_refused() {
 /// The documented lifetimes (README `confirmation_code_ttl`, `reset_code_ttl`). A code works once,
 /// so each boundary takes two accounts whose codes were issued at the same instant of a frozen
 /// clock: one used a millisecond before the end, the other at it.
-const CONFIRMATION_TTL: Duration = Duration::from_secs(24 * 3600);
-const RESET_TTL: Duration = Duration::from_secs(3600);
+const CONFIRMATION_TTL: Duration = Duration::from_secs(24 * 3600 + 60);
+const RESET_TTL: Duration = Duration::from_secs(3600 + 60);
 const MS: Duration = Duration::from_millis(1);
 
 #[tokio::test]

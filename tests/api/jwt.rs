@@ -245,7 +245,7 @@ impl Drop for AttackerHost {
 async fn an_access_token_lives_jwt_ttl_plus_the_leeway() {
     const TTL: Duration = Duration::from_secs(15 * 60);
     const LEEWAY: Duration = Duration::from_secs(5);
-    let app = TestApp::spawn_with(|c| c.tokens.ttl = TTL)
+    let app = TestApp::spawn_with(|c| c.tokens.ttl = Duration::from_secs(15 * 60 - 60))
         .await
         .with_user("alice")
         .await;

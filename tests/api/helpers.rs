@@ -99,6 +99,16 @@ impl TestApp {
     /// Spawns listening on `bind` (`[::]:0` for a dual-stack socket, where IPv4 peers show up as
     /// `::ffff:a.b.c.d`); `addr` is then the port on the IPv4 loopback.
     pub async fn spawn_on(bind: &str, change: impl FnOnce(&mut Config)) -> Self {
+        let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
+        Self::spawn_listening(listener, change).await
+    }
+
+    /// Spawns on a listener the test bound first, so the configuration can name the port (single
+    /// sign-on's redirect URI, which the provider must know before the app starts).
+    pub async fn spawn_listening(
+        listener: tokio::net::TcpListener,
+        change: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let mut config = Config::defaults();
         let pg = match Backend::from_env() {
@@ -120,7 +130,6 @@ impl TestApp {
         config.auth.rate_limits.enabled = false;
         config.auth.throttle.enabled = false;
         change(&mut config);
-        let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
         Self::start_on(listener, config, dir, pg).await
     }
 

@@ -7,17 +7,20 @@
 //! redirects by itself: every `Location` is followed here, and the provider's own pages are filled in,
 //! so each hop can be inspected or tampered with. The database is the one `KEYWAY_TEST_BACKEND` names.
 
+use keyway::auth::sso::{Protocol, ProviderSettings};
 use reqwest::StatusCode;
 use reqwest::cookie::Jar;
+use secrecy::SecretString;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::process::Output;
 use std::sync::Arc;
+use std::time::Duration;
 use tempfile::TempDir;
 use url::{Position, Url};
 
 use crate::cli::{Server, keyway, run, stderr, stdout, tempdir};
-use crate::helpers::assert_error;
+use crate::helpers::{TestApp, assert_error};
 use crate::idp::{
     CLIENT_ID, GITHUB_CLIENT_ID, GITHUB_CLIENT_SECRET, GitHubUser, IdpUser, Peer, reserve_port,
 };
@@ -124,6 +127,24 @@ impl Setup {
             env,
             _pg: pg,
         }
+    }
+}
+
+/// Where a browser finds Keyway: a `keyway serve` process, or an app in this process (whose clock the
+/// test controls).
+trait Site {
+    fn url(&self, path: &str) -> String;
+}
+
+impl Site for Keyway {
+    fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+}
+
+impl Site for TestApp {
+    fn url(&self, path: &str) -> String {
+        TestApp::url(self, path)
     }
 }
 
@@ -303,7 +324,7 @@ impl Browser {
     /// `GET /api/connect/NAME[?callback=…]`, as the "Continue with" link does.
     async fn connect(
         &self,
-        keyway: &Keyway,
+        keyway: &impl Site,
         provider: &str,
         callback: Option<&str>,
     ) -> reqwest::Response {
@@ -315,7 +336,7 @@ impl Browser {
     }
 
     /// Starts a sign-in and returns the provider URL Keyway redirects to.
-    async fn start(&self, keyway: &Keyway, provider: &str, callback: Option<&str>) -> Url {
+    async fn start(&self, keyway: &impl Site, provider: &str, callback: Option<&str>) -> Url {
         let res = self.connect(keyway, provider, callback).await;
         assert_eq!(
             res.status(),
@@ -328,7 +349,12 @@ impl Browser {
 
     /// From the provider's authorization URL until the provider sends the browser back to Keyway:
     /// returns that URL (Keyway's provider callback), not yet visited.
-    async fn through_provider(&self, keyway: &Keyway, authorize: Url, act: AtProvider<'_>) -> Url {
+    async fn through_provider(
+        &self,
+        keyway: &impl Site,
+        authorize: Url,
+        act: AtProvider<'_>,
+    ) -> Url {
         let keyway_origin = Url::parse(&keyway.url("/")).unwrap().origin();
         let mut url = authorize;
         let mut form: Option<String> = None;
@@ -374,13 +400,13 @@ impl Browser {
     }
 
     /// From the start to the provider's redirect back: Keyway's provider callback, not yet visited.
-    async fn to_callback(&self, keyway: &Keyway, provider: &str, act: AtProvider<'_>) -> Url {
+    async fn to_callback(&self, keyway: &impl Site, provider: &str, act: AtProvider<'_>) -> Url {
         let authorize = self.start(keyway, provider, None).await;
         self.through_provider(keyway, authorize, act).await
     }
 
     /// Everything up to the front-end callback, with the default callback.
-    async fn through(&self, keyway: &Keyway, provider: &str, act: AtProvider<'_>) -> Url {
+    async fn through(&self, keyway: &impl Site, provider: &str, act: AtProvider<'_>) -> Url {
         let callback = self.to_callback(keyway, provider, act).await;
         self.back_at_keyway(&callback).await
     }
@@ -388,7 +414,7 @@ impl Browser {
     /// The front end's last step: `GET /api/auth/NAME/callback?code=…`.
     fn exchange_request(
         &self,
-        keyway: &Keyway,
+        keyway: &impl Site,
         provider: &str,
         code: &str,
     ) -> reqwest::RequestBuilder {
@@ -397,7 +423,7 @@ impl Browser {
         self.client.get(url)
     }
 
-    async fn exchange(&self, keyway: &Keyway, provider: &str, code: &str) -> reqwest::Response {
+    async fn exchange(&self, keyway: &impl Site, provider: &str, code: &str) -> reqwest::Response {
         let req = self.exchange_request(keyway, provider, code);
         req.send().await.expect("request sent")
     }
@@ -900,6 +926,80 @@ async fn id_tokens_that_break_a_rule_are_refused() {
         .await;
     assert_eq!(body["user"]["provider"], "rogue", "{body}");
     assert_eq!(body["user"]["email"], mallory.email, "{body}");
+}
+
+// ---- lifetimes, in process on the test clock ----
+
+/// README: the state is single use and lives 10 minutes; the one-time code the front end exchanges
+/// lives 2 (src/auth/sso.rs).
+const STATE_TTL: Duration = Duration::from_secs(10 * 60);
+const CODE_TTL: Duration = Duration::from_secs(2 * 60);
+const MS: Duration = Duration::from_millis(1);
+
+/// Keyway in this process, so its clock can be moved, with the GitHub stand-in as `github`. Its
+/// listener is bound first on port 0 and kept: the stand-in learns the redirect URI from it.
+async fn github_in_process(user: &GitHubUser) -> (TestApp, Peer) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let github = Peer::github(&format!("{origin}/api/connect/github/callback"), user).await;
+    let app = TestApp::spawn_listening(listener, |c| {
+        c.sso.public_url = origin.clone();
+        c.sso.providers = vec![ProviderSettings {
+            name: "github".into(),
+            display_name: "GitHub".into(),
+            protocol: Protocol::GitHub {
+                auth_url: github.url("/login/oauth/authorize"),
+                token_url: github.url("/login/oauth/access_token"),
+                api_url: github.origin.clone(),
+            },
+            client_id: GITHUB_CLIENT_ID.into(),
+            client_secret: Some(SecretString::from(GITHUB_CLIENT_SECRET)),
+            scopes: vec!["read:user".into(), "user:email".into()],
+            callback: Url::parse(&format!("{origin}/connect/github/redirect")).unwrap(),
+        }];
+    })
+    .await;
+    app.clock.freeze();
+    (app, github)
+}
+
+/// Each sign-in leg used a millisecond before its lifetime ends works; at its end it is refused
+/// with what the browser (the state) or the front end (the code) is told.
+#[tokio::test]
+async fn the_state_and_the_one_time_code_work_until_their_last_millisecond() {
+    let octo = GitHubUser::new("octo", 583_231, true);
+    let (app, _github) = github_in_process(&octo).await;
+    let hosted = app.url("/connect/github/redirect");
+    // Three sign-ins through the provider, started at the same frozen instant.
+    let (a, b, late) = (Browser::new(), Browser::new(), Browser::new());
+    let mut callbacks = Vec::new();
+    for browser in [&a, &b, &late] {
+        callbacks.push(
+            browser
+                .to_callback(&app, "github", AtProvider::Approve)
+                .await,
+        );
+    }
+
+    app.clock.advance(STATE_TTL - MS);
+    let code = |front: &Url| outcome(front, &hosted).expect("a code");
+    let code_a = code(&a.back_at_keyway(&callbacks[0]).await);
+    let code_b = code(&b.back_at_keyway(&callbacks[1]).await);
+    app.clock.advance(MS);
+    let front = late.back_at_keyway(&callbacks[2]).await;
+    assert_eq!(outcome(&front, &hosted), Err(own(STATE_GONE)));
+
+    // Both codes were issued a millisecond before the state's end, which is now.
+    app.clock.advance(CODE_TTL - 2 * MS);
+    let res = a.exchange(&app, "github", &code_a).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["user"]["provider"], "github", "{body}");
+    app.clock.advance(MS);
+    let res = b.exchange(&app, "github", &code_b).await;
+    assert_error(res, 400, "ApplicationError", NO_SESSION).await;
 }
 
 // ---- accounts ----

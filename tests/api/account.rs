@@ -191,8 +191,11 @@ async fn confirmation_codes_are_single_use_and_unknown_ones_refused() {
 /// The documented lifetimes (README `confirmation_code_ttl`, `reset_code_ttl`). A code works once,
 /// so each boundary takes two accounts whose codes were issued at the same instant of a frozen
 /// clock: one used a millisecond before the end, the other at it.
-const CONFIRMATION_TTL: Duration = Duration::from_secs(24 * 3600 + 60);
-const RESET_TTL: Duration = Duration::from_secs(3600 + 60);
+const INVALID_TOKEN: &str = "Missing or invalid credentials";
+const INVALID_LOGIN: &str = "Invalid identifier or password";
+
+const CONFIRMATION_TTL: Duration = Duration::from_secs(24 * 3600);
+const RESET_TTL: Duration = Duration::from_secs(3600);
 const MS: Duration = Duration::from_millis(1);
 
 #[tokio::test]
@@ -430,7 +433,7 @@ async fn a_reset_sets_the_password_ends_old_sessions_and_tells_the_owner() {
     assert_eq!(res.status(), StatusCode::OK);
 
     for (jwt, refresh) in &olds {
-        assert_eq!(app.me(jwt).await.status(), 401);
+        assert_error(app.me(jwt).await, 401, "UnauthorizedError", INVALID_TOKEN).await;
         assert_error(
             app.post("/api/auth/refresh", json!({"refreshToken": refresh}))
                 .await,
@@ -712,7 +715,14 @@ async fn the_reset_form_sets_the_password_without_javascript() {
         app.login("dora", "dora-new-pass").await.status(),
         StatusCode::OK
     );
-    assert_eq!(app.me(&old_jwt).await.status(), 401, "old sessions ended");
+    // The old sessions ended.
+    assert_error(
+        app.me(&old_jwt).await,
+        401,
+        "UnauthorizedError",
+        INVALID_TOKEN,
+    )
+    .await;
 
     let res = post_form(
         &app,
@@ -798,8 +808,15 @@ async fn register_confirm_login_forget_reset_through_the_page() {
     .await;
     assert_eq!(res.status(), StatusCode::OK);
 
-    assert_eq!(app.login("eve", "eve-password").await.status(), 400);
-    assert_eq!(app.me(&old_jwt).await.status(), 401);
+    let old_password = app.login("eve", "eve-password").await;
+    assert_error(old_password, 400, "ValidationError", INVALID_LOGIN).await;
+    assert_error(
+        app.me(&old_jwt).await,
+        401,
+        "UnauthorizedError",
+        INVALID_TOKEN,
+    )
+    .await;
     assert_eq!(
         app.login("eve", "eves-fresh-pass").await.status(),
         StatusCode::OK

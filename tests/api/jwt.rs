@@ -245,7 +245,7 @@ impl Drop for AttackerHost {
 async fn an_access_token_lives_jwt_ttl_plus_the_leeway() {
     const TTL: Duration = Duration::from_secs(15 * 60);
     const LEEWAY: Duration = Duration::from_secs(5);
-    let app = TestApp::spawn_with(|c| c.tokens.ttl = Duration::from_secs(15 * 60 - 60))
+    let app = TestApp::spawn_with(|c| c.tokens.ttl = TTL)
         .await
         .with_user("alice")
         .await;
@@ -261,7 +261,13 @@ async fn an_access_token_lives_jwt_ttl_plus_the_leeway() {
 
     app.clock.rewind(Duration::from_secs(4));
     let late = app.token_for("alice").await;
-    assert_refused(&app, &late, INVALID, "a token two seconds past its lifetime").await;
+    assert_refused(
+        &app,
+        &late,
+        INVALID,
+        "a token two seconds past its lifetime",
+    )
+    .await;
 }
 
 #[tokio::test]

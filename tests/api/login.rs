@@ -381,7 +381,13 @@ async fn accounts_without_a_password_cannot_log_in_with_one() {
         // The old password, the spelling of a missing value, and the shortest password there is.
         for attempt in ["sso_user-password", "null", " "] {
             let res = app.login("sso_user", attempt).await;
-            assert_error(res, 400, "ValidationError", "Invalid identifier or password").await;
+            assert_error(
+                res,
+                400,
+                "ValidationError",
+                "Invalid identifier or password",
+            )
+            .await;
             checked += 1;
         }
     }

@@ -726,7 +726,10 @@ async fn a_provider_callback_opened_in_another_browser_is_refused() {
     let front = other.back_at_keyway(&callback).await;
     assert_eq!(
         keyway.refusal(&front, "test"),
-        own(("invalid_state", "The sign-in was started in another browser"))
+        own((
+            "invalid_state",
+            "The sign-in was started in another browser"
+        ))
     );
     assert_eq!(keyway.user_count().await, 0);
 }
@@ -750,7 +753,10 @@ async fn an_authorization_code_reused_in_a_second_flow_is_refused() {
     // The state is genuine: the provider is the one that refuses the spent code.
     assert_eq!(
         keyway.refusal(&front, "test"),
-        own(("oauth_error", "The sign-in provider did not accept the sign-in"))
+        own((
+            "oauth_error",
+            "The sign-in provider did not accept the sign-in"
+        ))
     );
 }
 

@@ -188,18 +188,47 @@ async fn confirmation_codes_are_single_use_and_unknown_ones_refused() {
     .await;
 }
 
+/// The documented lifetimes (README `confirmation_code_ttl`, `reset_code_ttl`). A code works once,
+/// so each boundary takes two accounts whose codes were issued at the same instant of a frozen
+/// clock: one used a millisecond before the end, the other at it.
+const INVALID_TOKEN: &str = "Missing or invalid credentials";
+const INVALID_LOGIN: &str = "Invalid identifier or password";
+
+const CONFIRMATION_TTL: Duration = Duration::from_secs(24 * 3600);
+const RESET_TTL: Duration = Duration::from_secs(3600);
+const MS: Duration = Duration::from_millis(1);
+
 #[tokio::test]
 async fn confirmation_codes_expire_after_a_day() {
     let sink = SmtpSink::start().await;
     let app = app_with_mail(&sink, |c| c.auth.email_confirmation = true).await;
+    app.clock.freeze();
     register(&app, "quinn").await;
-    let code = param_in_link(&sink.wait_for("quinn@example.com").await, "confirmation");
-    app.clock.advance(Duration::from_secs(24 * 3600 + 60));
+    register(&app, "paula").await;
+    let late = param_in_link(&sink.wait_for("quinn@example.com").await, "confirmation");
+    let in_time = param_in_link(&sink.wait_for("paula@example.com").await, "confirmation");
+
+    app.clock.advance(CONFIRMATION_TTL - MS);
+    let res = confirm(&app, &in_time).await;
+    assert_eq!(res.status(), StatusCode::FOUND);
+    assert_eq!(
+        res.headers()["location"],
+        "https://auth.example.com/email-confirmed"
+    );
+    app.clock.advance(MS);
     assert_error(
-        confirm(&app, &code).await,
+        confirm(&app, &late).await,
         400,
         "ValidationError",
         "Invalid token",
+    )
+    .await;
+    assert_eq!(app.login("paula", "paula-password").await.status(), 200);
+    assert_error(
+        app.login("quinn", "quinn-password").await,
+        400,
+        "ApplicationError",
+        "Your account email is not confirmed",
     )
     .await;
 }
@@ -404,7 +433,7 @@ async fn a_reset_sets_the_password_ends_old_sessions_and_tells_the_owner() {
     assert_eq!(res.status(), StatusCode::OK);
 
     for (jwt, refresh) in &olds {
-        assert_eq!(app.me(jwt).await.status(), 401);
+        assert_error(app.me(jwt).await, 401, "UnauthorizedError", INVALID_TOKEN).await;
         assert_error(
             app.post("/api/auth/refresh", json!({"refreshToken": refresh}))
                 .await,
@@ -459,9 +488,19 @@ async fn reset_codes_work_once() {
 #[tokio::test]
 async fn reset_codes_expire_after_an_hour() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink, |_| {}).await.with_user("yuri").await;
+    let app = app_with_mail(&sink, |_| {})
+        .await
+        .with_user("yuri")
+        .await
+        .with_user("zora")
+        .await;
+    app.clock.freeze();
     let code = reset_code(&app, &sink, "yuri").await;
-    app.clock.advance(Duration::from_secs(3600 + 1));
+    let in_time = reset_code(&app, &sink, "zora").await;
+    app.clock.advance(RESET_TTL - MS);
+    assert_eq!(reset(&app, &in_time, "just-in-time").await.status(), 200);
+    assert_eq!(app.login("zora", "just-in-time").await.status(), 200);
+    app.clock.advance(MS);
     assert_error(
         reset(&app, &code, "too-late-pass").await,
         400,
@@ -676,7 +715,14 @@ async fn the_reset_form_sets_the_password_without_javascript() {
         app.login("dora", "dora-new-pass").await.status(),
         StatusCode::OK
     );
-    assert_eq!(app.me(&old_jwt).await.status(), 401, "old sessions ended");
+    // The old sessions ended.
+    assert_error(
+        app.me(&old_jwt).await,
+        401,
+        "UnauthorizedError",
+        INVALID_TOKEN,
+    )
+    .await;
 
     let res = post_form(
         &app,
@@ -762,8 +808,15 @@ async fn register_confirm_login_forget_reset_through_the_page() {
     .await;
     assert_eq!(res.status(), StatusCode::OK);
 
-    assert_eq!(app.login("eve", "eve-password").await.status(), 400);
-    assert_eq!(app.me(&old_jwt).await.status(), 401);
+    let old_password = app.login("eve", "eve-password").await;
+    assert_error(old_password, 400, "ValidationError", INVALID_LOGIN).await;
+    assert_error(
+        app.me(&old_jwt).await,
+        401,
+        "UnauthorizedError",
+        INVALID_TOKEN,
+    )
+    .await;
     assert_eq!(
         app.login("eve", "eves-fresh-pass").await.status(),
         StatusCode::OK

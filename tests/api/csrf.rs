@@ -165,8 +165,15 @@ async fn the_other_cookie_routes_refuse_cross_site_requests_too() {
     .await
     .unwrap();
     assert_error(res, 403, "ForbiddenError", "Forbidden").await;
+    // No account was made.
     let res = app.login("mallory", "correct-horse-battery").await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST, "no account was made");
+    assert_error(
+        res,
+        400,
+        "ValidationError",
+        "Invalid identifier or password",
+    )
+    .await;
 
     let res = cross_site("/api/auth/refresh", "").await.unwrap();
     assert!(set_cookie(&res).is_none());

@@ -10,6 +10,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+const LIMIT_MESSAGE: &str = "Too many requests, please try again later.";
+
 /// What an HTTP/2 client sends first (RFC 9113 §3.4).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -221,7 +223,7 @@ async fn a_client_chosen_forwarded_header_does_not_open_new_buckets() {
         ("forwarded", "for=203.0.113.99"),
     ];
     let res = login_with(&app, &headers).await;
-    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_error(res, 429, "RateLimitError", LIMIT_MESSAGE).await;
 }
 
 /// With `forwarded_header = "forwarded"`, the proxy's `Forwarded` names the client and a client's own
@@ -251,7 +253,7 @@ async fn with_forwarded_chosen_only_forwarded_is_believed() {
         ],
     )
     .await;
-    assert_eq!(same.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_error(same, 429, "RateLimitError", LIMIT_MESSAGE).await;
     let other = login_with(&app, &[("forwarded", "for=198.51.100.2")]).await;
     assert_eq!(other.status(), StatusCode::BAD_REQUEST, "another client");
 }
@@ -270,7 +272,7 @@ async fn ipv6_addresses_in_one_network_share_a_bucket() {
         assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     }
     let same_network = login_with(&app, &[("x-forwarded-for", "2001:db8:1:2:ffff:1:2:3")]).await;
-    assert_eq!(same_network.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_error(same_network, 429, "RateLimitError", LIMIT_MESSAGE).await;
     let next_network = login_with(&app, &[("x-forwarded-for", "2001:db8:1:3::1")]).await;
     assert_eq!(next_network.status(), StatusCode::BAD_REQUEST);
 }

@@ -36,6 +36,8 @@ pub fn cheap_hash() -> HashParams {
 #[derive(Default)]
 pub struct TestClock {
     offset_ms: AtomicI64,
+    /// The real time the clock stopped at, or 0 while it runs.
+    frozen_at_ms: AtomicI64,
 }
 
 impl TestClock {
@@ -43,11 +45,31 @@ impl TestClock {
         self.offset_ms
             .fetch_add(by.as_millis() as i64, Ordering::SeqCst);
     }
+
+    /// Sets the clock back: what is issued now looks issued `by` ago to checks that read the real
+    /// time (an access token's `exp` is checked against the system clock, not this one).
+    pub fn rewind(&self, by: Duration) {
+        self.offset_ms
+            .fetch_sub(by.as_millis() as i64, Ordering::SeqCst);
+    }
+
+    /// Stops the clock, so a boundary test can stand one millisecond either side of a lifetime
+    /// however slowly a loaded machine answers; only `advance` and `rewind` move it from then on.
+    pub fn freeze(&self) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let _ = self
+            .frozen_at_ms
+            .compare_exchange(0, now, Ordering::SeqCst, Ordering::SeqCst);
+    }
 }
 
 impl Clock for TestClock {
     fn now_millis(&self) -> i64 {
-        chrono::Utc::now().timestamp_millis() + self.offset_ms.load(Ordering::SeqCst)
+        let base = match self.frozen_at_ms.load(Ordering::SeqCst) {
+            0 => chrono::Utc::now().timestamp_millis(),
+            frozen => frozen,
+        };
+        base + self.offset_ms.load(Ordering::SeqCst)
     }
 }
 
@@ -77,6 +99,16 @@ impl TestApp {
     /// Spawns listening on `bind` (`[::]:0` for a dual-stack socket, where IPv4 peers show up as
     /// `::ffff:a.b.c.d`); `addr` is then the port on the IPv4 loopback.
     pub async fn spawn_on(bind: &str, change: impl FnOnce(&mut Config)) -> Self {
+        let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
+        Self::spawn_listening(listener, change).await
+    }
+
+    /// Spawns on a listener the test bound first, so the configuration can name the port (single
+    /// sign-on's redirect URI, which the provider must know before the app starts).
+    pub async fn spawn_listening(
+        listener: tokio::net::TcpListener,
+        change: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let mut config = Config::defaults();
         let pg = match Backend::from_env() {
@@ -98,7 +130,6 @@ impl TestApp {
         config.auth.rate_limits.enabled = false;
         config.auth.throttle.enabled = false;
         change(&mut config);
-        let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
         Self::start_on(listener, config, dir, pg).await
     }
 

@@ -38,7 +38,9 @@ async fn bodies_over_64_kib_are_413() {
     .await;
     // Just under the limit is read (and then refused for what it says, not for its size).
     let fits = json!({"identifier": "x".repeat(60 * 1024), "password": "p"});
-    assert_eq!(app.post("/api/auth/local", fits).await.status(), 400);
+    let res = app.post("/api/auth/local", fits).await;
+    let too_long = "identifier must be at most 255 characters";
+    assert_error(res, 400, "ValidationError", too_long).await;
 }
 
 #[tokio::test]

@@ -237,6 +237,39 @@ impl Drop for AttackerHost {
 
 // ---- 1. attacks on /users/me and /auth/verify ----
 
+/// An access token's `exp` is checked against the system clock, so the test clock is set back
+/// instead: a token issued now looks issued that long ago. Its last accepted second is `jwt_ttl`
+/// plus the 5 s leeway (README Security model); two seconds either side absorb `exp`'s whole-second
+/// rounding and the real time the requests take.
+#[tokio::test]
+async fn an_access_token_lives_jwt_ttl_plus_the_leeway() {
+    const TTL: Duration = Duration::from_secs(15 * 60);
+    const LEEWAY: Duration = Duration::from_secs(5);
+    let app = TestApp::spawn_with(|c| c.tokens.ttl = TTL)
+        .await
+        .with_user("alice")
+        .await;
+    app.clock.rewind(TTL + LEEWAY - Duration::from_secs(2));
+    let in_time = app.token_for("alice").await;
+    let claims = jwt_payload(&in_time);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        TTL.as_secs() as i64,
+        "{claims}"
+    );
+    assert_accepted(&app, &in_time, "a token two seconds inside its lifetime").await;
+
+    app.clock.rewind(Duration::from_secs(4));
+    let late = app.token_for("alice").await;
+    assert_refused(
+        &app,
+        &late,
+        INVALID,
+        "a token two seconds past its lifetime",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn forward_auth_answers_a_valid_token_with_the_user_and_identity_headers() {
     let app = TestApp::spawn().await.with_user("alice").await;

@@ -357,19 +357,72 @@ async fn strapi_bcrypt_hashes_log_in_and_are_upgraded_to_argon2id() {
     );
 }
 
+/// An account whose hash is gone (single sign-on only) or empty (a blank imported one) is found, its
+/// missing hash goes to the password check, and every password is wrong there: the audit trail
+/// shows each attempt reached the check for this account, not a refusal before it.
 #[tokio::test]
 async fn accounts_without_a_password_cannot_log_in_with_one() {
     let app = TestApp::spawn().await.with_user("sso_user").await;
-    with_db!(app.db().await, |db| {
-        sqlx::query("UPDATE users SET password_hash = NULL WHERE username = 'sso_user'")
-            .execute(db)
-            .await
-            .unwrap();
-    });
-    for attempt in ["", "sso_user-password", "null"] {
-        let res = app.login("sso_user", attempt).await;
-        assert_eq!(res.status(), 400, "{attempt:?}");
+    let id: i64 = with_db!(app.db().await, |db| sqlx::query_scalar(
+        "SELECT id FROM users WHERE username = 'sso_user'"
+    )
+    .fetch_one(db)
+    .await
+    .unwrap());
+    let mut checked = 0;
+    for stored in [None, Some("")] {
+        with_db!(app.db().await, |db| {
+            sqlx::query("UPDATE users SET password_hash = $1 WHERE username = 'sso_user'")
+                .bind(stored)
+                .execute(db)
+                .await
+                .unwrap();
+        });
+        // The old password, the spelling of a missing value, and the shortest password there is.
+        for attempt in ["sso_user-password", "null", " "] {
+            let res = app.login("sso_user", attempt).await;
+            assert_error(
+                res,
+                400,
+                "ValidationError",
+                "Invalid identifier or password",
+            )
+            .await;
+            checked += 1;
+        }
     }
+    let failures = app
+        .auth
+        .audit_trail(None, None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| {
+            e.kind == "login_failure"
+                && e.user_id == Some(id)
+                && e.detail.as_deref() == Some("wrong password")
+        })
+        .count();
+    assert_eq!(failures, checked, "each attempt reached the password check");
+}
+
+/// An empty password never reaches an account: it is refused as a missing field, like Strapi's.
+#[tokio::test]
+async fn an_empty_password_is_a_missing_field() {
+    let app = TestApp::spawn().await.with_user("alice").await;
+    let err = assert_error(
+        app.login("alice", "").await,
+        400,
+        "ValidationError",
+        "password is a required field",
+    )
+    .await;
+    assert_eq!(
+        err["details"],
+        json!({"errors": [
+            {"path": ["password"], "message": "password is a required field", "name": "ValidationError"}
+        ]})
+    );
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 
 mod account;
 mod audit;
+mod boundaries;
 mod cli;
 mod cluster;
 mod csrf;

@@ -53,8 +53,10 @@ async fn assert_refresh_refused(app: &TestApp, token: &str) {
     .await;
 }
 
+const INVALID_TOKEN: &str = "Missing or invalid credentials";
+
 async fn assert_token_dead(app: &TestApp, jwt: &str) {
-    assert_eq!(app.me(jwt).await.status(), 401, "/api/users/me");
+    assert_error(app.me(jwt).await, 401, "UnauthorizedError", INVALID_TOKEN).await;
     let res = app
         .client
         .get(app.url("/api/auth/verify"))
@@ -62,7 +64,7 @@ async fn assert_token_dead(app: &TestApp, jwt: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 401, "/api/auth/verify");
+    assert_error(res, 401, "UnauthorizedError", INVALID_TOKEN).await;
 }
 
 async fn post_auth(app: &TestApp, path: &str, jwt: &str, body: Value) -> reqwest::Response {
@@ -295,12 +297,21 @@ async fn refresh_tokens_are_stored_only_as_hashes() {
 
 // ---- rotation and reuse detection ----
 
+/// The documented defaults (README): each lifetime test stands one millisecond either side of these
+/// on a frozen clock, so a lifetime changed by any amount fails one side.
+const GRACE: Duration = Duration::from_secs(10);
+const IDLE: Duration = Duration::from_secs(14 * 86_400);
+const ABSOLUTE: Duration = Duration::from_secs(30 * 86_400);
+const MS: Duration = Duration::from_millis(1);
+
 #[tokio::test]
 async fn a_replay_inside_the_grace_window_gets_the_same_successor() {
     let app = TestApp::spawn().await.with_user("alice").await;
+    app.clock.freeze();
     let (_, first) = login_pair(&app, "alice").await;
     let (_, from_tab_a) = refreshed_pair(&app, &first).await;
-    app.clock.advance(Duration::from_secs(5));
+    // The last moment of the window.
+    app.clock.advance(GRACE);
     let (jwt_b, from_tab_b) = refreshed_pair(&app, &first).await;
     assert_eq!(from_tab_a, from_tab_b, "two tabs, one successor");
     assert_eq!(app.me(&jwt_b).await.status(), StatusCode::OK);
@@ -322,11 +333,13 @@ async fn concurrent_refreshes_of_one_token_agree() {
 #[tokio::test]
 async fn a_replay_after_the_grace_window_ends_the_whole_session() {
     let app = TestApp::spawn().await.with_user("alice").await;
+    app.clock.freeze();
     let (jwt, first) = login_pair(&app, "alice").await;
     let (new_jwt, second) = refreshed_pair(&app, &first).await;
     let (other_jwt, _) = login_pair(&app, "alice").await;
 
-    app.clock.advance(Duration::from_secs(11));
+    // One millisecond past the window.
+    app.clock.advance(GRACE + MS);
     assert_refresh_refused(&app, &first).await;
 
     // The thief's replay ended the family: the legitimate holder's newer tokens die too.
@@ -365,28 +378,43 @@ async fn the_grace_window_is_configurable() {
 #[tokio::test]
 async fn an_idle_session_cannot_be_refreshed_and_activity_keeps_it_alive() {
     let app = TestApp::spawn().await.with_user("alice").await;
-    let (_, mut token) = login_pair(&app, "alice").await;
-    // Refreshing every 13 days keeps a 14-day idle window open…
-    for _ in 0..2 {
-        app.clock.advance(Duration::from_secs(13 * 86_400));
-        token = refreshed_pair(&app, &token).await.1;
-    }
-    // …but 15 days of silence closes it.
-    app.clock.advance(Duration::from_secs(15 * 86_400));
-    assert_refresh_refused(&app, &token).await;
+    app.clock.freeze();
+    // Two sessions with the same history, so one can stand either side of the same instant.
+    let (_, first) = login_pair(&app, "alice").await;
+    let (_, second) = login_pair(&app, "alice").await;
+    // Refreshed a millisecond before the idle window closes, both live on…
+    app.clock.advance(IDLE - MS);
+    let (_, first) = refreshed_pair(&app, &first).await;
+    let (_, second) = refreshed_pair(&app, &second).await;
+    // …in a window counted from that refresh: almost twice the idle lifetime after login (and
+    // before the absolute one) the first is refreshed a millisecond before its end…
+    app.clock.advance(IDLE - MS);
+    refreshed_pair(&app, &first).await;
+    // …and the second, silent a full idle lifetime, is over.
+    app.clock.advance(MS);
+    assert_refresh_refused(&app, &second).await;
 }
 
 #[tokio::test]
 async fn the_absolute_lifetime_ends_the_session_whatever_happens() {
     let app = TestApp::spawn().await.with_user("alice").await;
+    app.clock.freeze();
     let (jwt, mut token) = login_pair(&app, "alice").await;
+    // Refreshed every 10 days, the idle window never closes; the last refresh is a millisecond
+    // before the absolute end, and still works.
     for _ in 0..2 {
-        app.clock.advance(Duration::from_secs(13 * 86_400));
+        app.clock.advance(Duration::from_secs(10 * 86_400));
         token = refreshed_pair(&app, &token).await.1;
     }
-    app.clock.advance(Duration::from_secs(5 * 86_400)); // 31 days after login
+    app.clock
+        .advance(ABSOLUTE - Duration::from_secs(20 * 86_400) - MS);
+    let (last_jwt, token) = refreshed_pair(&app, &token).await;
+    assert_eq!(app.me(&last_jwt).await.status(), StatusCode::OK);
+    // Thirty days after login, to the millisecond, it is over.
+    app.clock.advance(MS);
     assert_refresh_refused(&app, &token).await;
     assert_token_dead(&app, &jwt).await;
+    assert_token_dead(&app, &last_jwt).await;
 }
 
 #[tokio::test]
@@ -903,5 +931,5 @@ async fn a_warm_token_check_does_not_read_the_database() {
         assert_eq!(app.me(&jwt).await.status(), StatusCode::OK);
     }
     let app = app.restart().await;
-    assert_eq!(app.me(&jwt).await.status(), 401);
+    assert_error(app.me(&jwt).await, 401, "UnauthorizedError", INVALID_TOKEN).await;
 }

@@ -7,17 +7,20 @@
 //! redirects by itself: every `Location` is followed here, and the provider's own pages are filled in,
 //! so each hop can be inspected or tampered with. The database is the one `KEYWAY_TEST_BACKEND` names.
 
+use keyway::auth::sso::{Protocol, ProviderSettings};
 use reqwest::StatusCode;
 use reqwest::cookie::Jar;
+use secrecy::SecretString;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::process::Output;
 use std::sync::Arc;
+use std::time::Duration;
 use tempfile::TempDir;
 use url::{Position, Url};
 
 use crate::cli::{Server, keyway, run, stderr, stdout, tempdir};
-use crate::helpers::assert_error;
+use crate::helpers::{TestApp, assert_error};
 use crate::idp::{
     CLIENT_ID, GITHUB_CLIENT_ID, GITHUB_CLIENT_SECRET, GitHubUser, IdpUser, Peer, reserve_port,
 };
@@ -127,6 +130,24 @@ impl Setup {
     }
 }
 
+/// Where a browser finds Keyway: a `keyway serve` process, or an app in this process (whose clock the
+/// test controls).
+trait Site {
+    fn url(&self, path: &str) -> String;
+}
+
+impl Site for Keyway {
+    fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+}
+
+impl Site for TestApp {
+    fn url(&self, path: &str) -> String {
+        TestApp::url(self, path)
+    }
+}
+
 /// A running Keyway. Fields drop in order: the server stops before its database goes.
 struct Keyway {
     server: Server,
@@ -220,12 +241,21 @@ impl Keyway {
 
     /// The `error` Keyway put on the hosted callback; panics if it sent a code instead.
     fn error(&self, front: &Url, provider: &str) -> String {
+        self.refusal(front, provider).0
+    }
+
+    /// The `error` and `error_description` Keyway put on the hosted callback; panics if it sent a
+    /// code instead.
+    fn refusal(&self, front: &Url, provider: &str) -> (String, String) {
         match outcome(front, &self.hosted_callback(provider)) {
             Ok(_) => panic!("Keyway accepted the sign-in: {front}"),
-            Err((error, _)) => error,
+            Err(refusal) => refusal,
         }
     }
 }
+
+/// What the browser lands on when the state is unknown, spent or expired.
+const STATE_GONE: (&str, &str) = ("invalid_state", "The sign-in expired or was already used");
 
 /// Where Keyway sent the browser after the provider: it must be `callback` with either a `code`
 /// (Ok) or an `error` and its description (Err), never both.
@@ -294,7 +324,7 @@ impl Browser {
     /// `GET /api/connect/NAME[?callback=…]`, as the "Continue with" link does.
     async fn connect(
         &self,
-        keyway: &Keyway,
+        keyway: &impl Site,
         provider: &str,
         callback: Option<&str>,
     ) -> reqwest::Response {
@@ -306,7 +336,7 @@ impl Browser {
     }
 
     /// Starts a sign-in and returns the provider URL Keyway redirects to.
-    async fn start(&self, keyway: &Keyway, provider: &str, callback: Option<&str>) -> Url {
+    async fn start(&self, keyway: &impl Site, provider: &str, callback: Option<&str>) -> Url {
         let res = self.connect(keyway, provider, callback).await;
         assert_eq!(
             res.status(),
@@ -319,7 +349,12 @@ impl Browser {
 
     /// From the provider's authorization URL until the provider sends the browser back to Keyway:
     /// returns that URL (Keyway's provider callback), not yet visited.
-    async fn through_provider(&self, keyway: &Keyway, authorize: Url, act: AtProvider<'_>) -> Url {
+    async fn through_provider(
+        &self,
+        keyway: &impl Site,
+        authorize: Url,
+        act: AtProvider<'_>,
+    ) -> Url {
         let keyway_origin = Url::parse(&keyway.url("/")).unwrap().origin();
         let mut url = authorize;
         let mut form: Option<String> = None;
@@ -365,13 +400,13 @@ impl Browser {
     }
 
     /// From the start to the provider's redirect back: Keyway's provider callback, not yet visited.
-    async fn to_callback(&self, keyway: &Keyway, provider: &str, act: AtProvider<'_>) -> Url {
+    async fn to_callback(&self, keyway: &impl Site, provider: &str, act: AtProvider<'_>) -> Url {
         let authorize = self.start(keyway, provider, None).await;
         self.through_provider(keyway, authorize, act).await
     }
 
     /// Everything up to the front-end callback, with the default callback.
-    async fn through(&self, keyway: &Keyway, provider: &str, act: AtProvider<'_>) -> Url {
+    async fn through(&self, keyway: &impl Site, provider: &str, act: AtProvider<'_>) -> Url {
         let callback = self.to_callback(keyway, provider, act).await;
         self.back_at_keyway(&callback).await
     }
@@ -379,7 +414,7 @@ impl Browser {
     /// The front end's last step: `GET /api/auth/NAME/callback?code=…`.
     fn exchange_request(
         &self,
-        keyway: &Keyway,
+        keyway: &impl Site,
         provider: &str,
         code: &str,
     ) -> reqwest::RequestBuilder {
@@ -388,7 +423,7 @@ impl Browser {
         self.client.get(url)
     }
 
-    async fn exchange(&self, keyway: &Keyway, provider: &str, code: &str) -> reqwest::Response {
+    async fn exchange(&self, keyway: &impl Site, provider: &str, code: &str) -> reqwest::Response {
         let req = self.exchange_request(keyway, provider, code);
         req.send().await.expect("request sent")
     }
@@ -482,6 +517,10 @@ fn location(res: &reqwest::Response) -> Url {
 
 fn query(url: &Url) -> HashMap<String, String> {
     url.query_pairs().into_owned().collect()
+}
+
+fn own((error, description): (&str, &str)) -> (String, String) {
+    (error.to_owned(), description.to_owned())
 }
 
 /// `url` with the query parameter `name` replaced.
@@ -631,7 +670,7 @@ async fn a_tampered_state_is_refused_and_the_genuine_one_still_works() {
     let front = browser
         .back_at_keyway(&with_param(&callback, "state", &forged))
         .await;
-    assert_eq!(keyway.error(&front, "test"), "invalid_state");
+    assert_eq!(keyway.refusal(&front, "test"), own(STATE_GONE));
     assert_eq!(keyway.user_count().await, 0);
 
     // The refusal was the state's doing: the untouched callback goes through.
@@ -669,7 +708,7 @@ async fn a_replayed_provider_callback_is_refused() {
     keyway.code(&front, "test");
 
     let front = browser.back_at_keyway(&callback).await;
-    assert_eq!(keyway.error(&front, "test"), "invalid_state");
+    assert_eq!(keyway.refusal(&front, "test"), own(STATE_GONE));
 }
 
 #[tokio::test]
@@ -685,7 +724,13 @@ async fn a_provider_callback_opened_in_another_browser_is_refused() {
     let other = Browser::new();
     other.start(&keyway, "test", None).await;
     let front = other.back_at_keyway(&callback).await;
-    keyway.error(&front, "test");
+    assert_eq!(
+        keyway.refusal(&front, "test"),
+        own((
+            "invalid_state",
+            "The sign-in was started in another browser"
+        ))
+    );
     assert_eq!(keyway.user_count().await, 0);
 }
 
@@ -705,7 +750,14 @@ async fn an_authorization_code_reused_in_a_second_flow_is_refused() {
     let state = query(&second)["state"].clone();
     let replay = with_param(&first, "state", &state);
     let front = browser.back_at_keyway(&replay).await;
-    keyway.error(&front, "test");
+    // The state is genuine: the provider is the one that refuses the spent code.
+    assert_eq!(
+        keyway.refusal(&front, "test"),
+        own((
+            "oauth_error",
+            "The sign-in provider did not accept the sign-in"
+        ))
+    );
 }
 
 #[tokio::test]
@@ -794,7 +846,10 @@ async fn a_provider_that_cannot_be_reached_sends_the_browser_back_with_an_error(
     let res = Browser::new().connect(&keyway, "test", None).await;
     assert_eq!(res.status(), 302);
     let front = location(&res);
-    assert_eq!(keyway.error(&front, "test"), "oauth_error");
+    assert_eq!(
+        keyway.refusal(&front, "test"),
+        own(("oauth_error", "The sign-in provider could not be reached"))
+    );
 }
 
 /// Strapi's own test (auth-oauth-callback.test.api.js): the front-end leg without a completed
@@ -847,14 +902,25 @@ async fn id_tokens_that_break_a_rule_are_refused() {
         let front = Browser::new()
             .through(&keyway, "rogue", AtProvider::Approve)
             .await;
-        if let Ok(code) = outcome(&front, &keyway.hosted_callback("rogue")) {
-            let res = Browser::new().exchange(&keyway, "rogue", &code).await;
-            panic!(
-                "an id_token with fault {fault} was accepted (code {code}, exchange {})\n\
-                 --- rogue stderr ---\n{}",
-                res.status(),
-                rogue.stderr()
-            );
+        match outcome(&front, &keyway.hosted_callback("rogue")) {
+            Ok(code) => {
+                let res = Browser::new().exchange(&keyway, "rogue", &code).await;
+                panic!(
+                    "an id_token with fault {fault} was accepted (code {code}, exchange {})\n\
+                     --- rogue stderr ---\n{}",
+                    res.status(),
+                    rogue.stderr()
+                );
+            }
+            // Refused by the id_token check itself, not by anything before it (the exchange).
+            Err(refusal) => assert_eq!(
+                refusal,
+                own((
+                    "oauth_error",
+                    "The sign-in provider's answer could not be verified"
+                )),
+                "fault {fault}"
+            ),
         }
     }
     assert_eq!(keyway.user_count().await, 0);
@@ -866,6 +932,80 @@ async fn id_tokens_that_break_a_rule_are_refused() {
         .await;
     assert_eq!(body["user"]["provider"], "rogue", "{body}");
     assert_eq!(body["user"]["email"], mallory.email, "{body}");
+}
+
+// ---- lifetimes, in process on the test clock ----
+
+/// README: the state is single use and lives 10 minutes; the one-time code the front end exchanges
+/// lives 2 (src/auth/sso.rs).
+const STATE_TTL: Duration = Duration::from_secs(10 * 60);
+const CODE_TTL: Duration = Duration::from_secs(2 * 60);
+const MS: Duration = Duration::from_millis(1);
+
+/// Keyway in this process, so its clock can be moved, with the GitHub stand-in as `github`. Its
+/// listener is bound first on port 0 and kept: the stand-in learns the redirect URI from it.
+async fn github_in_process(user: &GitHubUser) -> (TestApp, Peer) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    let github = Peer::github(&format!("{origin}/api/connect/github/callback"), user).await;
+    let app = TestApp::spawn_listening(listener, |c| {
+        c.sso.public_url = origin.clone();
+        c.sso.providers = vec![ProviderSettings {
+            name: "github".into(),
+            display_name: "GitHub".into(),
+            protocol: Protocol::GitHub {
+                auth_url: github.url("/login/oauth/authorize"),
+                token_url: github.url("/login/oauth/access_token"),
+                api_url: github.origin.clone(),
+            },
+            client_id: GITHUB_CLIENT_ID.into(),
+            client_secret: Some(SecretString::from(GITHUB_CLIENT_SECRET)),
+            scopes: vec!["read:user".into(), "user:email".into()],
+            callback: Url::parse(&format!("{origin}/connect/github/redirect")).unwrap(),
+        }];
+    })
+    .await;
+    app.clock.freeze();
+    (app, github)
+}
+
+/// Each sign-in leg used a millisecond before its lifetime ends works; at its end it is refused
+/// with what the browser (the state) or the front end (the code) is told.
+#[tokio::test]
+async fn the_state_and_the_one_time_code_work_until_their_last_millisecond() {
+    let octo = GitHubUser::new("octo", 583_231, true);
+    let (app, _github) = github_in_process(&octo).await;
+    let hosted = app.url("/connect/github/redirect");
+    // Three sign-ins through the provider, started at the same frozen instant.
+    let (a, b, late) = (Browser::new(), Browser::new(), Browser::new());
+    let mut callbacks = Vec::new();
+    for browser in [&a, &b, &late] {
+        callbacks.push(
+            browser
+                .to_callback(&app, "github", AtProvider::Approve)
+                .await,
+        );
+    }
+
+    app.clock.advance(STATE_TTL - MS);
+    let code = |front: &Url| outcome(front, &hosted).expect("a code");
+    let code_a = code(&a.back_at_keyway(&callbacks[0]).await);
+    let code_b = code(&b.back_at_keyway(&callbacks[1]).await);
+    app.clock.advance(MS);
+    let front = late.back_at_keyway(&callbacks[2]).await;
+    assert_eq!(outcome(&front, &hosted), Err(own(STATE_GONE)));
+
+    // Both codes were issued a millisecond before the state's end, which is now.
+    app.clock.advance(CODE_TTL - 2 * MS);
+    let res = a.exchange(&app, "github", &code_a).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["user"]["provider"], "github", "{body}");
+    app.clock.advance(MS);
+    let res = b.exchange(&app, "github", &code_b).await;
+    assert_error(res, 400, "ApplicationError", NO_SESSION).await;
 }
 
 // ---- accounts ----

@@ -27,7 +27,7 @@ use auth::password::Hasher;
 use auth::tokens::Keys;
 use auth::{Auth, Clock, SystemClock};
 use http::AppState;
-use store::{FeedEvent, InvalidationFeed};
+use store::{FeedEvent, FeedStatus, InvalidationFeed};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -102,13 +102,17 @@ impl Feed {
         }
     }
 
-    async fn subscribe(&mut self, auth: &Auth) {
+    async fn subscribe(&mut self, auth: &Auth, status: &FeedStatus) {
         match auth.store().subscribe().await {
             Ok(feed) => {
                 self.failed = false;
                 if feed.is_some() && self.feed.is_none() {
                     // Anything recorded before the feed opened came through no feed.
                     auth.forget_everything().await;
+                }
+                match feed {
+                    Some(_) => status.listening(),
+                    None => status.none(),
                 }
                 self.feed = feed;
             }
@@ -172,6 +176,7 @@ impl App {
                 request_timeout: config.request_timeout,
                 access_log: config.access_log,
                 openapi_json: Default::default(),
+                feed: Default::default(),
             }),
             body_limit_bytes: config.body_limit_bytes,
             connections: config.connections,
@@ -192,7 +197,11 @@ impl App {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let maintenance = tokio::spawn(maintain(self.state.auth.clone(), self.invalidation_poll));
+        let maintenance = tokio::spawn(maintain(
+            self.state.auth.clone(),
+            self.state.feed.clone(),
+            self.invalidation_poll,
+        ));
         let router = http::router(self.state, self.body_limit_bytes);
         let served = serve::serve(self.listener, router, self.connections, shutdown).await;
         maintenance.abort();
@@ -203,7 +212,7 @@ impl App {
 /// Background upkeep of a serving process: applies invalidations recorded by other processes (pushed
 /// by the database where it can, polled every `poll` regardless), and now and then deletes what can
 /// no longer matter.
-async fn maintain(auth: Arc<Auth>, poll: Duration) {
+async fn maintain(auth: Arc<Auth>, status: Arc<FeedStatus>, poll: Duration) {
     let mut seen = match auth.store().last_invalidation().await {
         Ok(seq) => seq,
         Err(e) => {
@@ -212,7 +221,7 @@ async fn maintain(auth: Arc<Auth>, poll: Duration) {
         }
     };
     let mut feed = Feed::new();
-    feed.subscribe(&auth).await;
+    feed.subscribe(&auth, &status).await;
     let mut sync = tokio::time::interval(poll);
     let mut resubscribe = tokio::time::interval(RESUBSCRIBE_INTERVAL);
     let mut prune = tokio::time::interval(PRUNE_INTERVAL);
@@ -220,13 +229,18 @@ async fn maintain(auth: Arc<Auth>, poll: Duration) {
         tokio::select! {
             _ = sync.tick() => seen = auth.sync_invalidations(seen).await,
             event = feed.next() => {
-                if event == FeedEvent::Lost {
+                match event {
+                    FeedEvent::Changed => {}
+                    FeedEvent::Lost => status.listening(),
+                    FeedEvent::Down => status.connecting(),
+                }
+                if event != FeedEvent::Changed {
                     // Notices may have been missed while the connection was down.
                     auth.forget_everything().await;
                 }
                 seen = auth.sync_invalidations(seen).await;
             }
-            _ = resubscribe.tick(), if feed.failed => feed.subscribe(&auth).await,
+            _ = resubscribe.tick(), if feed.failed => feed.subscribe(&auth, &status).await,
             _ = prune.tick() => {
                 // Keys whose tokens have all expired leave the verifiers and the JWKS.
                 if let Err(e) = auth.keys().reload(auth.store().as_ref(), auth.now_millis()).await {

@@ -184,6 +184,7 @@ impl Auth {
         let store = self.store.clone();
         let clock = self.clock.clone();
         let mailer = self.mailer.clone();
+        let in_flight = mailer.track();
         let ttl = self.code_ttl(purpose);
         let prefix = self.link_prefix(purpose);
         let template = match purpose {
@@ -191,6 +192,7 @@ impl Auth {
             CodePurpose::ConfirmEmail => Template::EmailConfirmation,
         };
         tokio::spawn(async move {
+            let _in_flight = in_flight;
             // Start after the answer has been written: this work competes for the CPU, and a
             // registered address must not answer measurably slower than an unknown one.
             tokio::time::sleep(std::time::Duration::from_millis(
@@ -227,6 +229,7 @@ impl Auth {
         code: Option<String>,
     ) {
         let mailer = self.mailer.clone();
+        let in_flight = mailer.track();
         let to = user.email.clone();
         let vars = MailVars {
             username: user.username.clone(),
@@ -235,6 +238,7 @@ impl Auth {
             code,
         };
         tokio::spawn(async move {
+            let _in_flight = in_flight;
             if let Err(e) = mailer.send(&to, template, &vars).await {
                 tracing::warn!(error = %e, ?template, "email not delivered");
             }

@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Wait before the second attempt; it doubles for each further one (200 ms, 400 ms, 800 ms…).
@@ -140,6 +141,8 @@ struct Inner {
     templates: [Parts; 3],
     attempts: u32,
     to_log: bool,
+    /// Background mails handed out by [`Mailer::track`] and not yet finished.
+    in_flight: AtomicUsize,
 }
 
 impl fmt::Debug for Mailer {
@@ -198,6 +201,7 @@ impl Mailer {
                 templates,
                 attempts: settings.attempts,
                 to_log: settings.to_log,
+                in_flight: AtomicUsize::new(0),
             }),
         })
     }
@@ -215,6 +219,20 @@ impl Mailer {
     /// The product name the messages show.
     pub fn app_name(&self) -> &str {
         &self.inner.app_name
+    }
+
+    /// Background mails not yet delivered or given up on. Each is counted from before the request
+    /// that causes it is answered, so once a caller has its answer, the mail is either counted here
+    /// or finished: what lets a test know that nothing it caused is still on its way.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Counts one background mail in [`Mailer::in_flight`] until the returned guard is dropped.
+    /// Take it before spawning the task that sends, and move it into that task.
+    pub(crate) fn track(&self) -> InFlight {
+        self.inner.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.inner.clone())
     }
 
     /// Renders `template` for `to` and delivers it, retrying failures that may pass (connection
@@ -289,6 +307,16 @@ impl Mailer {
             backoff *= 2;
             attempt += 1;
         }
+    }
+}
+
+/// One background mail counted in [`Mailer::in_flight`]; dropping it (the task ended, or panicked)
+/// stops counting it.
+pub(crate) struct InFlight(Arc<Inner>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

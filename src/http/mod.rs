@@ -71,6 +71,8 @@ pub struct Shared {
     pub access_log: bool,
     /// `/api/openapi.json`, serialized when the router is built.
     pub openapi_json: std::sync::OnceLock<Arc<str>>,
+    /// The invalidation feed as the serving process's upkeep last saw it (`/readyz` shows it).
+    pub feed: Arc<crate::store::FeedStatus>,
 }
 
 /// CORS for the configured origins only; none configured, none allowed (the default). Credentials are

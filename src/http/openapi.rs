@@ -154,6 +154,25 @@ pub struct Status {
     pub status: &'static str,
 }
 
+/// `/readyz`'s answer: the database answers, and where the push feed of invalidations stands.
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: &'static str,
+    pub invalidation_feed: FeedReport,
+}
+
+/// How this process learns of logouts, blocks and the like made by others: informative only, since
+/// a process without its feed still applies them, on the poll.
+#[derive(Serialize, ToSchema)]
+pub struct FeedReport {
+    /// `listening` (PostgreSQL `LISTEN`: applied as they commit), `connecting` (expected but not
+    /// connected yet or again) or `none` (SQLite: the poll only).
+    #[schema(example = "listening")]
+    pub state: &'static str,
+    /// Times the feed connected since the process started, reconnections included.
+    pub connects: u64,
+}
+
 /// A JSON Web Key Set (RFC 7517).
 #[derive(Serialize, ToSchema)]
 pub struct JwkSet {

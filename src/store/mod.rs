@@ -664,6 +664,66 @@ pub enum FeedEvent {
     Changed,
     /// The feed was interrupted and has reconnected; anything may have been missed meanwhile.
     Lost,
+    /// The feed was interrupted and is not connected: nothing is pushed until a later `Lost` says it
+    /// is back. The next call to [`InvalidationFeed::next`] reconnects.
+    Down,
+}
+
+/// Where a serving process's invalidation feed stands, for `/readyz`: a node that is not listening
+/// still works, on the poll, so this informs and does not decide readiness.
+#[derive(Debug, Default)]
+pub struct FeedStatus {
+    state: std::sync::atomic::AtomicU8,
+    connects: std::sync::atomic::AtomicU64,
+}
+
+/// [`FeedStatus`]'s states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedState {
+    /// A push feed is expected and is not (yet, or not again) connected.
+    Connecting,
+    /// `LISTEN`ing: changes made by other processes are applied as they commit.
+    Listening,
+    /// The engine has no push feed (SQLite): only the poll.
+    None,
+}
+
+impl FeedStatus {
+    const CONNECTING: u8 = 0;
+    const LISTENING: u8 = 1;
+    const NONE: u8 = 2;
+
+    pub fn state(&self) -> FeedState {
+        match self.state.load(std::sync::atomic::Ordering::SeqCst) {
+            Self::LISTENING => FeedState::Listening,
+            Self::NONE => FeedState::None,
+            _ => FeedState::Connecting,
+        }
+    }
+
+    /// How many times the feed has connected since the process started, reconnections included.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The feed has (re)connected and listens.
+    pub fn listening(&self) {
+        self.connects
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.set(Self::LISTENING);
+    }
+
+    pub fn connecting(&self) {
+        self.set(Self::CONNECTING);
+    }
+
+    pub fn none(&self) {
+        self.set(Self::NONE);
+    }
+
+    fn set(&self, state: u8) {
+        self.state.store(state, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[async_trait]

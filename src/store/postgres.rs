@@ -312,23 +312,56 @@ const NOTIFY_CHANNEL: &str = "keyway_invalidations";
 
 /// `LISTEN keyway_invalidations` on a connection of its own.
 struct PgFeed {
-    listener: sqlx::postgres::PgListener,
+    pool: PgPool,
+    /// `None` after a failure, until a reconnection succeeds.
+    listener: Option<sqlx::postgres::PgListener>,
+    /// No reconnection attempt before this: not in a tight loop while the database is unreachable.
+    /// Kept here, not in a sleep, because the caller may drop a pending `next` and call it again.
+    retry_at: tokio::time::Instant,
+}
+
+/// How long after a failed or interrupted attempt the feed tries to reconnect.
+const RELISTEN_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+async fn listen(pool: &PgPool) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(NOTIFY_CHANNEL).await?;
+    Ok(listener)
 }
 
 #[async_trait]
 impl InvalidationFeed for PgFeed {
     async fn next(&mut self) -> FeedEvent {
-        match self.listener.try_recv().await {
-            Ok(Some(_)) => FeedEvent::Changed,
-            // The connection dropped; sqlx reconnects on the next call. Notices sent meanwhile are
-            // lost, so the caller must stop trusting its caches.
-            Ok(None) => FeedEvent::Lost,
-            Err(e) => {
-                tracing::warn!(error = %e, "the invalidation listener failed; reconnecting");
-                // Not in a tight loop while the database is unreachable.
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                FeedEvent::Lost
-            }
+        loop {
+            let Some(listener) = &mut self.listener else {
+                tokio::time::sleep_until(self.retry_at).await;
+                self.retry_at = tokio::time::Instant::now() + RELISTEN_DELAY;
+                // A fresh connection rather than sqlx's reconnection: the failed one may still be
+                // held, broken, by the old listener.
+                match listen(&self.pool).await {
+                    Ok(listener) => {
+                        self.listener = Some(listener);
+                        return FeedEvent::Lost;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for invalidations; retrying");
+                        continue;
+                    }
+                }
+            };
+            return match listener.try_recv().await {
+                Ok(Some(_)) => FeedEvent::Changed,
+                // The connection dropped and sqlx has already reconnected and listens again (it
+                // returns an error instead when it cannot). Notices sent meanwhile are lost, so the
+                // caller must stop trusting its caches.
+                Ok(None) => FeedEvent::Lost,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the invalidation listener failed; reconnecting");
+                    self.listener = None;
+                    self.retry_at = tokio::time::Instant::now() + RELISTEN_DELAY;
+                    FeedEvent::Down
+                }
+            };
         }
     }
 }
@@ -1457,10 +1490,11 @@ impl Store for PgStore {
     }
 
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn InvalidationFeed>>> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
-            .await
-            .map_err(db)?;
-        listener.listen(NOTIFY_CHANNEL).await.map_err(db)?;
-        Ok(Some(Box::new(PgFeed { listener })))
+        let listener = listen(&self.pool).await.map_err(db)?;
+        Ok(Some(Box::new(PgFeed {
+            pool: self.pool.clone(),
+            listener: Some(listener),
+            retry_at: tokio::time::Instant::now(),
+        })))
     }
 }

@@ -311,6 +311,18 @@ macro_rules! with_db {
 }
 pub(crate) use with_db;
 
+/// A port on 127.0.0.1 that refuses every connection for as long as the returned socket lives:
+/// bound, so no other process can take it, and never listening. (A port bound and released is only
+/// free until someone else binds it.)
+pub fn refused_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind port 0");
+    let port = socket.local_addr().expect("bound address").port();
+    (socket, port)
+}
+
 pub fn password_of(name: &str) -> String {
     format!("{name}-password")
 }

@@ -173,6 +173,30 @@ async fn health_and_readiness() {
     }
 }
 
+/// `/readyz` says how the server hears of changes made by other processes: PostgreSQL's feed once it
+/// listens, none on SQLite (the poll only).
+#[tokio::test]
+async fn readiness_shows_the_invalidation_feed() {
+    let app = TestApp::spawn().await;
+    let expected = match crate::testdb::Backend::from_env() {
+        crate::testdb::Backend::Sqlite => json!({"state": "none", "connects": 0}),
+        crate::testdb::Backend::Postgres => json!({"state": "listening", "connects": 1}),
+    };
+    // The feed opens in the background after the server starts.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let body: Value = res.json().await.unwrap();
+        if body["invalidation_feed"]["state"] != "connecting" {
+            assert_eq!(body["invalidation_feed"], expected, "{body}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Random JSON-ish values, deep enough to reach every branch of the field reader.
 fn arbitrary_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![

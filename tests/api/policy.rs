@@ -381,12 +381,8 @@ async fn a_password_the_range_api_does_not_list_is_accepted() {
 
 #[tokio::test]
 async fn a_range_api_that_is_down_fails_open() {
-    // A port that was free a moment ago: connections are refused.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Connections are refused.
+    let (_held, port) = refused_port();
     let app = app_checking(
         format!("http://127.0.0.1:{port}/range"),
         Duration::from_secs(5),

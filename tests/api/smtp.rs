@@ -1,22 +1,46 @@
 //! A real SMTP server for the mail tests, and the tests that prove Keyway's mail pipeline against it.
 //!
-//! [`SmtpSink`] runs aiosmtpd (from the virtualenv `scripts/test.sh` creates in `e2e/.venv`) on a free
-//! port with its Maildir handler, and reads back what it received: `SmtpSink::start().await`, point a
-//! `Mailer` (or the app's `smtp_url`) at [`SmtpSink::url`], then `sink.wait_for("alice@example.com")`.
+//! [`SmtpSink`] runs aiosmtpd (from the virtualenv `scripts/test.sh` creates in `e2e/.venv`) with its
+//! Maildir handler on a port the system chose, and reads back what it received:
+//! `SmtpSink::start().await`, point a `Mailer` (or the app's `smtp_url`) at [`SmtpSink::url`], then
+//! `sink.wait_for("alice@example.com")`. That a mail was *not* sent is shown by [`SmtpSink::settle`],
+//! never by waiting a while and finding the mailbox empty.
 
+use crate::helpers::TestApp;
 use keyway::auth::mail::{MailError, MailSettings, MailVars, Mailer, Template};
 use mail_parser::{Addr, Address, MessageParser, PartType};
+use reqwest::StatusCode;
 use secrecy::SecretString;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
 
 /// Bound on waiting for the server to listen and for a message to arrive: generous for a loaded
 /// two-core machine, short enough that a hang fails the test instead of stalling the suite.
 const WAIT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(50);
+
+/// aiosmtpd's server on a port the system picks (port 0), which it prints once it listens: nothing
+/// can take the port between choosing and binding it. The fixed hostname spares a DNS lookup.
+const SERVER: &str = r#"
+import asyncio, sys
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import SMTP
+
+async def main(maildir):
+    handler = Mailbox(maildir)
+    server = await asyncio.get_running_loop().create_server(
+        lambda: SMTP(handler, hostname="sink.keyway.test"), "127.0.0.1", 0)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+asyncio.run(main(sys.argv[1]))
+"#;
 
 /// One message as the SMTP server stored it, bodies decoded.
 #[derive(Debug, Clone)]
@@ -36,7 +60,11 @@ pub struct Email {
 pub struct SmtpSink {
     port: u16,
     dir: TempDir,
+    /// Sentinels sent so far, to give each its own account.
+    sentinels: AtomicUsize,
     _server: Child,
+    /// Kept open so the server never writes to a closed pipe.
+    _stdout: BufReader<ChildStdout>,
 }
 
 impl SmtpSink {
@@ -48,55 +76,41 @@ impl SmtpSink {
              with the pinned aiosmtpd",
             python.display()
         );
-        // The free port is found by binding and releasing it, so another process may take it
-        // before aiosmtpd does; the server then exits and the next try uses another port.
-        let mut last_log = String::new();
-        for _ in 0..3 {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let port = free_port();
-            let log_path = dir.path().join("aiosmtpd.log");
-            let log = std::fs::File::create(&log_path).expect("log file");
-            let mut server = Command::new(&python)
-                .args(["-m", "aiosmtpd", "-n", "-l"])
-                .arg(format!("127.0.0.1:{port}"))
-                .args(["-c", "aiosmtpd.handlers.Mailbox"])
-                .arg(dir.path().join("maildir"))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log file"))
-                .stderr(log)
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-            let deadline = Instant::now() + WAIT;
-            loop {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    return Self {
-                        port,
-                        dir,
-                        _server: server,
-                    };
-                }
-                if let Some(status) = server.try_wait().expect("aiosmtpd status") {
-                    last_log = format!(
-                        "aiosmtpd exited ({status}):\n{}",
-                        std::fs::read_to_string(&log_path).unwrap_or_default()
-                    );
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "aiosmtpd did not listen on 127.0.0.1:{port} within {WAIT:?}:\n{}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                );
-                tokio::time::sleep(POLL).await;
-            }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_path = dir.path().join("aiosmtpd.log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let mut server = Command::new(&python)
+            .args(["-c", SERVER])
+            .arg(dir.path().join("maildir"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
+        let mut stdout = BufReader::new(server.stdout.take().expect("piped stdout"));
+        let mut line = String::new();
+        let read = tokio::time::timeout(WAIT, stdout.read_line(&mut line)).await;
+        let port = match read {
+            Ok(Ok(_)) => line.trim().parse::<u16>().ok(),
+            _ => None,
+        };
+        let Some(port) = port else {
+            let _ = server.start_kill();
+            let _ = server.wait().await;
+            panic!(
+                "aiosmtpd did not report its port within {WAIT:?} (is e2e/.venv complete? re-run \
+                 scripts/test.sh); it printed {line:?} and logged:\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        };
+        Self {
+            port,
+            dir,
+            sentinels: AtomicUsize::new(0),
+            _server: server,
+            _stdout: stdout,
         }
-        panic!(
-            "aiosmtpd could not start (is e2e/.venv complete? re-run scripts/test.sh)\n{last_log}"
-        );
     }
 
     /// The `smtp_url` that reaches this server.
@@ -140,11 +154,66 @@ impl SmtpSink {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
+impl SmtpSink {
+    /// The first `n` messages, waiting for them up to ten seconds.
+    pub async fn wait_until(&self, n: usize) -> Vec<Email> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let all = self.all();
+            if all.len() >= n {
+                return all;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} message(s) within {WAIT:?}, not {n}: {:?}",
+                all.len(),
+                all.iter().map(|m| (&m.to, &m.subject)).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Every message `app` sent before this call, sentinel excepted, once none can still arrive.
+    ///
+    /// A sentinel proves the mail path works: a reset mail for an account of its own, asked for after
+    /// whatever the test did, and waited for. Its arrival alone would prove nothing about earlier
+    /// mails: Keyway has no mail queue, each background mail is its own task that starts after a
+    /// random 20–50 ms, so a sentinel can overtake a mail asked for before it. So this also waits
+    /// until the app's mailer has nothing in flight. A background mail is counted before the request
+    /// that causes it is answered, so once the test holds that answer, the mail is counted or done;
+    /// and aiosmtpd stores a message before acknowledging it. An empty answer therefore means
+    /// nothing was sent, not that it has not arrived yet.
+    pub async fn settle(&self, app: &TestApp) -> Vec<Email> {
+        let n = self.sentinels.fetch_add(1, Ordering::SeqCst) + 1;
+        let name = format!("sentinel{n}");
+        let address = format!("{name}@example.com");
+        app.create_user(&name, |_| {}).await;
+        let res = app
+            .post("/api/auth/forgot-password", json!({ "email": address }))
+            .await;
+        assert_eq!(res.status(), StatusCode::OK, "the sentinel's reset request");
+        self.wait_for(&address).await;
+        wait_idle(app).await;
+        self.all()
+            .into_iter()
+            .filter(|m| !m.to.starts_with("sentinel"))
+            .collect()
+    }
+}
+
+/// Waits (bounded) until `app` has no background mail in flight: each has been delivered or given
+/// up on.
+pub async fn wait_idle(app: &TestApp) {
+    let mailer = app.auth.mailer();
+    let deadline = Instant::now() + WAIT;
+    while mailer.in_flight() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} mail(s) still in flight after {WAIT:?}",
+            mailer.in_flight()
+        );
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 fn first<'a, 'x>(address: Option<&'a Address<'x>>) -> Option<&'a Addr<'x>> {
@@ -234,8 +303,12 @@ async fn each_template_is_delivered_with_both_parts() {
         mailer.send(to, template, &vars("alice", to)).await.unwrap();
     }
 
+    let received = sink.wait_until(cases.len()).await;
     for (template, to, subject) in cases {
-        let mail = sink.wait_for(to).await;
+        let mail = received
+            .iter()
+            .find(|m| m.to == to)
+            .unwrap_or_else(|| panic!("{template:?}: nothing to {to}"));
         assert_eq!(mail.to, to, "{template:?}");
         assert_eq!(mail.from, FROM, "{template:?}");
         assert_eq!(mail.subject, subject, "{template:?}");
@@ -332,8 +405,9 @@ async fn template_overrides_are_delivered_with_the_code() {
 
 #[tokio::test]
 async fn an_unreachable_server_fails_after_the_configured_attempts() {
-    // Bound and released: nothing listens there, so every connection is refused at once.
-    let url = format!("smtp://127.0.0.1:{}", free_port());
+    // Nothing listens there, so every connection is refused at once.
+    let (_held, port) = crate::helpers::refused_port();
+    let url = format!("smtp://127.0.0.1:{port}");
     for attempts in [1, 3] {
         let mailer = Mailer::new(MailSettings {
             attempts,
@@ -367,6 +441,55 @@ async fn an_unreachable_server_fails_after_the_configured_attempts() {
             "no link or code in errors: {shown}"
         );
     }
+}
+
+/// `smtp+starttls://` means STARTTLS required: against a server that does not offer it (aiosmtpd
+/// without TLS), the message is not sent in the clear, the error says why, and it is not retried.
+#[tokio::test]
+async fn starttls_required_refuses_a_server_without_it() {
+    let sink = SmtpSink::start().await;
+    let port = sink.url().rsplit(':').next().unwrap().to_owned();
+    for url in [
+        format!("smtp+starttls://127.0.0.1:{port}"),
+        format!("smtp://127.0.0.1:{port}?tls=starttls"),
+    ] {
+        let mailer = Mailer::new(settings(Some(url.clone()))).unwrap();
+        let err = mailer
+            .send(
+                "secret@example.com",
+                Template::ResetPassword,
+                &vars("erin", "secret@example.com"),
+            )
+            .await
+            .unwrap_err();
+        match &err {
+            MailError::Delivery {
+                attempts,
+                permanent,
+                source,
+                ..
+            } => {
+                assert_eq!(*attempts, 1, "{url}: {err}");
+                assert!(*permanent, "{url}: a missing STARTTLS does not pass: {err}");
+                let why = source.to_string();
+                assert!(why.contains("STARTTLS"), "{url}: {why}");
+            }
+            other => panic!("{url}: expected a delivery error, got {other:?}"),
+        }
+    }
+    // The refused sends have returned; a plain send after them arrives, and is all that did.
+    let plain = Mailer::new(settings(Some(sink.url()))).unwrap();
+    plain
+        .send(
+            "sentinel@example.com",
+            Template::PasswordChanged,
+            &vars("sam", "sentinel@example.com"),
+        )
+        .await
+        .unwrap();
+    sink.wait_for("sentinel@example.com").await;
+    let received: Vec<_> = sink.all().into_iter().map(|m| m.to).collect();
+    assert_eq!(received, ["sentinel@example.com"]);
 }
 
 #[tokio::test]

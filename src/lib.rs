@@ -140,6 +140,8 @@ pub struct App {
     body_limit_bytes: usize,
     connections: config::ConnectionLimits,
     invalidation_poll: Duration,
+    prune_interval: Duration,
+    extra_routes: axum::Router<http::AppState>,
 }
 
 impl App {
@@ -181,7 +183,23 @@ impl App {
             body_limit_bytes: config.body_limit_bytes,
             connections: config.connections,
             invalidation_poll: config.invalidation_poll,
+            prune_interval: PRUNE_INTERVAL,
+            extra_routes: axum::Router::new(),
         }
+    }
+
+    /// Serves `routes` beside the API's, inside the same layers: for an embedder's own endpoints,
+    /// and for tests that need a route the API has not (a handler that panics).
+    pub fn with_routes(mut self, routes: axum::Router<http::AppState>) -> Self {
+        self.extra_routes = self.extra_routes.merge(routes);
+        self
+    }
+
+    /// Prunes (ended sessions, old audit events, expired keys) every `every` instead of every ten
+    /// minutes, so a test can watch the running server do it.
+    pub fn with_prune_interval(mut self, every: Duration) -> Self {
+        self.prune_interval = every;
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -201,8 +219,9 @@ impl App {
             self.state.auth.clone(),
             self.state.feed.clone(),
             self.invalidation_poll,
+            self.prune_interval,
         ));
-        let router = http::router(self.state, self.body_limit_bytes);
+        let router = http::router(self.state, self.body_limit_bytes, self.extra_routes);
         let served = serve::serve(self.listener, router, self.connections, shutdown).await;
         maintenance.abort();
         served
@@ -212,7 +231,12 @@ impl App {
 /// Background upkeep of a serving process: applies invalidations recorded by other processes (pushed
 /// by the database where it can, polled every `poll` regardless), and now and then deletes what can
 /// no longer matter.
-async fn maintain(auth: Arc<Auth>, status: Arc<FeedStatus>, poll: Duration) {
+async fn maintain(
+    auth: Arc<Auth>,
+    status: Arc<FeedStatus>,
+    poll: Duration,
+    prune_every: Duration,
+) {
     let mut seen = match auth.store().last_invalidation().await {
         Ok(seq) => seq,
         Err(e) => {
@@ -224,7 +248,7 @@ async fn maintain(auth: Arc<Auth>, status: Arc<FeedStatus>, poll: Duration) {
     feed.subscribe(&auth, &status).await;
     let mut sync = tokio::time::interval(poll);
     let mut resubscribe = tokio::time::interval(RESUBSCRIBE_INTERVAL);
-    let mut prune = tokio::time::interval(PRUNE_INTERVAL);
+    let mut prune = tokio::time::interval(prune_every);
     loop {
         tokio::select! {
             _ = sync.tick() => seen = auth.sync_invalidations(seen).await,

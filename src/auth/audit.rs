@@ -15,8 +15,12 @@ use crate::store::{AuditEvent, Millis};
 /// How long audit events are kept by default.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
 
-/// Throttle and limit refusals come in floods; one record per key and minute says enough.
-pub(super) fn refusal_dedup() -> Cache<String, ()> {
+/// How often a flood of refusals under one key is recorded.
+const REFUSAL_RECORD_EVERY_MS: Millis = 60_000;
+
+/// Throttle and limit refusals come in floods; one record per key and minute says enough. Each entry
+/// holds when its key was last recorded, by the app's clock; the cache's own expiry only bounds memory.
+pub(super) fn refusal_dedup() -> Cache<String, Millis> {
     Cache::builder()
         .max_capacity(100_000)
         .time_to_live(Duration::from_secs(60))
@@ -56,10 +60,15 @@ impl Auth {
         client: &ClientInfo,
         detail: &str,
     ) {
-        if self.refusals.contains_key(key) {
+        let now = self.clock.now_millis();
+        if self
+            .refusals
+            .get(key)
+            .is_some_and(|recorded| now - recorded < REFUSAL_RECORD_EVERY_MS)
+        {
             return;
         }
-        self.refusals.insert(key.to_owned(), ());
+        self.refusals.insert(key.to_owned(), now);
         self.audit("rate_limited", user_id, client, Some(detail))
             .await;
     }

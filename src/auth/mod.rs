@@ -134,7 +134,7 @@ pub struct Auth {
     policy: policy::PasswordPolicy,
     limiter: throttle::RateLimiter,
     throttle: throttle::AccountThrottle,
-    refusals: moka::sync::Cache<String, ()>,
+    refusals: moka::sync::Cache<String, crate::store::Millis>,
     sso: sso::Sso,
     clock: Arc<dyn Clock>,
 }

@@ -295,7 +295,9 @@ struct Attempts {
 pub struct AccountThrottle {
     settings: ThrottleSettings,
     attempts: Cache<String, Arc<Mutex<Attempts>>>,
-    trusted: Cache<(Key, IpAddr), ()>,
+    /// Until when (app clock) each client is trusted on each account; the cache's own expiry, by the
+    /// wall clock, only bounds memory.
+    trusted: Cache<(Key, IpAddr), Millis>,
     /// Where attempts and trust live when several nodes share them.
     shared: Option<Arc<dyn Store>>,
 }
@@ -352,9 +354,11 @@ impl AccountThrottle {
         }
         let own = ip.map(|ip| (ip, account.own(ip)));
         let Some(store) = &self.shared else {
-            let trusted = own
-                .as_ref()
-                .filter(|(ip, _)| self.trusted.contains_key(&(account.clone(), *ip)));
+            let trusted = own.as_ref().filter(|(ip, _)| {
+                self.trusted
+                    .get(&(account.clone(), *ip))
+                    .is_some_and(|until| until > now)
+            });
             let bucket = trusted.map_or(account, |(_, own)| own).0.clone();
             let entry = self.attempts.get_with(bucket.clone(), Arc::default);
             let mut a = entry.lock().unwrap_or_else(|e| e.into_inner());
@@ -398,7 +402,8 @@ impl AccountThrottle {
                 }
             }
             if let Some((ip, own)) = own {
-                self.trusted.insert((account.clone(), ip), ());
+                let until = attempt.at + self.settings.trust_for.as_millis() as Millis;
+                self.trusted.insert((account.clone(), ip), until);
                 self.attempts.invalidate(&own.0);
             }
             return;

@@ -131,9 +131,9 @@ fn api_routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
     (limited, open)
 }
 
-/// The paths the route rate limit applies to, sorted, as the router has them.
-#[cfg(test)]
-fn limited_routes() -> Vec<String> {
+/// The paths the route rate limit applies to, sorted, as the router has them (the configuration
+/// reads the same list from `auth::throttle::LIMITED_ROUTES`; a test keeps the two equal).
+pub fn limited_routes() -> Vec<String> {
     let (limited, _) = api_routes();
     let mut paths: Vec<String> = limited.into_openapi().paths.paths.into_keys().collect();
     paths.sort();
@@ -167,8 +167,9 @@ async fn openapi_json(State(state): State<AppState>) -> Response {
 }
 
 /// Every route of the API, with the layers that apply to all of them. Pure: tests drive it in-process
-/// or over a socket.
-pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
+/// or over a socket. `extra` routes are served inside the same layers (request id, panic catching,
+/// headers, client address), so an embedder, or a test, sees what the API's own routes get.
+pub fn router(state: AppState, body_limit_bytes: usize, extra: Router<AppState>) -> Router {
     let base = state.pages.base_path.trim_end_matches('/').to_owned();
     let (limited, open) = api_routes();
     let limited = limited.route_layer(middleware::from_fn_with_state(state.clone(), limits::limit));
@@ -190,6 +191,7 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
             .route(&format!("{base}/"), get(pages::login))
     };
     let app = app
+        .merge(extra)
         .fallback(|| async { Error::NotFound("Not Found".into()) })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit_bytes))
@@ -212,6 +214,8 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         StatusCode::REQUEST_TIMEOUT,
         state.request_timeout,
     ))
+    // Inside the header layers, so the answer to a panic carries them like any other.
+    .layer(CatchPanicLayer::custom(|_| error::panic_response()))
     // Responses carry tokens and personal data: no cache may keep them.
     .layer(SetResponseHeaderLayer::if_not_present(
         header::CACHE_CONTROL,
@@ -221,7 +225,6 @@ pub fn router(state: AppState, body_limit_bytes: usize) -> Router {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     ))
-    .layer(CatchPanicLayer::custom(|_| error::panic_response()))
     .layer(
         // Only the method and path are recorded: query strings and headers can carry secrets.
         TraceLayer::new_for_http()

@@ -101,6 +101,42 @@ async fn logout_reuse_password_change_and_administration_are_recorded() {
     assert!(events.iter().all(|e| e.user_id == Some(1)));
 }
 
+/// One record a minute, by the server's clock: refusals 59 s after the first add nothing; one
+/// 61 s after it is recorded. The window is an hour here, so every request in the test is refused.
+#[tokio::test]
+async fn a_flood_of_refusals_is_recorded_again_after_a_minute_and_not_before() {
+    let app = TestApp::spawn_with(|c| {
+        c.auth.rate_limits.enabled = true;
+        c.auth.rate_limits.routes.insert(
+            "/api/auth/local".into(),
+            keyway::auth::throttle::Limit {
+                max: 10,
+                window: Duration::from_secs(3600),
+            },
+        );
+    })
+    .await;
+    let records = || async {
+        trail(&app)
+            .await
+            .into_iter()
+            .filter(|e| e.kind == "rate_limited")
+            .count()
+    };
+    for _ in 0..12 {
+        app.login("nobody", "whatever-pass").await;
+    }
+    assert_eq!(records().await, 1);
+    app.clock.advance(Duration::from_secs(59));
+    for _ in 0..3 {
+        assert_eq!(app.login("nobody", "whatever-pass").await.status(), 429);
+    }
+    assert_eq!(records().await, 1, "59 s later: still the first minute");
+    app.clock.advance(Duration::from_secs(2));
+    assert_eq!(app.login("nobody", "whatever-pass").await.status(), 429);
+    assert_eq!(records().await, 2, "61 s later: a second record");
+}
+
 #[tokio::test]
 async fn rate_limit_hits_are_recorded_once_a_minute() {
     let app = TestApp::spawn_with(|c| c.auth.rate_limits.enabled = true).await;
@@ -118,7 +154,7 @@ async fn rate_limit_hits_are_recorded_once_a_minute() {
 }
 
 #[tokio::test]
-async fn the_trail_filters_by_user_and_time_and_old_events_are_pruned() {
+async fn the_trail_filters_by_user_and_time() {
     let app = TestApp::spawn().await.with_user("alice").await;
     app.create_user("bob", |_| {}).await;
     app.login("alice", "alice-password").await;
@@ -140,13 +176,82 @@ async fn the_trail_filters_by_user_and_time_and_old_events_are_pruned() {
     assert_eq!(kinds(&recent), ["login_success", "login_failure"]);
     assert_eq!(recent[0].user_id, Some(2));
     assert!(app.auth.audit_trail(Some("ghost"), None, 10).await.is_err());
+}
 
-    app.auth
-        .store()
-        .prune_audit(app.auth.now_millis() - 60_000)
+/// Polls `done` until it holds, failing after a generous deadline: the server's own maintenance
+/// loop does the work, on its own schedule.
+async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the running server never {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Retention is the running server's job: its maintenance loop (here ticking every 50 ms instead of
+/// every ten minutes) deletes events older than `audit_retention` and sessions ended over a day ago,
+/// and keeps everything younger — which the same pass saw and left.
+#[tokio::test]
+async fn the_running_server_prunes_old_events_and_ended_sessions() {
+    let app = TestApp::spawn_tuned(
+        |c| c.auth.audit_retention = Duration::from_secs(3600),
+        |app| app.with_prune_interval(Duration::from_millis(50)),
+    )
+    .await
+    .with_user("alice")
+    .await;
+    app.create_user("bob", |_| {}).await;
+    let ended = app.token_for("alice").await;
+    let res = app
+        .client
+        .post(app.url("/api/auth/logout"))
+        .bearer_auth(&ended)
+        .json(&json!({}))
+        .send()
         .await
         .unwrap();
-    assert_eq!(trail(&app).await.len(), 2, "the hour-old event is gone");
+    assert_eq!(res.status(), 200);
+    let sessions = || async {
+        with_db!(app.db().await, |pool| sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM sessions"
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap())
+    };
+    assert_eq!(sessions().await, 1, "the ended session is kept a day");
+    assert_eq!(kinds(&trail(&app).await), ["login_success", "logout"]);
+
+    app.clock.advance(Duration::from_secs(86_400 + 60));
+    // Young enough to stay: an event and a live session made after the clock moved.
+    let live = app.token_for("bob").await;
+    eventually("pruned the ended session", || async {
+        sessions().await == 1
+    })
+    .await;
+    eventually("pruned events past audit_retention", || async {
+        trail(&app).await.len() == 1
+    })
+    .await;
+    let left = trail(&app).await;
+    assert_eq!(kinds(&left), ["login_success"]);
+    assert_eq!(
+        left[0].user_id,
+        Some(2),
+        "bob's login, younger than an hour"
+    );
+    assert_eq!(
+        app.me(&live).await.status(),
+        200,
+        "the live session is kept"
+    );
 }
 
 #[tokio::test]

@@ -84,7 +84,12 @@ pub struct TestApp {
     pub auth: Arc<keyway::auth::Auth>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
+    /// Applied to the `App` before it runs, at every start (extra routes, a shorter prune interval).
+    tune: Tune,
 }
+
+/// What [`TestApp::spawn_tuned`] does to the `App`, kept for restarts.
+pub type Tune = Arc<dyn Fn(App) -> App + Send + Sync>;
 
 impl TestApp {
     pub async fn spawn() -> Self {
@@ -100,7 +105,7 @@ impl TestApp {
     /// `::ffff:a.b.c.d`); `addr` is then the port on the IPv4 loopback.
     pub async fn spawn_on(bind: &str, change: impl FnOnce(&mut Config)) -> Self {
         let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
-        Self::spawn_listening(listener, change).await
+        Self::spawn_full(listener, change, Arc::new(|app| app)).await
     }
 
     /// Spawns on a listener the test bound first, so the configuration can name the port (single
@@ -108,6 +113,26 @@ impl TestApp {
     pub async fn spawn_listening(
         listener: tokio::net::TcpListener,
         change: impl FnOnce(&mut Config),
+    ) -> Self {
+        Self::spawn_full(listener, change, Arc::new(|app| app)).await
+    }
+
+    /// Spawns with the given configuration changes and `tune` applied to the `App` before it runs
+    /// (`App::with_routes`, `App::with_prune_interval`), here and at each restart.
+    pub async fn spawn_tuned(
+        change: impl FnOnce(&mut Config),
+        tune: impl Fn(App) -> App + Send + Sync + 'static,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        Self::spawn_full(listener, change, Arc::new(tune)).await
+    }
+
+    async fn spawn_full(
+        listener: tokio::net::TcpListener,
+        change: impl FnOnce(&mut Config),
+        tune: Tune,
     ) -> Self {
         let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
         let mut config = Config::defaults();
@@ -130,26 +155,37 @@ impl TestApp {
         config.auth.rate_limits.enabled = false;
         config.auth.throttle.enabled = false;
         change(&mut config);
-        Self::start_on(listener, config, dir, pg).await
+        Self::start_on(listener, config, dir, pg, tune).await
     }
 
     /// Starts another server on the same database and directory (a restart, or a second node).
     pub async fn restart(mut self) -> Self {
         self.stop().await;
-        Self::start(self.config.clone(), self.dir.clone(), self.pg.clone()).await
+        Self::start(
+            self.config.clone(),
+            self.dir.clone(),
+            self.pg.clone(),
+            self.tune.clone(),
+        )
+        .await
     }
 
     /// Restarts on the same database with a changed configuration.
     pub async fn restart_with(mut self, config: Config) -> Self {
         self.stop().await;
-        Self::start(config, self.dir.clone(), self.pg.clone()).await
+        Self::start(config, self.dir.clone(), self.pg.clone(), self.tune.clone()).await
     }
 
-    async fn start(config: Config, dir: Arc<TempDir>, pg: Option<Arc<PgDatabase>>) -> Self {
+    async fn start(
+        config: Config,
+        dir: Arc<TempDir>,
+        pg: Option<Arc<PgDatabase>>,
+        tune: Tune,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
-        Self::start_on(listener, config, dir, pg).await
+        Self::start_on(listener, config, dir, pg, tune).await
     }
 
     async fn start_on(
@@ -157,12 +193,13 @@ impl TestApp {
         config: Config,
         dir: Arc<TempDir>,
         pg: Option<Arc<PgDatabase>>,
+        tune: Tune,
     ) -> Self {
         let clock = Arc::new(TestClock::default());
         let auth = keyway::build_auth_with_clock(&config, clock.clone(), keyway::Role::Server)
             .await
             .expect("app builds");
-        let app = App::with_auth(auth, &config, listener);
+        let app = tune(App::with_auth(auth, &config, listener));
         let port = app.local_addr().unwrap().port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let auth = app.auth().clone();
@@ -184,6 +221,7 @@ impl TestApp {
             auth,
             shutdown: Some(tx),
             server: Some(server),
+            tune,
         }
     }
 

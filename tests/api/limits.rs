@@ -5,6 +5,7 @@
 use crate::helpers::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const LIMIT_MESSAGE: &str = "Too many requests, please try again later.";
@@ -681,4 +682,310 @@ async fn the_hosted_reset_form_is_limited_in_the_api_routes_bucket() {
         .await
         .unwrap();
     assert_ne!(page.status(), StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// How a limited route is called: enough for it to do its work, whatever the answer.
+struct LimitedCall {
+    path: &'static str,
+    /// The bucket it counts in, as `limited_routes()` names it.
+    bucket: &'static str,
+    method: reqwest::Method,
+    body: Option<Value>,
+    bearer: bool,
+    form: Option<&'static str>,
+}
+
+fn limited_calls() -> Vec<LimitedCall> {
+    use reqwest::Method;
+    let call = |path, bucket, method, body: Option<Value>| LimitedCall {
+        path,
+        bucket,
+        method,
+        body,
+        bearer: false,
+        form: None,
+    };
+    vec![
+        call(
+            "/api/auth/local",
+            "/api/auth/local",
+            Method::POST,
+            Some(json!({"identifier": "alice", "password": "wrong-password"})),
+        ),
+        call(
+            "/api/auth/local/register",
+            "/api/auth/local/register",
+            Method::POST,
+            Some(
+                json!({"username": "alice", "email": "alice@example.com", "password": "a-New-password-42"}),
+            ),
+        ),
+        LimitedCall {
+            bearer: true,
+            ..call(
+                "/api/auth/change-password",
+                "/api/auth/change-password",
+                Method::POST,
+                Some(
+                    json!({"currentPassword": "wrong-password", "password": "a-New-password-42",
+                            "passwordConfirmation": "a-New-password-42"}),
+                ),
+            )
+        },
+        call(
+            "/api/auth/forgot-password",
+            "/api/auth/forgot-password",
+            Method::POST,
+            Some(json!({"email": "alice@example.com"})),
+        ),
+        call(
+            "/api/auth/reset-password",
+            "/api/auth/reset-password",
+            Method::POST,
+            Some(json!({"code": "guess", "password": "a-New-password-42",
+                        "passwordConfirmation": "a-New-password-42"})),
+        ),
+        LimitedCall {
+            form: Some(
+                "code=guess&password=a-New-password-42&passwordConfirmation=a-New-password-42",
+            ),
+            ..call(
+                "/reset-password",
+                "/api/auth/reset-password",
+                Method::POST,
+                None,
+            )
+        },
+        call(
+            "/api/auth/send-email-confirmation",
+            "/api/auth/send-email-confirmation",
+            Method::POST,
+            Some(json!({"email": "alice@example.com"})),
+        ),
+        call(
+            "/api/connect/github",
+            "/api/connect/{provider}",
+            Method::GET,
+            None,
+        ),
+        call(
+            "/api/connect/github/callback?code=x&state=y",
+            "/api/connect/{provider}/callback",
+            Method::GET,
+            None,
+        ),
+    ]
+}
+
+/// Every path that performs a limited action, the hosted reset form included: ten answered with the
+/// limit's headers, the eleventh refused with `429 RateLimitError` and `Retry-After`. Failures are
+/// collected and reported by path, so one broken route does not hide another. The table must name
+/// every limited bucket. `GET /api/auth/{provider}/callback` is not limited, as in Strapi: it trades a
+/// random one-time code bound to the browser that finished the provider's sign-in, not a secret a
+/// client could guess.
+#[tokio::test]
+async fn every_limited_route_takes_ten_a_minute_then_answers_429() {
+    let calls = limited_calls();
+    let mut buckets: Vec<String> = calls.iter().map(|c| c.bucket.to_owned()).collect();
+    buckets.sort();
+    buckets.dedup();
+    assert_eq!(
+        buckets,
+        keyway::http::limited_routes(),
+        "a limited route without a row here, or a row for a route that is not limited"
+    );
+    let mut failures = Vec::new();
+    for call in &calls {
+        // A fresh app per path: each starts with a full bucket. The token is made with the limits
+        // off, so it costs no request from any bucket.
+        let app = TestApp::spawn().await.with_user("alice").await;
+        let token = app.token_for("alice").await;
+        let mut config = app.config.clone();
+        config.auth.rate_limits.enabled = true;
+        let app = app.restart_with(config).await;
+        let send = || {
+            let mut req = app
+                .client
+                .request(call.method.clone(), app.url(call.path))
+                .header("sec-fetch-site", "same-origin");
+            if let Some(body) = &call.body {
+                req = req.json(body);
+            }
+            if let Some(form) = call.form {
+                req = req
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(form);
+            }
+            if call.bearer {
+                req = req.bearer_auth(&token);
+            }
+            req.send()
+        };
+        let mut failed = None;
+        for i in 0..10 {
+            let res = send().await.unwrap();
+            let remaining = res
+                .headers()
+                .get("x-ratelimit-remaining")
+                .map(|v| v.to_str().unwrap().to_owned());
+            if res.status() == StatusCode::TOO_MANY_REQUESTS
+                || remaining != Some((9 - i).to_string())
+            {
+                failed = Some(format!(
+                    "{}: request {} got {} with X-RateLimit-Remaining {remaining:?}",
+                    call.path,
+                    i + 1,
+                    res.status()
+                ));
+                break;
+            }
+        }
+        if failed.is_none() {
+            let res = send().await.unwrap();
+            let headers = res.headers().clone();
+            let status = res.status();
+            let body: Value = res.json().await.unwrap_or_default();
+            let refused = status == StatusCode::TOO_MANY_REQUESTS
+                && body["error"]["name"] == "RateLimitError"
+                && body["error"]["message"] == LIMIT_MESSAGE
+                && headers.contains_key("retry-after")
+                && headers.get("x-ratelimit-limit").is_some_and(|v| v == "10")
+                && headers
+                    .get("x-ratelimit-remaining")
+                    .is_some_and(|v| v == "0")
+                && headers.contains_key("x-ratelimit-reset");
+            if !refused {
+                failed = Some(format!(
+                    "{}: the 11th request got {status} {body} with headers {headers:?}",
+                    call.path
+                ));
+            }
+        }
+        failures.extend(failed);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Captures what the server logs at `warn` and above while the guard lives. Tests run on one thread
+/// (tokio's current-thread runtime), and so does the server they spawn, so a thread-local subscriber
+/// sees the server's requests.
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn capture() -> (Self, tracing::subscriber::DefaultGuard) {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || Writer(sink.clone()))
+            .finish();
+        (Self(buffer), tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+struct Writer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The limits' state goes missing under the running server (its tables dropped through the test's
+/// own connection). On PostgreSQL, where that state lives in the database, requests past both the
+/// route limit and the account's free failures go through uncounted and each miss is logged. On
+/// SQLite one process keeps it in memory, so the same fault changes nothing.
+#[tokio::test]
+async fn the_limits_fail_open_when_the_database_cannot_answer_for_them() {
+    let (logs, _guard) = Logs::capture();
+    let app = TestApp::spawn_with(|c| {
+        c.auth.rate_limits.enabled = true;
+        c.auth.throttle.enabled = true;
+    })
+    .await
+    .with_user("alice")
+    .await;
+    let on_postgres = matches!(app.db().await, TestDb::Postgres(_));
+    with_db!(app.db().await, |pool| {
+        for drop in ["DROP TABLE rate_windows", "DROP TABLE throttle_buckets"] {
+            sqlx::query(drop).execute(pool).await.unwrap();
+        }
+    });
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(app.login("alice", "wrong-password").await.status().as_u16());
+    }
+    if on_postgres {
+        // Twelve failures: past the route's 10 and the account's 5 free ones, and none refused.
+        assert_eq!(statuses, [400; 12]);
+        let res = app.login("alice", "alice-password").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            !res.headers().contains_key("retry-after"),
+            "an uncounted request is not told to wait"
+        );
+        let said = logs.text();
+        assert!(
+            said.contains("rate-limit state unavailable; not limiting"),
+            "{said}"
+        );
+        assert!(
+            said.contains("throttle state unavailable; not throttling"),
+            "{said}"
+        );
+    } else {
+        // The account throttle pauses after five failures; the route limit refuses the 11th.
+        assert_eq!(statuses[..5], [400; 5]);
+        assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+        assert!(!logs.text().contains("unavailable"), "{}", logs.text());
+    }
+}
+
+/// README "Per-account throttling": a client that logged in in the last 30 days keeps a bucket of its
+/// own. Just before the 30 days it still gets in while an attacker has paused the account; just
+/// after, it shares the paused bucket.
+#[tokio::test]
+async fn a_trusted_client_keeps_its_own_bucket_for_thirty_days_and_no_longer() {
+    const DAY: u64 = 86_400;
+    let owner = "198.51.100.10";
+    let attacker = "203.0.113.66";
+    for (offset, expected, when) in [
+        (30 * DAY - 60, 200, "a minute before the 30 days"),
+        (30 * DAY + 60, 429, "a minute after the 30 days"),
+    ] {
+        let app = proxied_app(|_| {}).await;
+        assert_eq!(
+            login_from(&app, owner, "alice", "alice-password")
+                .await
+                .status(),
+            200
+        );
+        app.clock.advance(Duration::from_secs(offset));
+        for _ in 0..8 {
+            login_from(&app, attacker, "alice", "guess").await;
+        }
+        assert_eq!(
+            login_from(&app, attacker, "alice", "alice-password")
+                .await
+                .status(),
+            429,
+            "{when}: the account is paused"
+        );
+        assert_eq!(
+            login_from(&app, owner, "alice", "alice-password")
+                .await
+                .status(),
+            expected,
+            "{when}: the owner's login"
+        );
+    }
 }

@@ -501,3 +501,56 @@ async fn a_configured_secret_signs_hs256_tokens() {
     assert_eq!(data.claims["id"], 1);
     assert_eq!(app.me(&token).await.status(), StatusCode::OK);
 }
+
+/// An argon2 hash made with other parameters (an older configuration) is replaced at the next
+/// successful login by one with the current parameters, and the password keeps working.
+#[tokio::test]
+async fn a_hash_with_other_argon2_parameters_is_replaced_at_the_next_login() {
+    let older = keyway::auth::password::HashParams {
+        m_cost_kib: 2048,
+        t_cost: 2,
+        p_cost: 1,
+    };
+    let app = TestApp::spawn_with(|c| c.hash = older)
+        .await
+        .with_user("alice")
+        .await;
+    let stored = || async {
+        with_db!(app.db().await, |pool| sqlx::query_scalar::<_, String>(
+            "SELECT password_hash FROM users WHERE username = 'alice'"
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap())
+    };
+    let before = stored().await;
+    assert!(
+        before.starts_with("$argon2id$v=19$m=2048,t=2,p=1$"),
+        "{before}"
+    );
+
+    let mut config = app.config.clone();
+    config.hash = cheap_hash();
+    let app = app.restart_with(config).await;
+    let stored = || async {
+        with_db!(app.db().await, |pool| sqlx::query_scalar::<_, String>(
+            "SELECT password_hash FROM users WHERE username = 'alice'"
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap())
+    };
+    assert_eq!(stored().await, before, "nothing changes before a login");
+    assert_eq!(app.login("alice", "wrong-password").await.status(), 400);
+    assert_eq!(stored().await, before, "nor after a failed one");
+    assert_eq!(app.login("alice", "alice-password").await.status(), 200);
+    let after = stored().await;
+    let c = cheap_hash();
+    let current = format!(
+        "$argon2id$v=19$m={},t={},p={}$",
+        c.m_cost_kib, c.t_cost, c.p_cost
+    );
+    assert!(after.starts_with(&current), "{after}");
+    assert_eq!(app.login("alice", "alice-password").await.status(), 200);
+    assert_eq!(stored().await, after, "re-hashed once, not at every login");
+}

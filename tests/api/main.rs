@@ -23,6 +23,7 @@ mod policy;
 mod races;
 mod register;
 mod relay;
+mod responses;
 mod sessions;
 mod smtp;
 mod sso;

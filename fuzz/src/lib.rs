@@ -81,7 +81,7 @@ fn build() -> Fixture {
 
         // Each key in turn becomes the newest, so the one that signs: one token per algorithm.
         let stored = committed_keys();
-        let mut asymmetric = None;
+        let mut asymmetric: Option<Keys> = None;
         let mut tokens = Vec::new();
         for (i, key) in stored.iter().enumerate() {
             store.insert_signing_key(key).await.expect("insert key");

@@ -361,7 +361,17 @@ describe('hosted login app', { concurrency: CONCURRENCY, timeout: 5 * 60_000 }, 
       release = done;
     });
     let requests = 0;
+    let sentinelArrived;
+    const sentinel = new Promise((done) => {
+      sentinelArrived = done;
+    });
     await page.route('**/api/auth/local', async (route) => {
+      // The test's own marker request, answered here: it never reaches Keyway.
+      if (route.request().headers()['x-e2e-sentinel']) {
+        sentinelArrived();
+        await route.fulfill({ status: 204 });
+        return;
+      }
       requests += 1;
       await held;
       await route.continue();
@@ -385,7 +395,13 @@ describe('hosted login app', { concurrency: CONCURRENCY, timeout: 5 * 60_000 }, 
     assert.ok(await button.isDisabled(), 'the button is disabled while the request is in flight');
     assert.equal(await page.locator('#login-form').getAttribute('aria-busy'), 'true');
     await page.keyboard.press('Enter');
-    await page.waitForTimeout(200);
+    // Proof of absence without a sleep: a marker request from the page after the second Enter,
+    // through the same route. The submit handler sends at once, so a second submission would have
+    // been routed before the marker arrives.
+    await page.evaluate(() => {
+      fetch('/api/auth/local', { method: 'POST', headers: { 'x-e2e-sentinel': '1' } });
+    });
+    await sentinel;
     assert.equal(requests, 1, 'a second Enter does not send the form twice');
 
     release();

@@ -27,12 +27,32 @@ export RUSTC_BOOTSTRAP=1
 # defaults (release + ASan).
 BUILD=(--dev --sanitizer none)
 cd fuzz
+# On its own line: a failing `cargo fuzz list` stops the script here (set -e), and an empty list is
+# an error, not "every target ran".
 targets=$(cargo fuzz list)
+if [ -z "$targets" ]; then
+  echo "scripts/fuzz.sh: cargo fuzz list found no targets in fuzz/" >&2
+  exit 1
+fi
+# Every target starts from its committed seeds (corpus/<target>/, written by examples/seed_corpus.rs;
+# README "Fuzzing"): without them a short run barely gets past the parsers' first rejections.
+for target in $targets; do
+  if [ -z "$(ls -A "corpus/$target" 2>/dev/null)" ]; then
+    echo "scripts/fuzz.sh: fuzz/corpus/$target/ holds no seeds; run \`cargo run --example seed_corpus\` in fuzz/ and commit them" >&2
+    exit 1
+  fi
+done
 echo "== cargo fuzz build ${BUILD[*]}"
 cargo fuzz build "${BUILD[@]}"
+# libFuzzer writes what it finds into the first corpus directory and only reads the others: a
+# scratch directory first, so a run never writes into the committed corpus.
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
 for target in $targets; do
-  echo "== cargo fuzz run $target (${SECONDS_EACH}s)"
+  echo "== cargo fuzz run $target (${SECONDS_EACH}s, from $(ls "corpus/$target" | wc -l) seeds)"
+  mkdir "$scratch/$target"
   # -timeout: a single input running this long is a finding (a hang), not a slow machine.
-  cargo fuzz run "${BUILD[@]}" "$target" -- -max_total_time="$SECONDS_EACH" -timeout=10
+  cargo fuzz run "${BUILD[@]}" "$target" "$scratch/$target" "$PWD/corpus/$target" -- \
+    -max_total_time="$SECONDS_EACH" -timeout=10
 done
-echo "== fuzz: every target ran ${SECONDS_EACH}s without a finding"
+echo "== fuzz: every target ($(echo $targets | wc -w)) ran ${SECONDS_EACH}s from its seeds without a finding"

@@ -3,9 +3,10 @@
 # e2e/, the SSO tests' identity providers among them, the SMTP sink and Schemathesis in e2e/.venv,
 # Debian's Chromium for the browser suite, a PostgreSQL server), runs every Rust suite in one
 # `cargo test` (the API suite on SQLite, the store contract suite on both engines), the API suite a
-# second time on PostgreSQL, then the hosted app's browser suite (`node --test e2e/`) and Schemathesis
-# against the binary that `cargo test` built.
-# Extra arguments go to both `cargo test` runs and skip the browser and Schemathesis suites.
+# second time on PostgreSQL, then the timing tests alone and serially on both engines, then the hosted
+# app's browser suite (`node --test e2e/`) and Schemathesis against the binary that `cargo test` built.
+# Extra arguments go to both `cargo test` runs (timing tests included when they match) and skip the
+# serial timing step and the browser and Schemathesis suites.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -136,11 +137,26 @@ fi
 # PostgreSQL run three times slower. TLS itself has its own test (store_contract, PostgreSQL settings).
 export KEYWAY_TEST_POSTGRES_URL="${KEYWAY_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
 
+# The timing tests (tests/api/timing.rs) compare medians a few milliseconds apart: they run after the
+# parallel suites, alone, one at a time, so nothing else loads the machine while they measure. With
+# extra arguments the caller chooses the tests, and they run where the filter puts them.
+SERIAL=timing::
+PARALLEL_ONLY=()
+if [ "$#" -eq 0 ]; then
+  PARALLEL_ONLY=(-- --skip "$SERIAL")
+fi
+
 echo "== cargo test (API suite on SQLite; store contract on SQLite and PostgreSQL)"
-cargo test "$@"
+cargo test "$@" "${PARALLEL_ONLY[@]}"
 
 echo "== cargo test --test api (API suite on PostgreSQL)"
-KEYWAY_TEST_BACKEND=postgres cargo test --test api "$@"
+KEYWAY_TEST_BACKEND=postgres cargo test --test api "$@" "${PARALLEL_ONLY[@]}"
+
+if [ "$#" -eq 0 ]; then
+  echo "== cargo test --test api $SERIAL (timing tests, serially, on SQLite then PostgreSQL)"
+  cargo test --test api "$SERIAL" -- --test-threads=1
+  KEYWAY_TEST_BACKEND=postgres cargo test --test api "$SERIAL" -- --test-threads=1
+fi
 
 # The hosted app in a real browser: each test starts target/debug/keyway (just built by `cargo test`)
 # with a fresh database; the SSO tests also start a provider from e2e/sso. Skipped when extra

@@ -3,30 +3,14 @@
 //! password policy). Nothing may panic, and no error may echo a password back.
 #![no_main]
 
-use arbitrary::Arbitrary;
 use axum::http::{HeaderMap, HeaderValue, header};
 use keyway::auth::policy::PasswordPolicy;
 use keyway::domain::{Email, LoginIdentifier, LoginPassword, Username};
 use keyway::error::Error;
 use keyway::http::extract::{Fields, parse_body, reject_unknown_keys};
+use keyway_fuzz::body::{ContentType, Input};
 use libfuzzer_sys::fuzz_target;
 use std::sync::LazyLock;
-
-#[derive(Arbitrary, Debug)]
-enum ContentType {
-    Missing,
-    Json,
-    JsonWithCharset,
-    ProblemJson,
-    Form,
-    Raw(Vec<u8>),
-}
-
-#[derive(Arbitrary, Debug)]
-struct Input {
-    content_type: ContentType,
-    body: Vec<u8>,
-}
 
 static POLICY: LazyLock<PasswordPolicy> = LazyLock::new(|| PasswordPolicy::new(8, None));
 

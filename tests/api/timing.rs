@@ -5,8 +5,9 @@
 //! is the real cost of the verification that an unknown identifier must still pay (the dummy hash).
 //! Each test takes many interleaved samples of both cases after a warm-up and compares medians, which
 //! shrug off the outliers a busy two-core machine produces. The tests run one at a time (a lock shared
-//! by this module only), so they do not load each other; the rest of the suite still runs beside
-//! them, and the interleaving spreads that load over both cases alike.
+//! by this module only), so they do not load each other; `scripts/test.sh` keeps them out of the
+//! parallel runs and runs them alone afterwards (`--test-threads=1`), and the interleaving spreads
+//! whatever load remains over both cases alike.
 //!
 //! Registration is left out on purpose: a taken username or email is answered "Email or Username are
 //! already taken" (as in Strapi), so the answer itself says what timing could, and a taken name

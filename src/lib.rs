@@ -231,12 +231,7 @@ impl App {
 /// Background upkeep of a serving process: applies invalidations recorded by other processes (pushed
 /// by the database where it can, polled every `poll` regardless), and now and then deletes what can
 /// no longer matter.
-async fn maintain(
-    auth: Arc<Auth>,
-    status: Arc<FeedStatus>,
-    poll: Duration,
-    prune_every: Duration,
-) {
+async fn maintain(auth: Arc<Auth>, status: Arc<FeedStatus>, poll: Duration, prune_every: Duration) {
     let mut seen = match auth.store().last_invalidation().await {
         Ok(seq) => seq,
         Err(e) => {

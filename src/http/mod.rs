@@ -143,10 +143,12 @@ pub fn limited_routes() -> Vec<String> {
 /// The OpenAPI description of every API route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (limited, open) = api_routes();
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let mut doc = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(limited)
         .merge(open)
-        .into_openapi()
+        .into_openapi();
+    openapi::optional_bodies_are_absent_not_null(&mut doc);
+    doc
 }
 
 /// `GET /api/openapi.json`: this API, described in OpenAPI 3.

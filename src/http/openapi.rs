@@ -235,3 +235,35 @@ pub enum CrossSite {
     )]
     Refused(ErrorEnvelope),
 }
+
+/// utoipa describes an optional body (`request_body = Option<T>`) as `oneOf [T, null]`, but a JSON
+/// `null` body is refused like any other body that is not an object, as Strapi's body parser refuses
+/// it: such a body may be absent, never `null`. Keeps `T` alone; the body stays not required.
+pub fn optional_bodies_are_absent_not_null(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    use utoipa::openapi::{RefOr, Schema};
+    let is_null = |s: &RefOr<Schema>| matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null));
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let Some(RefOr::T(body)) = operation.request_body.as_mut() else {
+                continue;
+            };
+            for content in body.content.values_mut() {
+                let RefOr::T(content) = content else { continue };
+                if let Some(RefOr::T(Schema::OneOf(one))) = &content.schema
+                    && one.items.len() == 2
+                    && let Some(kept) = one.items.iter().find(|s| !is_null(s))
+                    && one.items.iter().any(is_null)
+                {
+                    content.schema = Some(kept.clone());
+                }
+            }
+        }
+    }
+}

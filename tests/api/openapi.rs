@@ -71,3 +71,45 @@ fn keyway_openapi_prints_the_same_description() {
     let checked_in: Value = serde_json::from_str(CHECKED_IN).unwrap();
     assert_eq!(printed, checked_in);
 }
+
+/// An optional body may be left out, not sent as JSON `null`: the server refuses `null` like any body
+/// that is not an object (as Strapi does), so the description must not offer it.
+#[tokio::test]
+async fn an_optional_body_may_be_absent_but_is_never_described_as_null() {
+    let app = TestApp::spawn().await;
+    let doc: Value = serde_json::from_str(CHECKED_IN).unwrap();
+    let mut optional = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(body) = operation.get("requestBody") else {
+                continue;
+            };
+            let schema = body["content"]["application/json"]["schema"].to_string();
+            assert!(
+                !schema.contains(r#""type":"null""#),
+                "{method} {path}: the body is described as possibly null: {schema}"
+            );
+            if body.get("required") != Some(&Value::Bool(true)) {
+                optional.push(path.clone());
+            }
+        }
+    }
+    assert_eq!(optional, ["/api/auth/logout", "/api/auth/refresh"]);
+    for path in optional {
+        let res = app
+            .client
+            .post(app.url(&path))
+            .header("content-type", "application/json")
+            .body("null")
+            .send()
+            .await
+            .unwrap();
+        assert_error(
+            res,
+            400,
+            "BadRequestError",
+            "The request body must be a JSON object",
+        )
+        .await;
+    }
+}

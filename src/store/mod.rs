@@ -3,10 +3,12 @@
 //! unique-constraint violation becomes [`StoreError::Conflict`] so the core can answer "already taken"
 //! without a racy read-then-write.
 
+mod audit;
 mod connect;
 mod postgres;
 mod sqlite;
 
+pub use audit::{AuditEvent, AuditStore};
 pub use connect::{
     AppliedMigration, DEFAULT_STATEMENT_TIMEOUT, DatabaseSettings, POSTGRES_CONNECT_TIMEOUT,
     POSTGRES_POOL_SIZE, SQLITE_POOL_SIZE, SslMode, connect, migrate, redact_url,
@@ -208,20 +210,6 @@ pub enum Invalidation {
     Keys,
 }
 
-/// One entry of the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEvent {
-    pub at: Millis,
-    /// `login_success`, `login_failure`, `logout`, `refresh_token_reuse`, `password_change`,
-    /// `password_reset`, `user_blocked`, `user_unblocked`, `user_deleted`, `rate_limited`, …
-    pub kind: String,
-    pub user_id: Option<i64>,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    /// A short free-text note (never a secret).
-    pub detail: Option<String>,
-}
-
 /// What a one-time code is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodePurpose {
@@ -385,7 +373,7 @@ pub struct ThrottleVerdict {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AuditStore + Send + Sync + 'static {
     /// `Ok` when the database answers a trivial query.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -560,17 +548,6 @@ pub trait Store: Send + Sync + 'static {
         purpose: CodePurpose,
         now: Millis,
     ) -> StoreResult<Option<i64>>;
-
-    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
-    /// Events, oldest first, optionally of one user and from a time on; at most `limit`, the newest.
-    async fn audit_events(
-        &self,
-        user_id: Option<i64>,
-        since: Option<Millis>,
-        limit: u32,
-    ) -> StoreResult<Vec<AuditEvent>>;
-    /// Deletes audit events recorded before `before`.
-    async fn prune_audit(&self, before: Millis) -> StoreResult<()>;
 
     /// Records a change other processes must apply to their caches.
     async fn record_invalidation(&self, change: &Invalidation, now: Millis) -> StoreResult<()>;

@@ -3,12 +3,14 @@
 //! (one writer at a time), this file says how it gets the same guarantee from row locks, conditional
 //! updates and one advisory lock — PostgreSQL runs transactions concurrently at READ COMMITTED.
 
+mod audit;
+
 use super::{
-    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, Identity, IdentityRow,
-    ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, POSTGRES_POOL_SIZE,
-    RefreshRecord, Revoke, Role, RoleRemoval, Session, SslMode, SsoStage, SsoState, Store,
-    StoreError, StoreResult, StoredKey, StrapiState, THROTTLE_WINDOW_MS, ThrottleKeys,
-    ThrottleRule, ThrottleVerdict, User, UserCredentials, applied_versions, newly_applied,
+    AppliedMigration, CodePurpose, DatabaseSettings, Identity, IdentityRow, ImportedAccount,
+    ImportedUser, Invalidation, Millis, NewRole, NewUser, POSTGRES_POOL_SIZE, RefreshRecord,
+    Revoke, Role, RoleRemoval, Session, SslMode, SsoStage, SsoState, Store, StoreError,
+    StoreResult, StoredKey, StrapiState, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule,
+    ThrottleVerdict, User, UserCredentials, applied_versions, newly_applied,
 };
 use super::{FeedEvent, InvalidationFeed};
 use async_trait::async_trait;
@@ -1077,67 +1079,6 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)
-    }
-
-    async fn record_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, kind, user_id, ip, user_agent, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(e.at)
-        .bind(text(&e.kind))
-        .bind(e.user_id)
-        .bind(opt_text(&e.ip))
-        .bind(opt_text(&e.user_agent))
-        .bind(opt_text(&e.detail))
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
-    }
-
-    async fn audit_events(
-        &self,
-        user_id: Option<i64>,
-        since: Option<Millis>,
-        limit: u32,
-    ) -> StoreResult<Vec<AuditEvent>> {
-        // The casts type the parameters where `$1 IS NULL` alone would leave them unknown.
-        let rows = sqlx::query(
-            "SELECT at, kind, user_id, ip, user_agent, detail FROM ( \
-               SELECT id, at, kind, user_id, ip, user_agent, detail FROM audit_events \
-               WHERE ($1::BIGINT IS NULL OR user_id = $1) AND ($2::BIGINT IS NULL OR at >= $2) \
-               ORDER BY at DESC, id DESC LIMIT $3 \
-             ) AS newest ORDER BY at, id",
-        )
-        .bind(user_id)
-        .bind(since)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    at: r.try_get("at")?,
-                    kind: r.try_get("kind")?,
-                    user_id: r.try_get("user_id")?,
-                    ip: r.try_get("ip")?,
-                    user_agent: r.try_get("user_agent")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(db)
-    }
-
-    async fn prune_audit(&self, before: Millis) -> StoreResult<()> {
-        sqlx::query("DELETE FROM audit_events WHERE at < $1")
-            .bind(before)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
     }
 
     async fn record_invalidation(&self, change: &Invalidation, now: Millis) -> StoreResult<()> {

@@ -1,12 +1,14 @@
 //! The embedded SQLite store: one file, WAL journal, foreign keys on. The default, so `keyway serve`
 //! needs nothing else installed.
 
+mod audit;
+
 use super::{
-    AppliedMigration, AuditEvent, CodePurpose, DatabaseSettings, Identity, IdentityRow,
-    ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, RefreshRecord, Revoke,
-    Role, RoleRemoval, SQLITE_POOL_SIZE, Session, SsoStage, SsoState, Store, StoreError,
-    StoreResult, StoredKey, StrapiState, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule,
-    ThrottleVerdict, User, UserCredentials, applied_versions, newly_applied,
+    AppliedMigration, CodePurpose, DatabaseSettings, Identity, IdentityRow, ImportedAccount,
+    ImportedUser, Invalidation, Millis, NewRole, NewUser, RefreshRecord, Revoke, Role, RoleRemoval,
+    SQLITE_POOL_SIZE, Session, SsoStage, SsoState, Store, StoreError, StoreResult, StoredKey,
+    StrapiState, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule, ThrottleVerdict, User,
+    UserCredentials, applied_versions, newly_applied,
 };
 use async_trait::async_trait;
 use sqlx::migrate::Migrator;
@@ -1066,66 +1068,6 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)
-    }
-
-    async fn record_audit(&self, e: &AuditEvent) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO audit_events (at, kind, user_id, ip, user_agent, detail) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.at)
-        .bind(&e.kind)
-        .bind(e.user_id)
-        .bind(&e.ip)
-        .bind(&e.user_agent)
-        .bind(&e.detail)
-        .execute(&self.writer)
-        .await
-        .map_err(db)?;
-        Ok(())
-    }
-
-    async fn audit_events(
-        &self,
-        user_id: Option<i64>,
-        since: Option<Millis>,
-        limit: u32,
-    ) -> StoreResult<Vec<AuditEvent>> {
-        let rows = sqlx::query(
-            "SELECT at, kind, user_id, ip, user_agent, detail FROM ( \
-               SELECT id, at, kind, user_id, ip, user_agent, detail FROM audit_events \
-               WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR at >= ?2) \
-               ORDER BY at DESC, id DESC LIMIT ?3 \
-             ) ORDER BY at, id",
-        )
-        .bind(user_id)
-        .bind(since)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    at: r.try_get("at")?,
-                    kind: r.try_get("kind")?,
-                    user_id: r.try_get("user_id")?,
-                    ip: r.try_get("ip")?,
-                    user_agent: r.try_get("user_agent")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(db)
-    }
-
-    async fn prune_audit(&self, before: Millis) -> StoreResult<()> {
-        sqlx::query("DELETE FROM audit_events WHERE at < ?")
-            .bind(before)
-            .execute(&self.writer)
-            .await
-            .map_err(db)?;
-        Ok(())
     }
 
     async fn record_invalidation(&self, change: &Invalidation, now: Millis) -> StoreResult<()> {

@@ -5,6 +5,7 @@
 
 mod audit;
 mod connect;
+mod invalidations;
 mod postgres;
 mod sqlite;
 
@@ -14,6 +15,7 @@ pub use connect::{
     POSTGRES_POOL_SIZE, SQLITE_POOL_SIZE, SslMode, connect, migrate, redact_url,
 };
 use connect::{applied_versions, newly_applied};
+pub use invalidations::{FeedEvent, Invalidation, InvalidationFeed, InvalidationStore};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -202,14 +204,6 @@ pub enum Revoke {
     AllOfUserExcept { user_id: i64, keep: String },
 }
 
-/// A change another process must apply to its caches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Invalidation {
-    Session(String),
-    User(i64),
-    Keys,
-}
-
 /// What a one-time code is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CodePurpose {
@@ -373,7 +367,7 @@ pub struct ThrottleVerdict {
 }
 
 #[async_trait]
-pub trait Store: AuditStore + Send + Sync + 'static {
+pub trait Store: AuditStore + InvalidationStore + Send + Sync + 'static {
     /// `Ok` when the database answers a trivial query.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -549,12 +543,6 @@ pub trait Store: AuditStore + Send + Sync + 'static {
         now: Millis,
     ) -> StoreResult<Option<i64>>;
 
-    /// Records a change other processes must apply to their caches.
-    async fn record_invalidation(&self, change: &Invalidation, now: Millis) -> StoreResult<()>;
-    /// Changes recorded after `seq`, oldest first, with their sequence numbers.
-    async fn invalidations_since(&self, seq: i64) -> StoreResult<Vec<(i64, Invalidation)>>;
-    /// The newest sequence number (0 when none).
-    async fn last_invalidation(&self) -> StoreResult<i64>;
     /// Deletes what can no longer matter: sessions ended before `sessions_before`, invalidations
     /// recorded before `invalidations_before`.
     async fn prune(&self, sessions_before: Millis, invalidations_before: Millis)
@@ -626,26 +614,4 @@ pub trait Store: AuditStore + Send + Sync + 'static {
     ) -> StoreResult<User>;
     /// An account's linked identities, oldest first.
     async fn identities_of_user(&self, user_id: i64) -> StoreResult<Vec<Identity>>;
-
-    /// A push feed that announces new invalidations as they commit, where the engine has one
-    /// (PostgreSQL's `LISTEN`/`NOTIFY`); `None` where polling [`Store::invalidations_since`] is all
-    /// there is.
-    async fn subscribe(&self) -> StoreResult<Option<Box<dyn InvalidationFeed>>> {
-        Ok(None)
-    }
-}
-
-/// What an [`InvalidationFeed`] says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeedEvent {
-    /// Something was recorded: read the log from where you were.
-    Changed,
-    /// The feed was interrupted and has reconnected; anything may have been missed meanwhile.
-    Lost,
-}
-
-#[async_trait]
-pub trait InvalidationFeed: Send {
-    /// Waits for the next event.
-    async fn next(&mut self) -> FeedEvent;
 }

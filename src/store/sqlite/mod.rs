@@ -3,6 +3,8 @@
 
 mod audit;
 
+mod invalidations;
+
 use super::{
     AppliedMigration, CodePurpose, DatabaseSettings, Identity, IdentityRow, ImportedAccount,
     ImportedUser, Invalidation, Millis, NewRole, NewUser, RefreshRecord, Revoke, Role, RoleRemoval,
@@ -11,12 +13,13 @@ use super::{
     UserCredentials, applied_versions, newly_applied,
 };
 use async_trait::async_trait;
+use invalidations::record;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -242,38 +245,6 @@ fn session_from_row(row: &SqliteRow) -> Result<Session, sqlx::Error> {
         user_agent: row.try_get("user_agent")?,
         ip: row.try_get("ip")?,
     })
-}
-
-fn invalidation_parts(change: &Invalidation) -> (&'static str, String) {
-    match change {
-        Invalidation::Session(id) => ("session", id.clone()),
-        Invalidation::User(id) => ("user", id.to_string()),
-        Invalidation::Keys => ("keys", String::new()),
-    }
-}
-
-fn invalidation_from_parts(kind: &str, key: &str) -> Option<Invalidation> {
-    match kind {
-        "session" => Some(Invalidation::Session(key.to_owned())),
-        "user" => key.parse().ok().map(Invalidation::User),
-        "keys" => Some(Invalidation::Keys),
-        _ => None,
-    }
-}
-
-async fn record(
-    tx: &mut Transaction<'_, Sqlite>,
-    change: &Invalidation,
-    now: Millis,
-) -> Result<(), sqlx::Error> {
-    let (kind, key) = invalidation_parts(change);
-    sqlx::query("INSERT INTO invalidations (kind, key, at) VALUES (?, ?, ?)")
-        .bind(kind)
-        .bind(key)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
 }
 
 impl SqliteStore {
@@ -1068,38 +1039,6 @@ impl Store for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)
-    }
-
-    async fn record_invalidation(&self, change: &Invalidation, now: Millis) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
-        record(&mut tx, change, now).await.map_err(db)?;
-        tx.commit().await.map_err(db)
-    }
-
-    async fn invalidations_since(&self, seq: i64) -> StoreResult<Vec<(i64, Invalidation)>> {
-        let rows =
-            sqlx::query("SELECT seq, kind, key FROM invalidations WHERE seq > ? ORDER BY seq")
-                .bind(seq)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let seq: i64 = r.try_get("seq").map_err(db)?;
-            let kind: String = r.try_get("kind").map_err(db)?;
-            let key: String = r.try_get("key").map_err(db)?;
-            if let Some(change) = invalidation_from_parts(&kind, &key) {
-                out.push((seq, change));
-            }
-        }
-        Ok(out)
-    }
-
-    async fn last_invalidation(&self) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM invalidations")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)
     }
 
     async fn hit_window(

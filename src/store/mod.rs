@@ -4,18 +4,22 @@
 //! without a racy read-then-write.
 
 mod audit;
+mod codes;
 mod connect;
 mod invalidations;
+mod keys;
 mod postgres;
 mod sqlite;
 
 pub use audit::{AuditEvent, AuditStore};
+pub use codes::{CodePurpose, CodeStore};
 pub use connect::{
     AppliedMigration, DEFAULT_STATEMENT_TIMEOUT, DatabaseSettings, POSTGRES_CONNECT_TIMEOUT,
     POSTGRES_POOL_SIZE, SQLITE_POOL_SIZE, SslMode, connect, migrate, redact_url,
 };
 use connect::{applied_versions, newly_applied};
 pub use invalidations::{FeedEvent, Invalidation, InvalidationFeed, InvalidationStore};
+pub use keys::{KeyStore, StoredKey};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -204,22 +208,6 @@ pub enum Revoke {
     AllOfUserExcept { user_id: i64, keep: String },
 }
 
-/// What a one-time code is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CodePurpose {
-    ResetPassword,
-    ConfirmEmail,
-}
-
-impl CodePurpose {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ResetPassword => "reset",
-            Self::ConfirmEmail => "confirm",
-        }
-    }
-}
-
 /// A provider identity linked to an account (single sign-on).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -299,19 +287,6 @@ pub(crate) fn live_sso_state(
     })
 }
 
-/// A signing key the server generated for itself. The private half is PKCS#8 DER.
-#[derive(Clone)]
-pub struct StoredKey {
-    pub kid: String,
-    pub alg: String,
-    pub private_der: Vec<u8>,
-    pub public_raw: Vec<u8>,
-    pub created_at: Millis,
-    /// When it stopped signing without a stored successor: the server switched to a configured HS256
-    /// secret. `None` while it signs, or when a newer stored key took over.
-    pub retired_at: Option<Millis>,
-}
-
 /// How the login throttle decides (see `auth::throttle`). A type of the store's because a store shared
 /// by several nodes applies it in the database, in the same atomic step that counts the attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,7 +342,9 @@ pub struct ThrottleVerdict {
 }
 
 #[async_trait]
-pub trait Store: AuditStore + InvalidationStore + Send + Sync + 'static {
+pub trait Store:
+    AuditStore + InvalidationStore + KeyStore + CodeStore + Send + Sync + 'static
+{
     /// `Ok` when the database answers a trivial query.
     async fn ping(&self) -> StoreResult<()>;
 
@@ -518,44 +495,10 @@ pub trait Store: AuditStore + InvalidationStore + Send + Sync + 'static {
         idle_expires_at: Millis,
     ) -> StoreResult<bool>;
 
-    /// Stores a one-time code by its hash, replacing the user's unused codes of the same purpose.
-    async fn create_code(
-        &self,
-        hash: &str,
-        user_id: i64,
-        purpose: CodePurpose,
-        now: Millis,
-        expires_at: Millis,
-    ) -> StoreResult<()>;
-    /// Uses a code, atomically: the user it belongs to if it exists, has this purpose, is unused and
-    /// unexpired; otherwise `None`. A code can be consumed once.
-    async fn consume_code(
-        &self,
-        hash: &str,
-        purpose: CodePurpose,
-        now: Millis,
-    ) -> StoreResult<Option<i64>>;
-    /// The user a usable code (this purpose, unused, unexpired) belongs to, without using it.
-    async fn code_owner(
-        &self,
-        hash: &str,
-        purpose: CodePurpose,
-        now: Millis,
-    ) -> StoreResult<Option<i64>>;
-
     /// Deletes what can no longer matter: sessions ended before `sessions_before`, invalidations
     /// recorded before `invalidations_before`.
     async fn prune(&self, sessions_before: Millis, invalidations_before: Millis)
     -> StoreResult<()>;
-
-    /// Every signing key, newest first. Which of them still verify is the core's decision.
-    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
-    /// Inserts a key and records a `Keys` invalidation so running servers reload.
-    async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
-    /// Marks every key not yet retired as retired at `now` (a switch to an HS256 secret) and, when
-    /// any was, records a `Keys` invalidation; returns how many were. A key retired earlier keeps
-    /// its time, so restarts do not extend it.
-    async fn retire_signing_keys(&self, now: Millis) -> StoreResult<u64>;
 
     /// Whether several processes can share this database as one service (PostgreSQL): then rate
     /// limits and login throttling keep their state here, so that adding nodes does not multiply an

@@ -7,12 +7,16 @@ mod audit;
 
 mod invalidations;
 
+mod keys;
+
+mod codes;
+
 use super::{
-    AppliedMigration, CodePurpose, DatabaseSettings, Identity, IdentityRow, ImportedAccount,
-    ImportedUser, Invalidation, Millis, NewRole, NewUser, POSTGRES_POOL_SIZE, RefreshRecord,
-    Revoke, Role, RoleRemoval, Session, SslMode, SsoStage, SsoState, Store, StoreError,
-    StoreResult, StoredKey, StrapiState, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule,
-    ThrottleVerdict, User, UserCredentials, applied_versions, newly_applied,
+    AppliedMigration, DatabaseSettings, Identity, IdentityRow, ImportedAccount, ImportedUser,
+    Invalidation, Millis, NewRole, NewUser, POSTGRES_POOL_SIZE, RefreshRecord, Revoke, Role,
+    RoleRemoval, Session, SslMode, SsoStage, SsoState, Store, StoreError, StoreResult, StrapiState,
+    THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule, ThrottleVerdict, User, UserCredentials,
+    applied_versions, newly_applied,
 };
 use async_trait::async_trait;
 use invalidations::record;
@@ -925,85 +929,6 @@ impl Store for PgStore {
         Ok(true)
     }
 
-    async fn create_code(
-        &self,
-        hash: &str,
-        user_id: i64,
-        purpose: CodePurpose,
-        now: Millis,
-        expires_at: Millis,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        // Serializes code issuing per user, as SQLite's single writer does: otherwise two concurrent
-        // requests both delete the (same) old codes, both insert, and two codes stay usable. NO KEY
-        // UPDATE does not block the user's sessions and codes, whose foreign keys only need KEY SHARE.
-        sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query(
-            "DELETE FROM one_time_codes WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(purpose.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        sqlx::query(
-            "INSERT INTO one_time_codes (hash, user_id, purpose, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(text(hash))
-        .bind(user_id)
-        .bind(purpose.as_str())
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)
-    }
-
-    async fn consume_code(
-        &self,
-        hash: &str,
-        purpose: CodePurpose,
-        now: Millis,
-    ) -> StoreResult<Option<i64>> {
-        // As in rotate_refresh, the conditional update is the claim: of two concurrent uses, the second
-        // re-checks `used_at IS NULL` after the first commits and gets no row.
-        sqlx::query_scalar(
-            "UPDATE one_time_codes SET used_at = $1 \
-             WHERE hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
-             RETURNING user_id",
-        )
-        .bind(now)
-        .bind(text(hash))
-        .bind(purpose.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)
-    }
-
-    async fn code_owner(
-        &self,
-        hash: &str,
-        purpose: CodePurpose,
-        now: Millis,
-    ) -> StoreResult<Option<i64>> {
-        sqlx::query_scalar(
-            "SELECT user_id FROM one_time_codes \
-             WHERE hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
-        )
-        .bind(text(hash))
-        .bind(purpose.as_str())
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)
-    }
-
     async fn hit_window(
         &self,
         key: &str,
@@ -1221,67 +1146,6 @@ impl Store for PgStore {
                 .map_err(db)?;
         }
         Ok(())
-    }
-
-    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
-        let rows = sqlx::query(
-            "SELECT kid, alg, private_der, public_raw, created_at, retired_at FROM signing_keys \
-             ORDER BY created_at DESC, seq DESC",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredKey {
-                    kid: r.try_get("kid")?,
-                    alg: r.try_get("alg")?,
-                    private_der: r.try_get("private_der")?,
-                    public_raw: r.try_get("public_raw")?,
-                    created_at: r.try_get("created_at")?,
-                    retired_at: r.try_get("retired_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(db)
-    }
-
-    async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_der, public_raw, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(text(&key.kid))
-        .bind(text(&key.alg))
-        .bind(&key.private_der)
-        .bind(&key.public_raw)
-        .bind(key.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        record(&mut tx, &Invalidation::Keys, key.created_at)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)
-    }
-
-    async fn retire_signing_keys(&self, now: Millis) -> StoreResult<u64> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let retired =
-            sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?
-                .rows_affected();
-        if retired > 0 {
-            record(&mut tx, &Invalidation::Keys, now)
-                .await
-                .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(retired)
     }
 
     fn shared_by_nodes(&self) -> bool {

@@ -5,12 +5,16 @@ mod audit;
 
 mod invalidations;
 
+mod keys;
+
+mod codes;
+
 use super::{
-    AppliedMigration, CodePurpose, DatabaseSettings, Identity, IdentityRow, ImportedAccount,
-    ImportedUser, Invalidation, Millis, NewRole, NewUser, RefreshRecord, Revoke, Role, RoleRemoval,
-    SQLITE_POOL_SIZE, Session, SsoStage, SsoState, Store, StoreError, StoreResult, StoredKey,
-    StrapiState, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule, ThrottleVerdict, User,
-    UserCredentials, applied_versions, newly_applied,
+    AppliedMigration, DatabaseSettings, Identity, IdentityRow, ImportedAccount, ImportedUser,
+    Invalidation, Millis, NewRole, NewUser, RefreshRecord, Revoke, Role, RoleRemoval,
+    SQLITE_POOL_SIZE, Session, SsoStage, SsoState, Store, StoreError, StoreResult, StrapiState,
+    THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule, ThrottleVerdict, User, UserCredentials,
+    applied_versions, newly_applied,
 };
 use async_trait::async_trait;
 use invalidations::record;
@@ -971,76 +975,6 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn create_code(
-        &self,
-        hash: &str,
-        user_id: i64,
-        purpose: CodePurpose,
-        now: Millis,
-        expires_at: Millis,
-    ) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
-        sqlx::query(
-            "DELETE FROM one_time_codes WHERE user_id = ? AND purpose = ? AND used_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(purpose.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        sqlx::query(
-            "INSERT INTO one_time_codes (hash, user_id, purpose, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(hash)
-        .bind(user_id)
-        .bind(purpose.as_str())
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)
-    }
-
-    async fn consume_code(
-        &self,
-        hash: &str,
-        purpose: CodePurpose,
-        now: Millis,
-    ) -> StoreResult<Option<i64>> {
-        sqlx::query_scalar(
-            "UPDATE one_time_codes SET used_at = ?1 \
-             WHERE hash = ?2 AND purpose = ?3 AND used_at IS NULL AND expires_at > ?1 \
-             RETURNING user_id",
-        )
-        .bind(now)
-        .bind(hash)
-        .bind(purpose.as_str())
-        .fetch_all(&self.writer)
-        .await
-        .map(|mut rows| rows.pop())
-        .map_err(db)
-    }
-
-    async fn code_owner(
-        &self,
-        hash: &str,
-        purpose: CodePurpose,
-        now: Millis,
-    ) -> StoreResult<Option<i64>> {
-        sqlx::query_scalar(
-            "SELECT user_id FROM one_time_codes \
-             WHERE hash = ?2 AND purpose = ?3 AND used_at IS NULL AND expires_at > ?1",
-        )
-        .bind(now)
-        .bind(hash)
-        .bind(purpose.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)
-    }
-
     async fn hit_window(
         &self,
         key: &str,
@@ -1297,67 +1231,6 @@ impl Store for SqliteStore {
                 .map_err(db)?;
         }
         Ok(())
-    }
-
-    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
-        let rows = sqlx::query(
-            "SELECT kid, alg, private_der, public_raw, created_at, retired_at FROM signing_keys \
-             ORDER BY created_at DESC, rowid DESC",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredKey {
-                    kid: r.try_get("kid")?,
-                    alg: r.try_get("alg")?,
-                    private_der: r.try_get("private_der")?,
-                    public_raw: r.try_get("public_raw")?,
-                    created_at: r.try_get("created_at")?,
-                    retired_at: r.try_get("retired_at")?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(db)
-    }
-
-    async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, private_der, public_raw, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&key.kid)
-        .bind(&key.alg)
-        .bind(&key.private_der)
-        .bind(&key.public_raw)
-        .bind(key.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        record(&mut tx, &Invalidation::Keys, key.created_at)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)
-    }
-
-    async fn retire_signing_keys(&self, now: Millis) -> StoreResult<u64> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
-        let retired =
-            sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?
-                .rows_affected();
-        if retired > 0 {
-            record(&mut tx, &Invalidation::Keys, now)
-                .await
-                .map_err(db)?;
-        }
-        tx.commit().await.map_err(db)?;
-        Ok(retired)
     }
 }
 

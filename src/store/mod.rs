@@ -8,8 +8,10 @@ mod codes;
 mod connect;
 mod invalidations;
 mod keys;
+mod limits;
 mod postgres;
 mod sqlite;
+mod sso;
 
 pub use audit::{AuditEvent, AuditStore};
 pub use codes::{CodePurpose, CodeStore};
@@ -20,8 +22,10 @@ pub use connect::{
 use connect::{applied_versions, newly_applied};
 pub use invalidations::{FeedEvent, Invalidation, InvalidationFeed, InvalidationStore};
 pub use keys::{KeyStore, StoredKey};
+pub use limits::{LimitStore, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule, ThrottleVerdict};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
+pub use sso::{Identity, SsoStage, SsoState, SsoStore};
 
 use async_trait::async_trait;
 
@@ -208,142 +212,17 @@ pub enum Revoke {
     AllOfUserExcept { user_id: i64, keep: String },
 }
 
-/// A provider identity linked to an account (single sign-on).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// The configured provider's name, e.g. `google`.
-    pub provider: String,
-    /// The provider's stable id of the person: the OpenID Connect `sub`, GitHub's numeric id.
-    pub subject: String,
-    pub user_id: i64,
-    /// The email the provider asserted when the link was made.
-    pub email: Option<String>,
-    pub created_at: Millis,
-}
-
-/// An identity row as both engines read it: provider, subject, user_id, email, created_at.
-pub(crate) type IdentityRow = (String, String, i64, Option<String>, Millis);
-
-impl From<IdentityRow> for Identity {
-    fn from((provider, subject, user_id, email, created_at): IdentityRow) -> Self {
-        Self {
-            provider,
-            subject,
-            user_id,
-            email,
-            created_at,
-        }
-    }
-}
-
-/// Which leg of a single sign-on an [`SsoState`] waits for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SsoStage {
-    /// Sent to the provider; waits for its callback (keyed by the OAuth `state`).
-    Authorize,
-    /// The provider vouched for someone; waits for the front end to trade the code for a session.
-    Finish,
-}
-
-impl SsoStage {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Authorize => "authorize",
-            Self::Finish => "finish",
-        }
-    }
-}
-
-/// A sign-in in progress, stored by the hash of its single-use key. No `Debug`: the payload holds the
-/// PKCE verifier.
-#[derive(Clone)]
-pub struct SsoState {
-    pub hash: String,
-    pub stage: SsoStage,
-    pub provider: String,
-    /// SHA-256 of the cookie that binds the sign-in to one browser.
-    pub browser: String,
-    /// What the next leg needs, as JSON (the auth core's business).
-    pub payload: String,
-    pub expires_at: Millis,
-}
-
-/// The state a `DELETE … RETURNING stage, provider, browser, payload, expires_at` took out, if it was
-/// at `stage` and unexpired; both engines share this check.
-pub(crate) fn live_sso_state(
-    hash: &str,
-    row: Option<(String, String, String, String, Millis)>,
-    stage: SsoStage,
-    now: Millis,
-) -> Option<SsoState> {
-    let (found_stage, provider, browser, payload, expires_at) = row?;
-    (found_stage == stage.as_str() && expires_at > now).then(|| SsoState {
-        hash: hash.to_owned(),
-        stage,
-        provider,
-        browser,
-        payload,
-        expires_at,
-    })
-}
-
-/// How the login throttle decides (see `auth::throttle`). A type of the store's because a store shared
-/// by several nodes applies it in the database, in the same atomic step that counts the attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ThrottleRule {
-    /// Attempts a bucket takes before pauses start.
-    pub free: u32,
-    /// The longest pause between two attempts.
-    pub max_pause_ms: Millis,
-    /// Attempts a bucket takes in any hour, at most; at least 1.
-    pub hourly_cap: u32,
-}
-
-/// How long an attempt stays counted in its bucket.
-pub const THROTTLE_WINDOW_MS: Millis = 3_600_000;
-
-impl ThrottleRule {
-    /// How long an attempt at `now` must wait, given the times of the attempts its bucket counted
-    /// less than [`THROTTLE_WINDOW_MS`] ago (in any order); 0 when it may go ahead. PgStore states the
-    /// same rule in SQL.
-    pub fn wait(&self, recent: &[Millis], now: Millis) -> Millis {
-        let (Some(first), Some(last)) = (recent.iter().min(), recent.iter().max()) else {
-            return 0;
-        };
-        let n = recent.len() as u32;
-        if n >= self.hourly_cap {
-            return first + THROTTLE_WINDOW_MS - now;
-        }
-        if n >= self.free {
-            let pause = (1000 << (n - self.free).min(20)).min(self.max_pause_ms);
-            if now - last < pause {
-                return last + pause - now;
-            }
-        }
-        0
-    }
-}
-
-/// Who makes a login attempt, as the throttle keys it: digests, never what was typed.
-#[derive(Debug, Clone, Copy)]
-pub struct ThrottleKeys<'a> {
-    /// The account's bucket (and the account trusted clients are trusted on).
-    pub account: &'a str,
-    /// The client's address and its own bucket on the account, used while it is trusted there.
-    pub client: Option<(&'a str, &'a str)>,
-}
-
-/// The answer to an attempt: the bucket it was decided in, and how long it must wait (0: it was
-/// counted there and may go ahead).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ThrottleVerdict {
-    pub bucket: String,
-    pub wait_ms: Millis,
-}
-
 #[async_trait]
 pub trait Store:
-    AuditStore + InvalidationStore + KeyStore + CodeStore + Send + Sync + 'static
+    AuditStore
+    + InvalidationStore
+    + KeyStore
+    + CodeStore
+    + LimitStore
+    + SsoStore
+    + Send
+    + Sync
+    + 'static
 {
     /// `Ok` when the database answers a trivial query.
     async fn ping(&self) -> StoreResult<()>;
@@ -506,55 +385,4 @@ pub trait Store:
     fn shared_by_nodes(&self) -> bool {
         false
     }
-
-    /// Counts a hit in the fixed window named `key`: a window `window_ms` old or older starts over
-    /// at `now`. Returns the window's start and its count, this hit included. Atomic.
-    async fn hit_window(
-        &self,
-        key: &str,
-        now: Millis,
-        window_ms: i64,
-    ) -> StoreResult<(Millis, u32)>;
-    /// Decides on a login attempt under `rule` and, when it may go ahead, counts it: one atomic step,
-    /// so concurrent attempts (on any node) each see the ones let through before them. It is decided
-    /// in the client's own bucket while the client is trusted on the account, else in the account's.
-    async fn throttle_attempt(
-        &self,
-        keys: ThrottleKeys<'_>,
-        now: Millis,
-        rule: ThrottleRule,
-    ) -> StoreResult<ThrottleVerdict>;
-    /// A successful attempt: takes back the one counted at `at` in `bucket`, trusts the client on the
-    /// account until `trusted_until` and clears its own bucket.
-    async fn throttle_success(
-        &self,
-        keys: ThrottleKeys<'_>,
-        bucket: &str,
-        at: Millis,
-        trusted_until: Millis,
-    ) -> StoreResult<()>;
-
-    /// Stores a sign-in in progress.
-    async fn put_sso_state(&self, state: &SsoState) -> StoreResult<()>;
-    /// Takes a sign-in in progress out, atomically: it is returned at most once, and only while
-    /// unexpired and at `stage`.
-    async fn take_sso_state(
-        &self,
-        hash: &str,
-        stage: SsoStage,
-        now: Millis,
-    ) -> StoreResult<Option<SsoState>>;
-    /// The account a provider identity is linked to.
-    async fn identity_owner(&self, provider: &str, subject: &str) -> StoreResult<Option<i64>>;
-    /// Links an identity to an existing account; `Conflict` when the identity is linked already.
-    async fn link_identity(&self, identity: &Identity) -> StoreResult<()>;
-    /// Creates an account and links `identity` to it in one transaction (its `user_id` is ignored);
-    /// `Conflict` when the username, the email or the identity is taken.
-    async fn create_user_with_identity(
-        &self,
-        user: NewUser,
-        identity: &Identity,
-    ) -> StoreResult<User>;
-    /// An account's linked identities, oldest first.
-    async fn identities_of_user(&self, user_id: i64) -> StoreResult<Vec<Identity>>;
 }

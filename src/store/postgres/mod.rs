@@ -11,12 +11,15 @@ mod keys;
 
 mod codes;
 
+mod limits;
+
+mod sso;
+
 use super::{
-    AppliedMigration, DatabaseSettings, Identity, IdentityRow, ImportedAccount, ImportedUser,
-    Invalidation, Millis, NewRole, NewUser, POSTGRES_POOL_SIZE, RefreshRecord, Revoke, Role,
-    RoleRemoval, Session, SslMode, SsoStage, SsoState, Store, StoreError, StoreResult, StrapiState,
-    THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule, ThrottleVerdict, User, UserCredentials,
-    applied_versions, newly_applied,
+    AppliedMigration, DatabaseSettings, ImportedAccount, ImportedUser, Invalidation, Millis,
+    NewRole, NewUser, POSTGRES_POOL_SIZE, RefreshRecord, Revoke, Role, RoleRemoval, Session,
+    SslMode, Store, StoreError, StoreResult, StrapiState, User, UserCredentials, applied_versions,
+    newly_applied,
 };
 use async_trait::async_trait;
 use invalidations::record;
@@ -111,26 +114,6 @@ async fn insert_user<'e>(
     .bind(user.now)
     .fetch_one(exec)
     .await
-}
-
-/// Links `identity` to account `user_id`.
-async fn insert_identity<'e>(
-    exec: impl sqlx::Executor<'e, Database = Postgres>,
-    identity: &Identity,
-    user_id: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO identities (provider, subject, user_id, email, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(text(&identity.provider))
-    .bind(text(&identity.subject))
-    .bind(user_id)
-    .bind(opt_text(&identity.email))
-    .bind(identity.created_at)
-    .execute(exec)
-    .await?;
-    Ok(())
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -927,182 +910,6 @@ impl Store for PgStore {
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(true)
-    }
-
-    async fn hit_window(
-        &self,
-        key: &str,
-        now: Millis,
-        window_ms: i64,
-    ) -> StoreResult<(Millis, u32)> {
-        // One statement, so two nodes counting the same window at once both count. The SET
-        // expressions read the row as it was, so both see the same verdict on the old window.
-        let (started, count): (i64, i32) = sqlx::query_as(
-            "INSERT INTO rate_windows (key, started, count) VALUES ($1, $2, 1) \
-             ON CONFLICT (key) DO UPDATE SET \
-             count = CASE WHEN rate_windows.started + $3 <= $2 THEN 1 ELSE rate_windows.count + 1 END, \
-             started = CASE WHEN rate_windows.started + $3 <= $2 THEN $2 ELSE rate_windows.started END \
-             RETURNING started, count",
-        )
-        .bind(text(key))
-        .bind(now)
-        .bind(window_ms)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok((started, u32::try_from(count).unwrap_or(u32::MAX)))
-    }
-
-    async fn throttle_attempt(
-        &self,
-        keys: ThrottleKeys<'_>,
-        now: Millis,
-        rule: ThrottleRule,
-    ) -> StoreResult<ThrottleVerdict> {
-        // One upsert: ON CONFLICT locks the bucket's row and its SET reads the newest committed
-        // version, so attempts racing on any number of nodes are decided one after the other, each
-        // on the attempts counted before it. ThrottleRule::wait in SQL: attempts older than the
-        // window drop out; at the cap, wait until the oldest leaves; past the free ones, wait a
-        // pause doubling from one second (at most the longest pause) after the newest.
-        let (ip, own) = keys.client.unzip();
-        let (bucket, wait_ms): (String, i64) = sqlx::query_as(
-            "INSERT INTO throttle_buckets AS b (bucket, times, last_at, wait_ms) \
-             SELECT CASE WHEN EXISTS (SELECT 1 FROM trusted_clients t \
-                      WHERE t.account = $1 AND t.ip = $2 AND t.until > $4) THEN $3 ELSE $1 END, \
-                    ARRAY[$4]::BIGINT[], $4, 0 \
-             ON CONFLICT (bucket) DO UPDATE SET (times, last_at, wait_ms) = ( \
-               SELECT CASE WHEN v.wait = 0 THEN v.kept || $4 ELSE v.kept END, \
-                      GREATEST(b.last_at, $4), v.wait \
-               FROM (SELECT k.kept, CASE \
-                   WHEN k.n >= $7 THEN k.first + $8 - $4 \
-                   WHEN k.n >= $5 AND $4 - k.last < LEAST(1000::BIGINT << LEAST(k.n - $5, 20)::INT, $6) \
-                     THEN k.last + LEAST(1000::BIGINT << LEAST(k.n - $5, 20)::INT, $6) - $4 \
-                   ELSE 0 END AS wait \
-                 FROM (SELECT COALESCE(array_agg(t ORDER BY t), '{}') AS kept, count(*) AS n, \
-                         min(t) AS first, max(t) AS last \
-                       FROM unnest(b.times) AS t WHERE t > $4 - $8) k) v) \
-             RETURNING bucket, wait_ms",
-        )
-        .bind(text(keys.account))
-        .bind(ip.map(text))
-        .bind(own.map(text))
-        .bind(now)
-        .bind(i64::from(rule.free))
-        .bind(rule.max_pause_ms)
-        .bind(i64::from(rule.hourly_cap.max(1)))
-        .bind(THROTTLE_WINDOW_MS)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(ThrottleVerdict { bucket, wait_ms })
-    }
-
-    async fn throttle_success(
-        &self,
-        keys: ThrottleKeys<'_>,
-        bucket: &str,
-        at: Millis,
-        trusted_until: Millis,
-    ) -> StoreResult<()> {
-        // One statement: the trust, the client's own bucket cleared, and the attempt taken back
-        // (one occurrence of its time) where that was another bucket. The guard keeps the DELETE
-        // and the UPDATE off the same row, which one statement may not change twice.
-        let (ip, own) = keys.client.unzip();
-        sqlx::query(
-            "WITH trusted AS ( \
-               INSERT INTO trusted_clients (account, ip, until) SELECT $1, $2, $6 WHERE $2 IS NOT NULL \
-               ON CONFLICT (account, ip) DO UPDATE SET until = excluded.until), \
-             cleared AS (DELETE FROM throttle_buckets WHERE bucket = $3) \
-             UPDATE throttle_buckets \
-             SET times = times[:array_position(times, $5) - 1] || times[array_position(times, $5) + 1:] \
-             WHERE bucket = $4 AND bucket IS DISTINCT FROM $3 AND $5 = ANY(times)",
-        )
-        .bind(text(keys.account))
-        .bind(ip.map(text))
-        .bind(own.map(text))
-        .bind(text(bucket))
-        .bind(at)
-        .bind(trusted_until)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
-    }
-
-    async fn put_sso_state(&self, state: &SsoState) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO sso_states (hash, stage, provider, browser, payload, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(text(&state.hash))
-        .bind(state.stage.as_str())
-        .bind(text(&state.provider))
-        .bind(text(&state.browser))
-        .bind(text(&state.payload))
-        .bind(state.expires_at)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(())
-    }
-
-    async fn take_sso_state(
-        &self,
-        hash: &str,
-        stage: SsoStage,
-        now: Millis,
-    ) -> StoreResult<Option<SsoState>> {
-        // Deleted whatever its stage or age, so a key is good for one attempt only.
-        let row: Option<(String, String, String, String, Millis)> = sqlx::query_as(
-            "DELETE FROM sso_states WHERE hash = $1 \
-             RETURNING stage, provider, browser, payload, expires_at",
-        )
-        .bind(text(hash))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(super::live_sso_state(hash, row, stage, now))
-    }
-
-    async fn identity_owner(&self, provider: &str, subject: &str) -> StoreResult<Option<i64>> {
-        sqlx::query_scalar("SELECT user_id FROM identities WHERE provider = $1 AND subject = $2")
-            .bind(text(provider))
-            .bind(text(subject))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)
-    }
-
-    async fn link_identity(&self, identity: &Identity) -> StoreResult<()> {
-        insert_identity(&self.pool, identity, identity.user_id)
-            .await
-            .map_err(db)
-    }
-
-    async fn create_user_with_identity(
-        &self,
-        user: NewUser,
-        identity: &Identity,
-    ) -> StoreResult<User> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let id = insert_user(&mut *tx, &user).await.map_err(db)?;
-        insert_identity(&mut *tx, identity, id).await.map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        self.user_by_id(id)
-            .await?
-            .ok_or_else(|| StoreError::Database("user vanished after insert".into()))
-    }
-
-    async fn identities_of_user(&self, user_id: i64) -> StoreResult<Vec<Identity>> {
-        let rows: Vec<IdentityRow> = sqlx::query_as(
-            "SELECT provider, subject, user_id, email, created_at FROM identities \
-             WHERE user_id = $1 ORDER BY created_at, provider",
-        )
-        .bind(user_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(rows.into_iter().map(Identity::from).collect())
     }
 
     async fn prune(

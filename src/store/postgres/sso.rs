@@ -1,9 +1,11 @@
 //! Single sign-on state and identities on PostgreSQL.
 
-use super::{PgStore, db, insert_user, opt_text, text};
+use super::users::insert_user;
+use super::{PgStore, db, opt_text, text};
 use crate::store::sso::TakenSsoState;
 use crate::store::{
-    Identity, Millis, NewUser, SsoStage, SsoState, SsoStore, Store, StoreError, StoreResult, User,
+    Identity, Millis, NewUser, SsoStage, SsoState, SsoStore, StoreError, StoreResult, User,
+    UserStore,
 };
 use async_trait::async_trait;
 use sqlx::Postgres;

@@ -1,9 +1,11 @@
 //! Single sign-on state and identities on SQLite.
 
-use super::{SqliteStore, db, insert_user};
+use super::users::insert_user;
+use super::{SqliteStore, db};
 use crate::store::sso::TakenSsoState;
 use crate::store::{
-    Identity, Millis, NewUser, SsoStage, SsoState, SsoStore, Store, StoreError, StoreResult, User,
+    Identity, Millis, NewUser, SsoStage, SsoState, SsoStore, StoreError, StoreResult, User,
+    UserStore,
 };
 use async_trait::async_trait;
 use sqlx::Sqlite;

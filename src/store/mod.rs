@@ -58,6 +58,15 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// An engine error as the store reports it: a unique violation is a [`StoreError::Conflict`] on
+/// either engine, anything else a [`StoreError::Database`].
+fn db(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
+        _ => StoreError::Database(Box::new(e)),
+    }
+}
+
 #[async_trait]
 pub trait Store:
     UserStore

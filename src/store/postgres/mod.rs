@@ -21,7 +21,7 @@ mod users;
 
 use super::{
     AppliedMigration, DatabaseSettings, Millis, POSTGRES_POOL_SIZE, SslMode, Store, StoreError,
-    StoreResult, applied_versions, newly_applied,
+    StoreResult, applied_versions, db, newly_applied,
 };
 use async_trait::async_trait;
 use invalidations::record;
@@ -51,13 +51,6 @@ fn text(s: &str) -> Cow<'_, str> {
 
 fn opt_text(s: &Option<String>) -> Option<Cow<'_, str>> {
     s.as_deref().map(text)
-}
-
-fn db(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
-        _ => StoreError::Database(Box::new(e)),
-    }
 }
 
 fn ssl_mode(mode: SslMode) -> PgSslMode {

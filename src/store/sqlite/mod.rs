@@ -19,7 +19,7 @@ mod users;
 
 use super::{
     AppliedMigration, DatabaseSettings, Millis, SQLITE_POOL_SIZE, Store, StoreError, StoreResult,
-    applied_versions, newly_applied,
+    applied_versions, db, newly_applied,
 };
 use async_trait::async_trait;
 use invalidations::record;
@@ -45,13 +45,6 @@ use std::time::Duration;
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: SqlitePool,
-}
-
-fn db(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict,
-        _ => StoreError::Database(Box::new(e)),
-    }
 }
 
 impl SqliteStore {

@@ -310,12 +310,10 @@ impl Auth {
         tokio::spawn(async move {
             let result = async {
                 let hash = hasher.hash(password).await?;
-                Ok::<_, Error>(
-                    store
-                        .replace_password_hash(user_id, &old, &hash, now)
-                        .await
-                        .or_internal()?,
-                )
+                store
+                    .replace_password_hash(user_id, &old, &hash, now)
+                    .await
+                    .or_internal()
             }
             .await;
             match result {

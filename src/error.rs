@@ -2,6 +2,7 @@
 //! layer turns it into Strapi's `{data:null, error:{status,name,message,details}}` envelope in a single
 //! place (`http::error`). Internal causes travel in `Internal` and are logged there, never sent.
 
+use crate::store::StoreError;
 use serde::Serialize;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -84,8 +85,17 @@ impl Error {
     pub const INVALID_USER: Self = Self::Unauthorized("Invalid credentials");
 }
 
-impl From<crate::store::StoreError> for Error {
-    fn from(e: crate::store::StoreError) -> Self {
-        Self::internal(e)
+/// How a store failure becomes an [`Error`]: never by `?` alone. A call that may conflict matches
+/// [`StoreError::Conflict`] and answers for it (a taken username is a 400, not a 500); every other
+/// call states with [`OrInternal::or_internal`] that any failure there, a conflict included, is the
+/// server's. There is deliberately no `From<StoreError> for Error`: with one, a forgotten `Conflict`
+/// would quietly become a 500.
+pub trait OrInternal<T> {
+    fn or_internal(self) -> Result<T>;
+}
+
+impl<T> OrInternal<T> for std::result::Result<T, StoreError> {
+    fn or_internal(self) -> Result<T> {
+        self.map_err(Error::internal)
     }
 }

@@ -9,6 +9,7 @@ use super::mail::{MailVars, Template};
 use super::sessions::hash_token;
 use super::{Auth, ClientInfo, Clock, Issued, MSG_BLOCKED, random_id};
 use crate::domain::{Email, Password};
+use crate::error::OrInternal;
 use crate::error::{Error, Result};
 use crate::store::{CodePurpose, Millis, Store, User};
 
@@ -21,7 +22,12 @@ impl Auth {
     /// belongs to an account that is not blocked.
     #[tracing::instrument(skip_all)]
     pub async fn forgot_password(&self, email: &Email) -> Result<()> {
-        let Some(user) = self.store.user_by_email(email.as_str()).await? else {
+        let Some(user) = self
+            .store
+            .user_by_email(email.as_str())
+            .await
+            .or_internal()?
+        else {
             return Ok(());
         };
         if !user.blocked {
@@ -46,15 +52,22 @@ impl Auth {
         let owner = self
             .store
             .code_owner(&hash, CodePurpose::ResetPassword, self.now())
-            .await?
+            .await
+            .or_internal()?
             .ok_or_else(incorrect)?;
-        let user = self.store.user_by_id(owner).await?.ok_or_else(incorrect)?;
+        let user = self
+            .store
+            .user_by_id(owner)
+            .await
+            .or_internal()?
+            .ok_or_else(incorrect)?;
         self.check_new_password(&new, &[&user.username, &user.email])
             .await?;
         let user_id = self
             .store
             .consume_code(&hash, CodePurpose::ResetPassword, self.now())
-            .await?
+            .await
+            .or_internal()?
             .ok_or_else(incorrect)?;
         if user_id != owner {
             return Err(incorrect());
@@ -67,8 +80,15 @@ impl Auth {
         let user = if user.confirmed {
             user
         } else {
-            self.store.set_confirmed(user.id, self.now()).await?;
-            self.store.user_by_id(user.id).await?.unwrap_or(user)
+            self.store
+                .set_confirmed(user.id, self.now())
+                .await
+                .or_internal()?;
+            self.store
+                .user_by_id(user.id)
+                .await
+                .or_internal()?
+                .unwrap_or(user)
         };
         self.audit("password_reset", Some(user.id), &client, None)
             .await;
@@ -86,9 +106,13 @@ impl Auth {
         let user_id = self
             .store
             .consume_code(&hash_token(code), CodePurpose::ConfirmEmail, self.now())
-            .await?
+            .await
+            .or_internal()?
             .ok_or_else(|| Error::Validation(MSG_INVALID_CONFIRMATION.into()))?;
-        self.store.set_confirmed(user_id, self.now()).await?;
+        self.store
+            .set_confirmed(user_id, self.now())
+            .await
+            .or_internal()?;
         self.forget_user(user_id);
         Ok(())
     }
@@ -97,7 +121,12 @@ impl Auth {
     /// when the address belongs to an unconfirmed, unblocked account. Always the same answer.
     #[tracing::instrument(skip_all)]
     pub async fn resend_confirmation(&self, email: &Email) -> Result<()> {
-        let Some(user) = self.store.user_by_email(email.as_str()).await? else {
+        let Some(user) = self
+            .store
+            .user_by_email(email.as_str())
+            .await
+            .or_internal()?
+        else {
             return Ok(());
         };
         if !user.confirmed && !user.blocked {
@@ -262,6 +291,7 @@ async fn store_code(
     let now = clock.now_millis();
     store
         .create_code(&hash_token(&code), user_id, purpose, now, now + ttl)
-        .await?;
+        .await
+        .or_internal()?;
     Ok(code)
 }

@@ -5,6 +5,7 @@
 //! is recorded; in particular the identifier of a failed login is not (people type passwords into
 //! the username field), only the account when it exists.
 
+use crate::error::OrInternal;
 use moka::sync::Cache;
 use std::time::Duration;
 
@@ -101,6 +102,9 @@ impl Auth {
             Some(who) => Some(self.audited_user_id(who).await?),
             None => None,
         };
-        Ok(self.store.audit_events(user_id, since, limit).await?)
+        self.store
+            .audit_events(user_id, since, limit)
+            .await
+            .or_internal()
     }
 }

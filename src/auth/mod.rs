@@ -11,6 +11,7 @@ pub mod sso;
 pub mod throttle;
 pub mod tokens;
 
+use crate::error::OrInternal;
 use secrecy::SecretString;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -236,7 +237,8 @@ impl Auth {
         let found = self
             .store
             .local_credentials(&identifier.to_lowercase(), identifier)
-            .await?;
+            .await
+            .or_internal()?;
         let account = throttle_key(found.as_ref().map(|c| &c.user), identifier);
         let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
         let ip = ip.map(|ip| limit_key(ip, self.settings.ipv6_prefix_len));
@@ -308,11 +310,10 @@ impl Auth {
         tokio::spawn(async move {
             let result = async {
                 let hash = hasher.hash(password).await?;
-                Ok::<_, Error>(
-                    store
-                        .replace_password_hash(user_id, &old, &hash, now)
-                        .await?,
-                )
+                store
+                    .replace_password_hash(user_id, &old, &hash, now)
+                    .await
+                    .or_internal()
             }
             .await;
             match result {
@@ -344,7 +345,8 @@ impl Auth {
         let role = self
             .store
             .role_by_name_or_kind(&self.settings.default_role)
-            .await?
+            .await
+            .or_internal()?
             .ok_or_else(|| Error::Application("Impossible to find the default role".into()))?;
         let confirmed = !self.settings.email_confirmation;
         let ticket = self.caches.ticket();
@@ -384,7 +386,8 @@ impl Auth {
         if self
             .store
             .identity_taken(username.as_str(), email.as_str())
-            .await?
+            .await
+            .or_internal()?
         {
             return Err(taken());
         }
@@ -406,7 +409,7 @@ impl Auth {
         match self.store.create_user(new).await {
             Ok(user) => Ok(user),
             Err(StoreError::Conflict) => Err(taken()),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(Error::internal(e)),
         }
     }
 
@@ -475,7 +478,8 @@ impl Auth {
         let creds = self
             .store
             .local_credentials(&user.email, &user.username)
-            .await?
+            .await
+            .or_internal()?
             .filter(|c| c.user.id == user.id);
         let stored = creds.and_then(|c| c.password_hash);
         let verdict = self
@@ -518,12 +522,13 @@ impl Auth {
         let hash = self.hasher.hash(SecretString::from(new.expose())).await?;
         self.store
             .set_password_hash(user.id, &hash, self.clock.now_millis())
-            .await?;
+            .await
+            .or_internal()?;
         self.forget_user(user.id);
         self.revoke(Revoke::AllOfUser(user.id), "password_changed")
             .await?;
         let ticket = self.caches.ticket();
-        let now = self.store.user_by_id(user.id).await?;
+        let now = self.store.user_by_id(user.id).await.or_internal()?;
         Ok((now.ok_or(Error::INVALID_USER)?, ticket))
     }
 
@@ -542,7 +547,8 @@ impl Auth {
         let role = self
             .store
             .role_by_name_or_kind(&role_name)
-            .await?
+            .await
+            .or_internal()?
             .ok_or_else(|| Error::Application(format!("No role named '{role_name}'")))?;
         self.create_account(
             new.username,
@@ -556,29 +562,33 @@ impl Auth {
     }
 
     pub async fn find_by_username(&self, username: &str) -> Result<Option<User>> {
-        Ok(self.store.user_by_username(username).await?)
+        self.store.user_by_username(username).await.or_internal()
     }
 
     /// The account an administrator names: by exact username first, then by email (any case), then
     /// by id. A username wins over an id, so an account whose username is digits is still found by
     /// its name; another with that id is then found by its email.
     pub async fn find_user(&self, who: &str) -> Result<Option<User>> {
-        if let Some(user) = self.store.user_by_username(who).await? {
+        if let Some(user) = self.store.user_by_username(who).await.or_internal()? {
             return Ok(Some(user));
         }
         if who.contains('@')
-            && let Some(user) = self.store.user_by_email(&who.to_lowercase()).await?
+            && let Some(user) = self
+                .store
+                .user_by_email(&who.to_lowercase())
+                .await
+                .or_internal()?
         {
             return Ok(Some(user));
         }
         match who.parse::<i64>() {
-            Ok(id) => Ok(self.store.user_by_id(id).await?),
+            Ok(id) => self.store.user_by_id(id).await.or_internal(),
             Err(_) => Ok(None),
         }
     }
 
     pub async fn list_users(&self) -> Result<Vec<User>> {
-        Ok(self.store.list_users().await?)
+        self.store.list_users().await.or_internal()
     }
 
     /// Blocks or unblocks an account. Blocking ends all its sessions, so its tokens stop working at
@@ -587,7 +597,8 @@ impl Auth {
         let user = self.require_user(username).await?;
         self.store
             .set_blocked(user.id, blocked, self.clock.now_millis())
-            .await?;
+            .await
+            .or_internal()?;
         self.forget_user(user.id);
         let kind = if blocked {
             "user_blocked"
@@ -610,8 +621,8 @@ impl Auth {
     /// Deletes an account and its sessions.
     pub async fn delete_user(&self, username: &str) -> Result<User> {
         let user = self.require_user(username).await?;
-        let sessions = self.store.sessions_of_user(user.id).await?;
-        self.store.delete_user(user.id).await?;
+        let sessions = self.store.sessions_of_user(user.id).await.or_internal()?;
+        self.store.delete_user(user.id).await.or_internal()?;
         self.forget_user(user.id);
         self.audit(
             "user_deleted",
@@ -633,13 +644,15 @@ impl Auth {
         let role = self
             .store
             .role_by_name_or_kind(role)
-            .await?
+            .await
+            .or_internal()?
             .ok_or_else(|| {
                 Error::NotFound(format!("no role named '{role}' (see `keyway role list`)"))
             })?;
         self.store
             .set_user_role(user.id, role.id, self.clock.now_millis())
-            .await?;
+            .await
+            .or_internal()?;
         self.forget_user(user.id);
         self.require_user(&user.id.to_string()).await
     }

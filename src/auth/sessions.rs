@@ -7,6 +7,7 @@
 //! recomputes and returns the same successor; after it, the token is treated as stolen and the whole
 //! session ends. Tokens themselves are never stored, only their SHA-256 hashes.
 
+use crate::error::OrInternal;
 use hmac::{Hmac, KeyInit, Mac};
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
@@ -225,7 +226,8 @@ impl Auth {
                 refresh.as_deref().map(hash_token).as_deref(),
                 user.stamp,
             )
-            .await?;
+            .await
+            .or_internal()?;
         if !opened {
             tracing::info!(
                 user_id = user.id,
@@ -234,7 +236,7 @@ impl Auth {
             let detail = "account changed during the sign-in";
             self.audit("login_failure", Some(user.id), &client, Some(detail))
                 .await;
-            return Err(match self.store.user_by_id(user.id).await? {
+            return Err(match self.store.user_by_id(user.id).await.or_internal()? {
                 Some(now) if now.blocked => Error::Application(MSG_BLOCKED.into()),
                 _ => Error::Validation(MSG_INVALID_LOGIN.into()),
             });
@@ -263,7 +265,8 @@ impl Auth {
         if let Some(session) = self
             .store
             .rotate_fresh_refresh(&hash, &nonce, &hash_token(&next), now, idle)
-            .await?
+            .await
+            .or_internal()?
         {
             let user = self.user(session.user_id).await?;
             if user.as_ref().is_none_or(|u| !self.may_act(u)) {
@@ -282,7 +285,8 @@ impl Auth {
         let (record, session) = self
             .store
             .refresh_token_and_session(&hash)
-            .await?
+            .await
+            .or_internal()?
             .ok_or_else(invalid_refresh)?;
         if !session.is_live(now) || session.idle_expires_at <= now {
             return Err(invalid_refresh());
@@ -297,12 +301,13 @@ impl Auth {
                 let rotated = self
                     .store
                     .rotate_refresh(&hash, &nonce, &hash_token(&next), now, idle)
-                    .await?;
+                    .await
+                    .or_internal()?;
                 if rotated {
                     next
                 } else {
                     // A concurrent refresh used it first: answer as a replay would be.
-                    let again = self.store.refresh_token(&hash).await?;
+                    let again = self.store.refresh_token(&hash).await.or_internal()?;
                     let used = again.and_then(|r| r.used_at.zip(r.nonce));
                     self.replayed(token, &session, used, now, client).await?
                 }
@@ -380,8 +385,13 @@ impl Auth {
                 )
             }
             (LogoutScope::RefreshToken(token), _) => {
-                let session = match self.store.refresh_token(&hash_token(&token)).await? {
-                    Some(record) => self.store.session(&record.session_id).await?,
+                let session = match self
+                    .store
+                    .refresh_token(&hash_token(&token))
+                    .await
+                    .or_internal()?
+                {
+                    Some(record) => self.store.session(&record.session_id).await.or_internal()?,
                     None => None,
                 };
                 match (session, caller) {
@@ -413,7 +423,8 @@ impl Auth {
         let mut out: Vec<SessionSummary> = self
             .store
             .sessions_of_user(who.user.id)
-            .await?
+            .await
+            .or_internal()?
             .into_iter()
             .filter(|s| s.is_live(now))
             .map(|s| SessionSummary {
@@ -436,7 +447,7 @@ impl Auth {
     /// `DELETE /api/auth/sessions/:id`: another user's or an unknown session is "not found".
     pub async fn end_session(&self, who: &Principal, session_id: &str) -> Result<()> {
         let now = self.clock.now_millis();
-        match self.store.session(session_id).await? {
+        match self.store.session(session_id).await.or_internal()? {
             Some(s) if s.user_id == who.user.id && s.is_live(now) => {
                 self.revoke(Revoke::Session(s.id), "ended_by_user").await?;
                 Ok(())
@@ -451,7 +462,8 @@ impl Auth {
         let ids = self
             .store
             .revoke_sessions(which, reason, self.clock.now_millis())
-            .await?;
+            .await
+            .or_internal()?;
         for id in &ids {
             self.caches.apply(&Invalidation::Session(id.clone()));
         }
@@ -464,7 +476,7 @@ impl Auth {
             return Ok(Some(s));
         }
         let ticket = self.caches.ticket();
-        let Some(s) = self.store.session(id).await? else {
+        let Some(s) = self.store.session(id).await.or_internal()? else {
             return Ok(None);
         };
         let s = Arc::new(s);
@@ -478,7 +490,7 @@ impl Auth {
             return Ok(Some(u));
         }
         let ticket = self.caches.ticket();
-        let Some(u) = self.store.user_by_id(id).await? else {
+        let Some(u) = self.store.user_by_id(id).await.or_internal()? else {
             return Ok(None);
         };
         let u = Arc::new(u);

@@ -24,6 +24,7 @@
 //! The protocol work is the `openidconnect` and `oauth2` crates'; their HTTP goes through
 //! [`crate::outbound::HttpClient`], which never follows redirects.
 
+use crate::error::OrInternal;
 use openidconnect::core::{
     CoreAuthenticationFlow, CoreClient, CoreIdTokenClaims, CoreJwsSigningAlgorithm,
     CoreProviderMetadata, CoreUserInfoClaims,
@@ -680,7 +681,8 @@ impl Auth {
                 payload: serde_json::to_string(&pending).map_err(Error::internal)?,
                 expires_at: self.now_millis() + millis(AUTHORIZE_TTL),
             })
-            .await?;
+            .await
+            .or_internal()?;
         Ok(url.into())
     }
 
@@ -701,11 +703,11 @@ impl Auth {
             .as_deref()
             .filter(|s| !s.is_empty() && s.len() <= MAX_PARAM);
         let taken = match state {
-            Some(state) => {
-                self.store
-                    .take_sso_state(&hash_token(state), SsoStage::Authorize, self.now_millis())
-                    .await?
-            }
+            Some(state) => self
+                .store
+                .take_sso_state(&hash_token(state), SsoStage::Authorize, self.now_millis())
+                .await
+                .or_internal()?,
             None => None,
         };
         let Some(taken) = taken.filter(|t| t.provider == name) else {
@@ -793,7 +795,8 @@ impl Auth {
                 payload: serde_json::to_string(&asserted).map_err(Error::internal)?,
                 expires_at: self.now_millis() + millis(FINISH_TTL),
             })
-            .await?;
+            .await
+            .or_internal()?;
         Ok(with_query(callback, &[("code", &code)]))
     }
 
@@ -816,7 +819,8 @@ impl Auth {
         let taken = self
             .store
             .take_sso_state(&hash_token(code), SsoStage::Finish, self.now_millis())
-            .await?
+            .await
+            .or_internal()?
             .filter(|t| t.provider == name && same_browser(&t.browser, browser))
             .ok_or_else(refused)?;
         let asserted: Asserted = serde_json::from_str(&taken.payload).map_err(Error::internal)?;
@@ -866,7 +870,12 @@ impl Auth {
             email: Some(email.as_str().to_owned()),
             created_at: now,
         };
-        if let Some(existing) = self.store.user_by_email(email.as_str()).await? {
+        if let Some(existing) = self
+            .store
+            .user_by_email(email.as_str())
+            .await
+            .or_internal()?
+        {
             if existing.blocked {
                 return Err(Error::Application(MSG_BLOCKED.into()));
             }
@@ -892,14 +901,15 @@ impl Auth {
             match self.store.link_identity(&identity).await {
                 // A twin sign-in linked it first: same outcome.
                 Ok(()) | Err(StoreError::Conflict) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(Error::internal(e)),
             }
             self.audit("sso_linked", Some(existing.id), client, Some(name))
                 .await;
             return self
                 .store
                 .user_by_id(existing.id)
-                .await?
+                .await
+                .or_internal()?
                 .ok_or_else(|| Error::Application(MSG_NO_PROVIDER_SESSION.into()));
         }
         if !self.settings.allow_register {
@@ -908,7 +918,8 @@ impl Auth {
         let role = self
             .store
             .role_by_name_or_kind(&self.settings.default_role)
-            .await?
+            .await
+            .or_internal()?
             .ok_or_else(|| Error::Application("Impossible to find the default role".into()))?;
         for attempt in 0..5 {
             let new = NewUser {
@@ -934,27 +945,38 @@ impl Auth {
                     if let Some(user) = self.linked_user(name, &asserted.subject).await? {
                         return Ok(user);
                     }
-                    if self.store.user_by_email(email.as_str()).await?.is_some() {
+                    if self
+                        .store
+                        .user_by_email(email.as_str())
+                        .await
+                        .or_internal()?
+                        .is_some()
+                    {
                         return Err(Error::Application(MSG_EMAIL_TAKEN.into()));
                     }
                     // Else the username was taken: the next attempt adds a suffix.
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(Error::internal(e)),
             }
         }
         Err(Error::internal("no free username after five attempts"))
     }
 
     async fn linked_user(&self, provider: &str, subject: &str) -> Result<Option<User>> {
-        match self.store.identity_owner(provider, subject).await? {
-            Some(id) => Ok(self.store.user_by_id(id).await?),
+        match self
+            .store
+            .identity_owner(provider, subject)
+            .await
+            .or_internal()?
+        {
+            Some(id) => self.store.user_by_id(id).await.or_internal(),
             None => Ok(None),
         }
     }
 
     /// The identities linked to an account (`keyway user show`).
     pub async fn identities(&self, user_id: i64) -> Result<Vec<Identity>> {
-        Ok(self.store.identities_of_user(user_id).await?)
+        self.store.identities_of_user(user_id).await.or_internal()
     }
 }
 

@@ -14,6 +14,7 @@
 //! JWKS, only until the tokens it signed before the switch have expired; then the JWKS is empty,
 //! since no public key verifies anything Keyway issues. No key is generated in this mode.
 
+use crate::error::OrInternal;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
@@ -200,11 +201,11 @@ impl Keys {
         now: Millis,
         adopt_algorithm: bool,
     ) -> Result<Self> {
-        let newest = store.signing_keys().await?.into_iter().next();
+        let newest = store.signing_keys().await.or_internal()?.into_iter().next();
         // A server that starts with a secret: the stored keys stop signing now, and verify only what
         // they signed before.
         if settings.secret.is_some() && adopt_algorithm {
-            store.retire_signing_keys(now).await?;
+            store.retire_signing_keys(now).await.or_internal()?;
         }
         // A key that no longer signs (retired, or of another algorithm) is replaced when a server
         // starts without a secret; admin commands need a key only when there is none at all.
@@ -219,10 +220,10 @@ impl Keys {
             match store.insert_signing_key(&key).await {
                 // Another process won the race to create the key: use theirs.
                 Ok(()) | Err(StoreError::Conflict) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(Error::internal(e)),
             }
         }
-        let set = build_set(&settings, &store.signing_keys().await?, now)?;
+        let set = build_set(&settings, &store.signing_keys().await.or_internal()?, now)?;
         Ok(Self {
             settings,
             current: RwLock::new(Arc::new(set)),
@@ -235,7 +236,11 @@ impl Keys {
 
     /// Re-reads the stored keys (after a rotation by another process).
     pub async fn reload(&self, store: &dyn Store, now: Millis) -> Result<()> {
-        let set = build_set(&self.settings, &store.signing_keys().await?, now)?;
+        let set = build_set(
+            &self.settings,
+            &store.signing_keys().await.or_internal()?,
+            now,
+        )?;
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         let same_keys = current.verifiers.len() == set.verifiers.len()
             && set
@@ -368,7 +373,7 @@ impl Keys {
     /// The keys and what each is doing now: the HS256 secret first when one is configured, then
     /// the stored keys, newest first.
     pub async fn describe(store: &dyn Store, settings: &TokenSettings) -> Result<Vec<KeyInfo>> {
-        let stored = store.signing_keys().await?;
+        let stored = store.signing_keys().await.or_internal()?;
         let hs256 = settings.secret.as_ref().map(|secret| KeyInfo {
             kid: HS256_KID.to_owned(),
             alg: "HS256".to_owned(),
@@ -398,7 +403,7 @@ impl Keys {
         now: Millis,
     ) -> Result<KeyInfo> {
         let key = generate(algorithm, now)?;
-        store.insert_signing_key(&key).await?;
+        store.insert_signing_key(&key).await.or_internal()?;
         Ok(KeyInfo {
             kid: key.kid,
             alg: key.alg,

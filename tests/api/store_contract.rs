@@ -7,6 +7,7 @@ use keyway::store::{
     AuditEvent, CodePurpose, DatabaseSettings, Identity, ImportedUser, Invalidation, NewRole,
     NewUser, PgStore, Revoke, RoleRemoval, Session, SqliteStore, SsoStage, SsoState, Store,
     StoreError, StoredKey, StrapiState, ThrottleKeys, ThrottleRule, ThrottleVerdict, User,
+    UserStore,
 };
 use std::collections::HashSet;
 use std::future::Future;

@@ -1,0 +1,88 @@
+//! One-time codes on PostgreSQL: a lock on the user's row serializes issuing, and the
+//! conditional update is the claim on use.
+
+use super::{PgStore, db, text};
+use crate::store::{CodePurpose, CodeStore, Millis, StoreResult};
+use async_trait::async_trait;
+
+#[async_trait]
+impl CodeStore for PgStore {
+    async fn create_code(
+        &self,
+        hash: &str,
+        user_id: i64,
+        purpose: CodePurpose,
+        now: Millis,
+        expires_at: Millis,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Serializes code issuing per user, as SQLite's single writer does: otherwise two concurrent
+        // requests both delete the (same) old codes, both insert, and two codes stay usable. NO KEY
+        // UPDATE does not block the user's sessions and codes, whose foreign keys only need KEY SHARE.
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "DELETE FROM one_time_codes WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(purpose.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO one_time_codes (hash, user_id, purpose, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(text(hash))
+        .bind(user_id)
+        .bind(purpose.as_str())
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn consume_code(
+        &self,
+        hash: &str,
+        purpose: CodePurpose,
+        now: Millis,
+    ) -> StoreResult<Option<i64>> {
+        // As in rotate_refresh, the conditional update is the claim: of two concurrent uses, the second
+        // re-checks `used_at IS NULL` after the first commits and gets no row.
+        sqlx::query_scalar(
+            "UPDATE one_time_codes SET used_at = $1 \
+             WHERE hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING user_id",
+        )
+        .bind(now)
+        .bind(text(hash))
+        .bind(purpose.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn code_owner(
+        &self,
+        hash: &str,
+        purpose: CodePurpose,
+        now: Millis,
+    ) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT user_id FROM one_time_codes \
+             WHERE hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(text(hash))
+        .bind(purpose.as_str())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)
+    }
+}

@@ -1,0 +1,56 @@
+//! Signing keys on PostgreSQL.
+
+use super::{PgStore, db, record, text};
+use crate::store::{Invalidation, KeyStore, Millis, StoreResult, StoredKey};
+use async_trait::async_trait;
+
+#[async_trait]
+impl KeyStore for PgStore {
+    async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        sqlx::query_as(
+            "SELECT kid, alg, private_der, public_raw, created_at, retired_at FROM signing_keys \
+             ORDER BY created_at DESC, seq DESC",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
+
+    async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, private_der, public_raw, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(text(&key.kid))
+        .bind(text(&key.alg))
+        .bind(&key.private_der)
+        .bind(&key.public_raw)
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        record(&mut tx, &Invalidation::Keys, key.created_at)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn retire_signing_keys(&self, now: Millis) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let retired =
+            sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+        if retired > 0 {
+            record(&mut tx, &Invalidation::Keys, now)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(retired)
+    }
+}

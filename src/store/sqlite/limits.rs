@@ -1,0 +1,150 @@
+//! Rate-limit windows and throttle buckets on SQLite: `BEGIN IMMEDIATE` puts deciders one after
+//! the other.
+
+use super::{SqliteStore, db};
+use crate::store::{
+    LimitStore, Millis, StoreError, StoreResult, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule,
+    ThrottleVerdict,
+};
+use async_trait::async_trait;
+
+#[async_trait]
+impl LimitStore for SqliteStore {
+    async fn hit_window(
+        &self,
+        key: &str,
+        now: Millis,
+        window_ms: i64,
+    ) -> StoreResult<(Millis, u32)> {
+        // One statement, so two nodes counting the same window at once both count. The SET
+        // expressions read the row as it was, so both see the same verdict on the old window.
+        let (started, count): (i64, i64) = sqlx::query_as(
+            "INSERT INTO rate_windows (key, started, count) VALUES (?1, ?2, 1) \
+             ON CONFLICT (key) DO UPDATE SET \
+             count = CASE WHEN rate_windows.started + ?3 <= ?2 THEN 1 ELSE rate_windows.count + 1 END, \
+             started = CASE WHEN rate_windows.started + ?3 <= ?2 THEN ?2 ELSE rate_windows.started END \
+             RETURNING started, count",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(window_ms)
+        .fetch_all(&self.writer)
+        .await
+        .map_err(db)?
+        .pop()
+        .ok_or_else(|| StoreError::Database("upsert returned no row".into()))?;
+        Ok((started, u32::try_from(count).unwrap_or(u32::MAX)))
+    }
+
+    async fn throttle_attempt(
+        &self,
+        keys: ThrottleKeys<'_>,
+        now: Millis,
+        rule: ThrottleRule,
+    ) -> StoreResult<ThrottleVerdict> {
+        // One process on a SQLite file keeps this state in memory (shared_by_nodes is false); this
+        // is the same contract for processes that share the file. BEGIN IMMEDIATE takes the write
+        // lock before reading, so two deciders are one after the other; the transaction rolls back
+        // if this future is dropped half-way.
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        let trusted = match keys.client {
+            Some((ip, own)) => sqlx::query_scalar::<_, i64>(
+                "SELECT 1 FROM trusted_clients WHERE account = ?1 AND ip = ?2 AND until > ?3",
+            )
+            .bind(keys.account)
+            .bind(ip)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .map(|_| own),
+            None => None,
+        };
+        let bucket = trusted.unwrap_or(keys.account);
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT times FROM throttle_buckets WHERE bucket = ?1")
+                .bind(bucket)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let mut times: Vec<Millis> = stored
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default();
+        times.retain(|t| *t > now - THROTTLE_WINDOW_MS);
+        let wait_ms = rule.wait(&times, now);
+        if wait_ms == 0 {
+            times.push(now);
+        }
+        sqlx::query(
+            "INSERT INTO throttle_buckets (bucket, times, last_at, wait_ms) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (bucket) DO UPDATE SET times = excluded.times, \
+             last_at = max(last_at, excluded.last_at), wait_ms = excluded.wait_ms",
+        )
+        .bind(bucket)
+        .bind(serde_json::Value::from(times).to_string())
+        .bind(now)
+        .bind(wait_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(ThrottleVerdict {
+            bucket: bucket.to_owned(),
+            wait_ms,
+        })
+    }
+
+    async fn throttle_success(
+        &self,
+        keys: ThrottleKeys<'_>,
+        bucket: &str,
+        at: Millis,
+        trusted_until: Millis,
+    ) -> StoreResult<()> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(db)?;
+        if let Some((ip, own)) = keys.client {
+            sqlx::query(
+                "INSERT INTO trusted_clients (account, ip, until) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (account, ip) DO UPDATE SET until = excluded.until",
+            )
+            .bind(keys.account)
+            .bind(ip)
+            .bind(trusted_until)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            sqlx::query("DELETE FROM throttle_buckets WHERE bucket = ?1")
+                .bind(own)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT times FROM throttle_buckets WHERE bucket = ?1")
+                .bind(bucket)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let mut times: Vec<Millis> = stored
+            .and_then(|json| serde_json::from_str(&json).ok())
+            .unwrap_or_default();
+        if let Some(i) = times.iter().position(|t| *t == at) {
+            times.remove(i);
+            sqlx::query("UPDATE throttle_buckets SET times = ?2 WHERE bucket = ?1")
+                .bind(bucket)
+                .bind(serde_json::Value::from(times).to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+}

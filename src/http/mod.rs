@@ -175,10 +175,11 @@ pub fn router(state: AppState, body_limit_bytes: usize, extra: Router<AppState>)
     let base = state.pages.base_path.trim_end_matches('/').to_owned();
     let (limited, open) = api_routes();
     let limited = limited.route_layer(middleware::from_fn_with_state(state.clone(), limits::limit));
-    let (api, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let (api, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(limited)
         .merge(open)
         .split_for_parts();
+    openapi::optional_bodies_are_absent_not_null(&mut doc);
     // Serialized once, here, rather than on each request for it.
     let _ = state.openapi_json.set(
         doc.to_json()

@@ -108,6 +108,13 @@ impl Caches {
     }
 
     /// Forgets everything: used when invalidations may have been missed.
+    /// Entries held now (sessions, users), pending evictions applied first: what a bound must hold.
+    pub fn entries(&self) -> (u64, u64) {
+        self.sessions.run_pending_tasks();
+        self.users.run_pending_tasks();
+        (self.sessions.entry_count(), self.users.entry_count())
+    }
+
     pub fn clear(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
         self.sessions.invalidate_all();
@@ -496,6 +503,11 @@ impl Auth {
         let u = Arc::new(u);
         self.caches.put_user(ticket, u.clone());
         Ok(Some(u))
+    }
+
+    /// Entries in the session and user caches: each stays within `cache_capacity`.
+    pub fn cached_entries(&self) -> (u64, u64) {
+        self.caches.entries()
     }
 
     /// Drops everything cached about sessions and users and re-reads the signing keys: for when

@@ -933,3 +933,35 @@ async fn a_warm_token_check_does_not_read_the_database() {
     let app = app.restart().await;
     assert_error(app.me(&jwt).await, 401, "UnauthorizedError", INVALID_TOKEN).await;
 }
+
+#[tokio::test]
+async fn the_caches_stay_within_their_bound_and_what_falls_out_is_read_again() {
+    // 24 sessions of 12 users through caches of 8 entries each: the bound holds, every token still
+    // answers (an evicted entry is read from the store again), and a revocation still ends its session.
+    const CAPACITY: u64 = 8;
+    let app = TestApp::spawn_with(|c| c.sessions.cache_capacity = CAPACITY).await;
+    let mut tokens = Vec::new();
+    for i in 0..12 {
+        let name = format!("user{i}");
+        app.create_user(&name, |_| {}).await;
+        for _ in 0..2 {
+            tokens.push(login_pair(&app, &name).await.0);
+        }
+    }
+    for round in 0..2 {
+        for jwt in &tokens {
+            assert_eq!(app.me(jwt).await.status(), StatusCode::OK, "round {round}");
+        }
+    }
+    let (sessions, users) = app.auth.cached_entries();
+    assert!(
+        sessions <= CAPACITY && users <= CAPACITY,
+        "cached {sessions} sessions and {users} users with a bound of {CAPACITY}"
+    );
+    assert!(sessions > 0 && users > 0, "the caches are in use");
+    post_auth(&app, "/api/auth/logout", &tokens[0], json!({})).await;
+    assert_token_dead(&app, &tokens[0]).await;
+    for jwt in &tokens[1..] {
+        assert_eq!(app.me(jwt).await.status(), StatusCode::OK);
+    }
+}

@@ -19,16 +19,6 @@ async fn assert_limited(res: reqwest::Response) {
     assert_error(res, 429, "RateLimitError", LIMIT_MESSAGE).await;
 }
 
-async fn assert_wrong_password(res: reqwest::Response) {
-    assert_error(
-        res,
-        400,
-        "ValidationError",
-        "Invalid identifier or password",
-    )
-    .await;
-}
-
 /// A route's window refuses until its last millisecond and opens a new one at its end, counted
 /// from the window's first request, not its last.
 #[tokio::test]
@@ -38,11 +28,11 @@ async fn a_route_limit_window_ends_exactly_a_minute_after_its_first_request() {
         .with_user("alice")
         .await;
     app.clock.freeze();
-    assert_wrong_password(app.login("alice", "wrong-password").await).await;
+    assert_invalid_login(app.login("alice", "wrong-password").await).await;
     // The rest of the allowance later in the window: the window still dates from the first one.
     app.clock.advance(ROUTE_WINDOW / 2);
     for _ in 1..ROUTE_MAX {
-        assert_wrong_password(app.login("alice", "wrong-password").await).await;
+        assert_invalid_login(app.login("alice", "wrong-password").await).await;
     }
     assert_limited(app.login("alice", "alice-password").await).await;
 
@@ -78,7 +68,7 @@ async fn guess(app: &TestApp) -> reqwest::Response {
 async fn each_throttle_pause_ends_exactly_when_it_doubles_to() {
     let app = throttled_app(|_| {}).await;
     for _ in 0..5 {
-        assert_wrong_password(guess(&app).await).await;
+        assert_invalid_login(guess(&app).await).await;
     }
     let max = Duration::from_secs(15 * 60);
     // 1, 2, 4 … 512 s, then the 15-minute cap twice: 2,823 s in all, inside the hour, so every
@@ -90,7 +80,7 @@ async fn each_throttle_pause_ends_exactly_when_it_doubles_to() {
         assert_eq!(res.headers()["retry-after"], "1", "pause {pause:?}");
         assert_limited(res).await;
         app.clock.advance(MS);
-        assert_wrong_password(guess(&app).await).await;
+        assert_invalid_login(guess(&app).await).await;
     }
 }
 
@@ -108,7 +98,7 @@ async fn a_failure_stops_counting_against_the_hourly_cap_exactly_an_hour_later()
         if i > 0 {
             app.clock.advance(step);
         }
-        assert_wrong_password(guess(&app).await).await;
+        assert_invalid_login(guess(&app).await).await;
     }
     // 20 minutes in; the first failure stops counting at 60.
     app.clock.advance(THROTTLE_WINDOW - 2 * step - MS);
@@ -116,13 +106,13 @@ async fn a_failure_stops_counting_against_the_hourly_cap_exactly_an_hour_later()
     assert_eq!(res.headers()["retry-after"], "1");
     assert_limited(res).await;
     app.clock.advance(MS);
-    assert_wrong_password(guess(&app).await).await;
+    assert_invalid_login(guess(&app).await).await;
     // That failure filled the cap again, until the second one's hour is over.
     assert_limited(guess(&app).await).await;
     app.clock.advance(step - MS);
     assert_limited(guess(&app).await).await;
     app.clock.advance(MS);
-    assert_wrong_password(guess(&app).await).await;
+    assert_invalid_login(guess(&app).await).await;
 }
 
 /// The login that lifts a pause is the one at its end, whatever the password: the right one then
@@ -131,7 +121,7 @@ async fn a_failure_stops_counting_against_the_hourly_cap_exactly_an_hour_later()
 async fn the_right_password_signs_in_the_moment_a_pause_ends() {
     let app = throttled_app(|_| {}).await;
     for _ in 0..5 {
-        assert_wrong_password(guess(&app).await).await;
+        assert_invalid_login(guess(&app).await).await;
     }
     app.clock.advance(Duration::from_secs(1) - MS);
     assert_limited(app.login("alice", "alice-password").await).await;

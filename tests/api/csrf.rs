@@ -167,13 +167,7 @@ async fn the_other_cookie_routes_refuse_cross_site_requests_too() {
     assert_error(res, 403, "ForbiddenError", "Forbidden").await;
     // No account was made.
     let res = app.login("mallory", "correct-horse-battery").await;
-    assert_error(
-        res,
-        400,
-        "ValidationError",
-        "Invalid identifier or password",
-    )
-    .await;
+    assert_invalid_login(res).await;
 
     let res = cross_site("/api/auth/refresh", "").await.unwrap();
     assert!(set_cookie(&res).is_none());

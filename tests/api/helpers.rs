@@ -377,6 +377,18 @@ pub async fn assert_error(res: Response, status: u16, name: &str, message: &str)
     body["error"].clone()
 }
 
+/// Asserts the one answer a failed login gets, whatever failed (unknown name, wrong password, an
+/// account without a password): no message may tell them apart.
+pub async fn assert_invalid_login(res: Response) {
+    assert_error(
+        res,
+        400,
+        "ValidationError",
+        "Invalid identifier or password",
+    )
+    .await;
+}
+
 /// Decodes a JWT's payload without verifying it (tests inspect what the server issued).
 pub fn jwt_payload(token: &str) -> Value {
     use base64::Engine;

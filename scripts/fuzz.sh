@@ -14,7 +14,7 @@ SECONDS_EACH=${FUZZ_SECONDS:-20}
 TOOLS="$PWD/.cargo-tools"
 
 if ! "$TOOLS/bin/cargo-fuzz" --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then
-  echo "== cargo install cargo-fuzz $CARGO_FUZZ_VERSION (into $TOOLS)"
+  echo "== [$(date +%T)] cargo install cargo-fuzz $CARGO_FUZZ_VERSION (into $TOOLS)"
   # --debug: a third less to compile, and cargo-fuzz only drives cargo, so its own speed is moot.
   cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --debug --root "$TOOLS"
 fi
@@ -42,17 +42,17 @@ for target in $targets; do
     exit 1
   fi
 done
-echo "== cargo fuzz build ${BUILD[*]}"
+echo "== [$(date +%T)] cargo fuzz build ${BUILD[*]}"
 cargo fuzz build "${BUILD[@]}"
 # libFuzzer writes what it finds into the first corpus directory and only reads the others: a
 # scratch directory first, so a run never writes into the committed corpus.
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 for target in $targets; do
-  echo "== cargo fuzz run $target (${SECONDS_EACH}s, from $(ls "corpus/$target" | wc -l) seeds)"
+  echo "== [$(date +%T)] cargo fuzz run $target (${SECONDS_EACH}s, from $(ls "corpus/$target" | wc -l) seeds)"
   mkdir "$scratch/$target"
   # -timeout: a single input running this long is a finding (a hang), not a slow machine.
   cargo fuzz run "${BUILD[@]}" "$target" "$scratch/$target" "$PWD/corpus/$target" -- \
     -max_total_time="$SECONDS_EACH" -timeout=10
 done
-echo "== fuzz: every target ($(echo $targets | wc -w)) ran ${SECONDS_EACH}s from its seeds without a finding"
+echo "== [$(date +%T)] fuzz: every target ($(echo $targets | wc -w)) ran ${SECONDS_EACH}s from its seeds without a finding"

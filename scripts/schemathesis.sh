@@ -120,7 +120,7 @@ run() {
 # made just before it, and another session's id or refresh token as its live value
 # (e2e/schemathesis.toml).
 token=$(login jwt)
-echo "== schemathesis: every operation but those that end sessions ($EXAMPLES examples each)"
+echo "== [$(date +%T)] schemathesis: every operation but those that end sessions ($EXAMPLES examples each)"
 run main -H "Authorization: Bearer $token" \
   --exclude-path /api/auth/sessions/{id} --exclude-path /api/auth/logout --exclude-path /api/auth/refresh
 # Sessions do not come back: if the run's token still works, it worked for every request before.
@@ -133,16 +133,16 @@ token=$(login jwt)
 doomed=$(login session)
 # A libFuzzer-style dictionary, as Schemathesis reads it: one quoted entry a line.
 printf '"%s"\n' "$doomed" >"$work/session-ids.dict"
-echo "== schemathesis: sessions"
+echo "== [$(date +%T)] schemathesis: sessions"
 run sessions -H "Authorization: Bearer $token" \
   --include-path /api/auth/sessions --include-path /api/auth/sessions/{id}
 
 token=$(login jwt)
-echo "== schemathesis: logout"
+echo "== [$(date +%T)] schemathesis: logout"
 run logout -H "Authorization: Bearer $token" --include-path /api/auth/logout
 
 KEYWAY_ST_REFRESH_TOKEN=$(login refresh)
-echo "== schemathesis: refresh"
+echo "== [$(date +%T)] schemathesis: refresh"
 run refresh --include-path /api/auth/refresh
 
 # Proof that the secured handlers ran rather than refusing: each of these answered 2xx at least once

@@ -42,7 +42,7 @@ fi
 
 # Reinstall only when the lock file is newer than the last install.
 if [ ! -f e2e/node_modules/.package-lock.json ] || [ e2e/package-lock.json -nt e2e/node_modules/.package-lock.json ]; then
-  echo "== npm ci (e2e peers)"
+  echo "== [$(date +%T)] npm ci (e2e peers)"
   npm ci --prefix e2e --no-audit --no-fund
 fi
 
@@ -57,7 +57,7 @@ if ! "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.vers
     echo "scripts/test.sh: Python 3 with venv is needed for the SMTP sink and Schemathesis" >&2
     exit 1
   fi
-  echo "== pip install aiosmtpd==$AIOSMTPD_VERSION schemathesis==$SCHEMATHESIS_VERSION ($VENV)"
+  echo "== [$(date +%T)] pip install aiosmtpd==$AIOSMTPD_VERSION schemathesis==$SCHEMATHESIS_VERSION ($VENV)"
   python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
     "aiosmtpd==$AIOSMTPD_VERSION" "schemathesis==$SCHEMATHESIS_VERSION"
@@ -67,7 +67,7 @@ fi
 # only when the browser suite runs, that is without extra arguments.
 CHROMIUM=/usr/bin/chromium
 if [ "$#" -eq 0 ] && [ ! -x "$CHROMIUM" ]; then
-  echo "== apt-get install chromium (for the browser suite)"
+  echo "== [$(date +%T)] apt-get install chromium (for the browser suite)"
   if ! apt_install chromium; then
     echo "scripts/test.sh: installing Debian's chromium package failed; the browser suite needs $CHROMIUM" >&2
     exit 1
@@ -93,10 +93,10 @@ pg_ready() {
   command -v pg_isready >/dev/null 2>&1 && pg_isready -h 127.0.0.1 -p 5432 -q
 }
 if [ -z "${KEYWAY_TEST_POSTGRES_URL:-}" ] && ! pg_ready; then
-  echo "== PostgreSQL on 127.0.0.1:5432"
+  echo "== [$(date +%T)] PostgreSQL on 127.0.0.1:5432"
   fresh_install=no
   if ! compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || ! command -v pg_createcluster >/dev/null 2>&1; then
-    echo "== apt-get install postgresql"
+    echo "== [$(date +%T)] apt-get install postgresql"
     apt_install postgresql || pg_fail "installing Debian's postgresql package failed"
     fresh_install=yes
   fi
@@ -146,14 +146,14 @@ if [ "$#" -eq 0 ]; then
   PARALLEL_ONLY=(-- --skip "$SERIAL")
 fi
 
-echo "== cargo test (API suite on SQLite; store contract on SQLite and PostgreSQL)"
+echo "== [$(date +%T)] cargo test (API suite on SQLite; store contract on SQLite and PostgreSQL)"
 cargo test "$@" "${PARALLEL_ONLY[@]}"
 
-echo "== cargo test --test api (API suite on PostgreSQL)"
+echo "== [$(date +%T)] cargo test --test api (API suite on PostgreSQL)"
 KEYWAY_TEST_BACKEND=postgres cargo test --test api "$@" "${PARALLEL_ONLY[@]}"
 
 if [ "$#" -eq 0 ]; then
-  echo "== cargo test --test api $SERIAL (timing tests, serially, on SQLite then PostgreSQL)"
+  echo "== [$(date +%T)] cargo test --test api $SERIAL (timing tests, serially, on SQLite then PostgreSQL)"
   cargo test --test api "$SERIAL" -- --test-threads=1
   KEYWAY_TEST_BACKEND=postgres cargo test --test api "$SERIAL" -- --test-threads=1
 fi
@@ -162,8 +162,8 @@ fi
 # with a fresh database; the SSO tests also start a provider from e2e/sso. Skipped when extra
 # arguments select part of the Rust suites.
 if [ "$#" -eq 0 ]; then
-  echo "== node --test e2e/ (browser suite)"
+  echo "== [$(date +%T)] node --test e2e/ (browser suite)"
   node --test --test-reporter=spec e2e/hosted-app.test.mjs e2e/sso.test.mjs
-  echo "== schemathesis (API against /api/openapi.json)"
+  echo "== [$(date +%T)] schemathesis (API against /api/openapi.json)"
   scripts/schemathesis.sh target/debug/keyway
 fi

@@ -1,37 +1,37 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target in fuzz/ for a short, bounded time (FUZZ_SECONDS, default 20 each): the
-# smoke run CI does after the tests. Long runs are described in the README ("Fuzzing").
+# Runs every fuzz target in fuzz/ for a short, bounded time (FUZZ_SECONDS, default 20 each): the smoke
+# run CI does after the tests. Long runs, with cargo-fuzz, are described in the README ("Fuzzing").
 #
-# Needs only the stable toolchain: cargo-fuzz passes nightly-only flags to rustc, which stable accepts
-# with RUSTC_BOOTSTRAP=1. cargo-fuzz itself is installed from crates.io into .cargo-tools/ (gitignored),
-# once, so nothing is cached outside the clone. libFuzzer is compiled from source by libfuzzer-sys, which
-# needs a C++ compiler.
+# Needs only the stable toolchain and a C++ compiler (libfuzzer-sys compiles libFuzzer from source).
+# It builds the targets with plain `cargo build` and the instrumentation flags `cargo fuzz build --dev
+# --sanitizer none` passes (cargo-fuzz 0.13, src/project.rs), so CI does not compile cargo-fuzz itself
+# first: that took two to four minutes of every run, for a tool that only drives cargo.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../fuzz"
 
-CARGO_FUZZ_VERSION=0.13.2
 SECONDS_EACH=${FUZZ_SECONDS:-20}
-TOOLS="$PWD/.cargo-tools"
+TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
 
-if ! "$TOOLS/bin/cargo-fuzz" --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then
-  echo "== [$(date +%T)] cargo install cargo-fuzz $CARGO_FUZZ_VERSION (into $TOOLS)"
-  # --debug: a third less to compile, and cargo-fuzz only drives cargo, so its own speed is moot.
-  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --debug --root "$TOOLS"
-fi
-export PATH="$TOOLS/bin:$PATH"
-export RUSTC_BOOTSTRAP=1
+# SanitizerCoverage feeding libFuzzer: edge counters, the PC table, comparison tracing (how libFuzzer
+# learns the bytes a parser wants), stack depth; `--cfg fuzzing` as cargo-fuzz sets it. Debug
+# assertions and overflow checks stay on (development profile); no AddressSanitizer, which finds
+# little in safe Rust. `--target` keeps these flags off build scripts and proc macros, which are not
+# linked with libFuzzer.
+export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-sanitizer-coverage-stack-depth \
+-Cllvm-args=-simplifycfg-branch-fold-threshold=0 --cfg fuzzing -Cdebug-assertions"
 
-# A smoke run: the development build (crypto optimised, see fuzz/Cargo.toml), which compiles in a
-# fraction of the time of cargo-fuzz's release build, without AddressSanitizer (little to find in safe
-# Rust). Debug assertions and overflow checks stay on. The long runs in the README use cargo-fuzz's
-# defaults (release + ASan).
-BUILD=(--dev --sanitizer none)
-cd fuzz
-# On its own line: a failing `cargo fuzz list` stops the script here (set -e), and an empty list is
-# an error, not "every target ran".
-targets=$(cargo fuzz list)
+# The targets are fuzz/Cargo.toml's binaries. On its own line: a failing `cargo metadata` stops the
+# script here (set -e), and an empty list is an error, not "every target ran".
+targets=$(cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+for package in json.load(sys.stdin)["packages"]:
+    for target in package["targets"]:
+        if "bin" in target["kind"]:
+            print(target["name"])')
 if [ -z "$targets" ]; then
-  echo "scripts/fuzz.sh: cargo fuzz list found no targets in fuzz/" >&2
+  echo "scripts/fuzz.sh: fuzz/Cargo.toml declares no fuzz targets" >&2
   exit 1
 fi
 # Every target starts from its committed seeds (corpus/<target>/, written by examples/seed_corpus.rs;
@@ -42,17 +42,21 @@ for target in $targets; do
     exit 1
   fi
 done
-echo "== [$(date +%T)] cargo fuzz build ${BUILD[*]}"
-cargo fuzz build "${BUILD[@]}"
+
+echo "== [$(date +%T)] cargo build (fuzz targets, instrumented, $TRIPLE)"
+cargo build --bins --target "$TRIPLE"
+
 # libFuzzer writes what it finds into the first corpus directory and only reads the others: a
 # scratch directory first, so a run never writes into the committed corpus.
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 for target in $targets; do
-  echo "== [$(date +%T)] cargo fuzz run $target (${SECONDS_EACH}s, from $(ls "corpus/$target" | wc -l) seeds)"
+  echo "== [$(date +%T)] fuzz $target (${SECONDS_EACH}s, from $(ls "corpus/$target" | wc -l) seeds)"
   mkdir "$scratch/$target"
-  # -timeout: a single input running this long is a finding (a hang), not a slow machine.
-  cargo fuzz run "${BUILD[@]}" "$target" "$scratch/$target" "$PWD/corpus/$target" -- \
-    -max_total_time="$SECONDS_EACH" -timeout=10
+  # -timeout: a single input running this long is a finding (a hang), not a slow machine. A finding
+  # is saved under artifacts/<target>/, as cargo-fuzz would.
+  mkdir -p "artifacts/$target"
+  "target/$TRIPLE/debug/$target" -artifact_prefix="artifacts/$target/" \
+    -max_total_time="$SECONDS_EACH" -timeout=10 "$scratch/$target" "corpus/$target"
 done
 echo "== [$(date +%T)] fuzz: every target ($(echo $targets | wc -w)) ran ${SECONDS_EACH}s from its seeds without a finding"

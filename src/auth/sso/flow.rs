@@ -1,0 +1,278 @@
+//! The three legs of a sign-in, as `Auth` methods: begin (to the provider), callback (back from it,
+//! to the front end with a one-time code) and finish (the code traded for a session).
+
+use openidconnect::PkceCodeChallenge;
+use subtle::ConstantTimeEq;
+
+use super::{
+    AUTHORIZE_TTL, Asserted, CallbackParams, FINISH_TTL, MAX_PARAM, MSG_NO_PROVIDER_SESSION,
+    Pending, Sso, millis,
+};
+use crate::auth::sessions::hash_token;
+use crate::auth::{Auth, ClientInfo, Issued, MSG_BLOCKED, random_id};
+use crate::error::{Error, OrInternal, Result};
+use crate::store::{SsoStage, SsoState};
+
+/// `url` with `pairs` added to its query.
+fn with_query(mut url: url::Url, pairs: &[(&str, &str)]) -> String {
+    url.query_pairs_mut().extend_pairs(pairs);
+    url.into()
+}
+
+/// An OAuth error code as the provider sent it, if it looks like one (RFC 6749 allows only these
+/// characters); anything else becomes `oauth_error`.
+fn error_code(raw: &str) -> &str {
+    let plausible = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    if plausible { raw } else { "oauth_error" }
+}
+
+/// Whether `browser` (the cookie's value) is the one whose hash the sign-in stored.
+fn same_browser(stored_hash: &str, browser: Option<&str>) -> bool {
+    browser.is_some_and(|b| bool::from(hash_token(b).as_bytes().ct_eq(stored_hash.as_bytes())))
+}
+
+impl Auth {
+    pub fn sso(&self) -> &Sso {
+        &self.sso
+    }
+
+    /// `GET /api/connect/:provider`: where to send the browser. `browser` is the value of the cookie
+    /// that binds this sign-in to the browser. A provider that cannot be reached sends the browser
+    /// back to the front end with the error, as the callback would.
+    #[tracing::instrument(skip_all, fields(provider = name))]
+    pub async fn sso_begin(
+        &self,
+        name: &str,
+        callback: Option<&str>,
+        browser: &str,
+    ) -> Result<String> {
+        let provider = self.sso.provider(name)?;
+        let callback = self.sso.callback(provider, callback)?;
+        let state = random_id(32);
+        let nonce = random_id(32);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let url = match provider
+            .authorization_url(&self.sso, state.clone(), nonce.clone(), challenge)
+            .await
+        {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::warn!(error = %e, "single sign-on could not start");
+                return Ok(with_query(
+                    callback,
+                    &[
+                        ("error", "oauth_error"),
+                        ("error_description", e.description()),
+                    ],
+                ));
+            }
+        };
+        let pending = Pending {
+            verifier: verifier.secret().clone(),
+            nonce,
+            callback: callback.into(),
+        };
+        self.store
+            .put_sso_state(&SsoState {
+                hash: hash_token(&state),
+                stage: SsoStage::Authorize,
+                provider: name.to_owned(),
+                browser: hash_token(browser),
+                payload: serde_json::to_string(&pending).map_err(Error::internal)?,
+                expires_at: self.now_millis() + millis(AUTHORIZE_TTL),
+            })
+            .await
+            .or_internal()?;
+        Ok(url.into())
+    }
+
+    /// `GET /api/connect/:provider/callback`: where to send the browser next, always the front end,
+    /// with `?code=` on success and `?error=&error_description=` otherwise.
+    #[tracing::instrument(skip_all, fields(provider = name))]
+    pub async fn sso_callback(
+        &self,
+        name: &str,
+        params: CallbackParams,
+        browser: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<String> {
+        let provider = self.sso.provider(name)?;
+        let fallback = provider.settings.callback.clone();
+        let state = params
+            .state
+            .as_deref()
+            .filter(|s| !s.is_empty() && s.len() <= MAX_PARAM);
+        let taken = match state {
+            Some(state) => self
+                .store
+                .take_sso_state(&hash_token(state), SsoStage::Authorize, self.now_millis())
+                .await
+                .or_internal()?,
+            None => None,
+        };
+        let Some(taken) = taken.filter(|t| t.provider == name) else {
+            self.audit("sso_failure", None, client, Some("unknown or used state"))
+                .await;
+            return Ok(with_query(
+                fallback,
+                &[
+                    ("error", "invalid_state"),
+                    (
+                        "error_description",
+                        "The sign-in expired or was already used",
+                    ),
+                ],
+            ));
+        };
+        let pending: Pending = serde_json::from_str(&taken.payload).map_err(Error::internal)?;
+        let callback = url::Url::parse(&pending.callback).unwrap_or(fallback);
+        if !same_browser(&taken.browser, browser) {
+            self.audit("sso_failure", None, client, Some("another browser"))
+                .await;
+            return Ok(with_query(
+                callback,
+                &[
+                    ("error", "invalid_state"),
+                    (
+                        "error_description",
+                        "The sign-in was started in another browser",
+                    ),
+                ],
+            ));
+        }
+        if let Some(error) = params.error.as_deref() {
+            // The provider's own refusal (the user cancelled, consent denied…), passed on.
+            let description: String = params
+                .error_description
+                .as_deref()
+                .unwrap_or("The sign-in provider refused the sign-in")
+                .chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect();
+            return Ok(with_query(
+                callback,
+                &[
+                    ("error", error_code(error)),
+                    ("error_description", &description),
+                ],
+            ));
+        }
+        let Some(code) = params
+            .code
+            .filter(|c| !c.is_empty() && c.len() <= MAX_PARAM)
+        else {
+            return Ok(with_query(
+                callback,
+                &[
+                    ("error", "oauth_error"),
+                    ("error_description", "The sign-in provider sent no code"),
+                ],
+            ));
+        };
+        let asserted = match provider.identify(&self.sso, code, &pending).await {
+            Ok(asserted) => asserted,
+            Err(e) => {
+                tracing::warn!(error = %e, "single sign-on refused");
+                let detail = format!("{name}: {}", e.description());
+                self.audit("sso_failure", None, client, Some(&detail)).await;
+                return Ok(with_query(
+                    callback,
+                    &[
+                        ("error", "oauth_error"),
+                        ("error_description", e.description()),
+                    ],
+                ));
+            }
+        };
+        let code = random_id(32);
+        self.store
+            .put_sso_state(&SsoState {
+                hash: hash_token(&code),
+                stage: SsoStage::Finish,
+                provider: name.to_owned(),
+                browser: taken.browser,
+                payload: serde_json::to_string(&asserted).map_err(Error::internal)?,
+                expires_at: self.now_millis() + millis(FINISH_TTL),
+            })
+            .await
+            .or_internal()?;
+        Ok(with_query(callback, &[("code", &code)]))
+    }
+
+    /// `GET /api/auth/:provider/callback?code=`: the session for the person the provider vouched for.
+    #[tracing::instrument(skip_all, fields(provider = name))]
+    pub async fn sso_finish(
+        &self,
+        name: &str,
+        code: Option<&str>,
+        browser: Option<&str>,
+        client: ClientInfo,
+    ) -> Result<Issued> {
+        // Strapi answers this for any provider, configured or not, and so does Keyway: without a
+        // configured provider there can be no completed sign-in either.
+        let refused = || Error::Application(MSG_NO_PROVIDER_SESSION.into());
+        self.sso.provider(name).map_err(|_| refused())?;
+        let code = code
+            .filter(|c| !c.is_empty() && c.len() <= MAX_PARAM)
+            .ok_or_else(refused)?;
+        let taken = self
+            .store
+            .take_sso_state(&hash_token(code), SsoStage::Finish, self.now_millis())
+            .await
+            .or_internal()?
+            .filter(|t| t.provider == name && same_browser(&t.browser, browser))
+            .ok_or_else(refused)?;
+        let asserted: Asserted = serde_json::from_str(&taken.payload).map_err(Error::internal)?;
+        let ticket = self.caches.ticket();
+        let user = self.sso_account(name, &asserted, &client).await?;
+        if user.blocked {
+            self.audit("login_failure", Some(user.id), &client, Some("blocked"))
+                .await;
+            return Err(Error::Application(MSG_BLOCKED.into()));
+        }
+        let detail = format!("single sign-on with {name}");
+        self.audit("login_success", Some(user.id), &client, Some(&detail))
+            .await;
+        let (jwt, refresh_token) = self.start_session(&user, ticket, None, client).await?;
+        Ok(Issued {
+            jwt: Some(jwt),
+            refresh_token,
+            user,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_error_codes_pass_only_when_plausible() {
+        assert_eq!(error_code("access_denied"), "access_denied");
+        assert_eq!(error_code("<script>"), "oauth_error");
+        assert_eq!(error_code(""), "oauth_error");
+        assert_eq!(error_code(&"a".repeat(65)), "oauth_error");
+    }
+
+    #[test]
+    fn the_browser_must_present_the_cookie_whose_hash_was_stored() {
+        let stored = hash_token("cookie-value");
+        assert!(same_browser(&stored, Some("cookie-value")));
+        assert!(!same_browser(&stored, Some("other")));
+        assert!(!same_browser(&stored, None));
+    }
+
+    #[test]
+    fn query_pairs_are_appended_and_escaped() {
+        let url = url::Url::parse("https://app.example/cb?keep=1").unwrap();
+        assert_eq!(
+            with_query(url, &[("error", "x y"), ("error_description", "a&b")]),
+            "https://app.example/cb?keep=1&error=x+y&error_description=a%26b"
+        );
+    }
+}

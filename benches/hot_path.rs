@@ -6,7 +6,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use keyway::auth::ClientInfo;
 use keyway::auth::tokens::KeyAlgorithm;
 use keyway::domain::{Email, Password, Username};
-use keyway::{Config, Role};
+use keyway::{Config, ServerRole};
 use secrecy::SecretString;
 use std::hint::black_box;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ fn fixture(rt: &tokio::runtime::Runtime, algorithm: KeyAlgorithm) -> Fixture {
             dir.path().join("bench.db").display()
         ));
         config.tokens.algorithm = algorithm;
-        let auth = keyway::build_auth(&config, Role::Server)
+        let auth = keyway::build_auth(&config, ServerRole::Server)
             .await
             .expect("auth builds");
         let issued = auth

@@ -42,28 +42,28 @@ pub enum StartError {
 /// Who is building the core: a serving process adopts the configured signing algorithm (a changed
 /// `jwt_algorithm` generates a new key at start); an admin command never changes which key signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
+pub enum ServerRole {
     Server,
     Admin,
 }
 
 /// Builds the authentication core from configuration: opens (and migrates) the database, loads or
 /// creates the signing key, prepares the hasher and the mailer.
-pub async fn build_auth(config: &Config, role: Role) -> Result<Arc<Auth>, StartError> {
+pub async fn build_auth(config: &Config, role: ServerRole) -> Result<Arc<Auth>, StartError> {
     build_auth_with_clock(config, Arc::new(SystemClock), role).await
 }
 
 pub async fn build_auth_with_clock(
     config: &Config,
     clock: Arc<dyn Clock>,
-    role: Role,
+    role: ServerRole,
 ) -> Result<Arc<Auth>, StartError> {
     let store = store::connect(&config.database_url, &config.database).await?;
     let keys = Keys::load(
         store.as_ref(),
         config.tokens.clone(),
         clock.now_millis(),
-        role == Role::Server,
+        role == ServerRole::Server,
     )
     .await?;
     let hasher = Hasher::new(config.hash, config.hash_concurrency).await?;
@@ -146,7 +146,7 @@ pub struct App {
 
 impl App {
     pub async fn build(config: Config, listener: TcpListener) -> Result<Self, StartError> {
-        let auth = build_auth(&config, Role::Server).await?;
+        let auth = build_auth(&config, ServerRole::Server).await?;
         Ok(Self::with_auth(auth, &config, listener))
     }
 
@@ -169,7 +169,7 @@ impl App {
                 auth,
                 cookie: Arc::new(cookie),
                 pages: Arc::new(config.pages.clone()),
-                proxies: Arc::new(http::client::Proxies {
+                proxies: Arc::new(http::client_addr::Proxies {
                     trusted: config.trusted_proxies.clone(),
                     header: config.forwarded_header,
                 }),

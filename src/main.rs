@@ -1,5 +1,6 @@
 //! The `keyway` command: parses the command line and calls the library.
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -134,7 +135,7 @@ fn main() -> ExitCode {
             Command::Openapi => keyway::http::openapi()
                 .to_pretty_json()
                 .map(|doc| println!("{doc}"))
-                .map_err(|e| format!("cannot serialize the OpenAPI document: {e}"))
+                .context("cannot serialize the OpenAPI document")
                 .map(done),
             // The import reports more than success or failure: it chooses its own exit status.
             Command::Import(cli::import::ImportCommand::Strapi { from, from_file }) => {
@@ -144,8 +145,9 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
-        Err(message) => {
-            eprintln!("keyway: {message}");
+        Err(e) => {
+            // `{:#}`: the message, then each cause a `context` added, on one line.
+            eprintln!("keyway: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -11,7 +11,7 @@ pub mod body;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use keyway::auth::tokens::{KeyAlgorithm, Keys, TokenSettings, Verified};
+use keyway::auth::tokens::{KeyAlgorithm, Keys, TokenSettings, TokenClaims};
 use keyway::store::{Store, StoredKey};
 use secrecy::SecretString;
 use std::sync::LazyLock;
@@ -47,7 +47,7 @@ pub struct Fixture {
     /// Genuine tokens: EdDSA, ES256, RS256, HS256, and a Strapi `{id, iat, exp}` token.
     pub tokens: Vec<String>,
     /// What verifying each genuine token says. A mutated token may verify only as one of these.
-    pub genuine: Vec<Verified>,
+    pub genuine: Vec<TokenClaims>,
 }
 
 pub static FIXTURE: LazyLock<Fixture> = LazyLock::new(build);

@@ -20,7 +20,7 @@ use crate::domain::{Email, LoginIdentifier, LoginPassword, Password, Username};
 use crate::error::{Error, Result};
 use crate::store::{Invalidation, Millis, NewUser, Revoke, Store, StoreError, User};
 use mail::Mailer;
-use password::{Hasher, Verified};
+use password::{Hasher, PasswordCheck};
 use sessions::{Caches, SessionSettings};
 use tokens::Keys;
 
@@ -256,7 +256,7 @@ impl Auth {
         let stored_hash = found.as_ref().and_then(|c| c.password_hash.clone());
         let secret = SecretString::from(password.expose());
         let verdict = self.hasher.verify(secret.clone(), stored_hash).await?;
-        let (Some(creds), Verified::Match { rehash }) = (found, verdict) else {
+        let (Some(creds), PasswordCheck::Match { rehash }) = (found, verdict) else {
             let detail = if user_id.is_some() {
                 "wrong password"
             } else {
@@ -486,7 +486,7 @@ impl Auth {
             .hasher
             .verify(SecretString::from(current.expose()), stored)
             .await?;
-        if verdict == Verified::Mismatch {
+        if verdict == PasswordCheck::Mismatch {
             let detail = "wrong current password";
             self.audit(
                 "password_change_failure",

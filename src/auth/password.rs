@@ -54,7 +54,7 @@ impl HashParams {
 
 /// The result of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verified {
+pub enum PasswordCheck {
     /// Correct. `rehash` is set when the stored hash is bcrypt or argon2 with other parameters, so the
     /// caller should store a fresh hash made with the current settings.
     Match {
@@ -149,7 +149,11 @@ impl Hasher {
 
     /// Checks `password` against `stored`. A missing or unreadable hash is checked against the dummy
     /// hash, so the time taken does not tell whether the account exists.
-    pub async fn verify(&self, password: SecretString, stored: Option<String>) -> Result<Verified> {
+    pub async fn verify(
+        &self,
+        password: SecretString,
+        stored: Option<String>,
+    ) -> Result<PasswordCheck> {
         let params = self.params;
         // Every verification waits for the dummy, known account or not, so only the very first login
         // of the process is slower, whoever it is for.
@@ -173,14 +177,14 @@ impl Hasher {
                 // non_truncating: a password longer than bcrypt's 72 bytes must not match a hash of
                 // its first 72 bytes.
                 match bcrypt::non_truncating_verify(pw, &stored) {
-                    Ok(true) => return Ok(Verified::Match { rehash: true }),
-                    Ok(false) => return Ok(Verified::Mismatch),
+                    Ok(true) => return Ok(PasswordCheck::Match { rehash: true }),
+                    Ok(false) => return Ok(PasswordCheck::Mismatch),
                     // 72 bytes or more (or a malformed hash) is refused before any hashing: answered
                     // at once, it would tell an imported account from an unknown name, which pays
                     // the dummy verification. So it pays the same.
                     Err(_) => {
                         verify_phc(pw, &dummy()?, memory);
-                        return Ok(Verified::Mismatch);
+                        return Ok(PasswordCheck::Mismatch);
                     }
                 }
             }
@@ -190,14 +194,14 @@ impl Hasher {
             };
             let ok = verify_phc(pw, &hash, memory);
             if !(ok && real) {
-                return Ok(Verified::Mismatch);
+                return Ok(PasswordCheck::Mismatch);
             }
             let same_params = hash.algorithm.as_str() == "argon2id"
                 && Params::try_from(&hash).is_ok_and(|p| {
                     (p.m_cost(), p.t_cost(), p.p_cost())
                         == (params.m_cost_kib, params.t_cost, params.p_cost)
                 });
-            Ok(Verified::Match {
+            Ok(PasswordCheck::Match {
                 rehash: !same_params,
             })
         })
@@ -362,11 +366,11 @@ mod tests {
             h.verify(secret("correct horse"), Some(stored.clone()))
                 .await
                 .unwrap(),
-            Verified::Match { rehash: false }
+            PasswordCheck::Match { rehash: false }
         );
         assert_eq!(
             h.verify(secret("wrong horse"), Some(stored)).await.unwrap(),
-            Verified::Mismatch
+            PasswordCheck::Mismatch
         );
     }
 
@@ -408,14 +412,14 @@ mod tests {
                 h.verify(secret("correct horse"), Some(theirs.clone()))
                     .await
                     .unwrap(),
-                Verified::Match { rehash: true },
+                PasswordCheck::Match { rehash: true },
                 "{theirs}"
             );
             assert_eq!(
                 h.verify(secret("correct horsf"), Some(theirs.clone()))
                     .await
                     .unwrap(),
-                Verified::Mismatch,
+                PasswordCheck::Mismatch,
                 "{theirs}"
             );
         }
@@ -446,7 +450,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             stronger.verify(secret("pw"), Some(stored)).await.unwrap(),
-            Verified::Match { rehash: true }
+            PasswordCheck::Match { rehash: true }
         );
     }
 
@@ -460,14 +464,14 @@ mod tests {
                 h.verify(secret("appsmith_password"), Some(stored.clone()))
                     .await
                     .unwrap(),
-                Verified::Match { rehash: true },
+                PasswordCheck::Match { rehash: true },
                 "{prefix}"
             );
             assert_eq!(
                 h.verify(secret("appsmith_passwore"), Some(stored))
                     .await
                     .unwrap(),
-                Verified::Mismatch
+                PasswordCheck::Mismatch
             );
         }
     }
@@ -480,7 +484,7 @@ mod tests {
         let longer = format!("{first72}-and-more");
         assert_eq!(
             h.verify(secret(&longer), Some(stored)).await.unwrap(),
-            Verified::Mismatch
+            PasswordCheck::Mismatch
         );
     }
 
@@ -491,7 +495,7 @@ mod tests {
         for stored in [None, Some(String::new()), Some("plaintext".into())] {
             assert_eq!(
                 h.verify(secret("plaintext"), stored).await.unwrap(),
-                Verified::Mismatch
+                PasswordCheck::Mismatch
             );
         }
         assert_eq!(h.stats().verifications(), before + 3);

@@ -101,7 +101,7 @@ struct StrapiClaims {
 
 /// What a verified token says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
+pub struct TokenClaims {
     pub user_id: i64,
     /// `None` for a Strapi-issued token, which belongs to no session.
     pub session_id: Option<String>,
@@ -148,7 +148,7 @@ pub struct Keys {
 
 #[derive(Clone)]
 struct CachedToken {
-    verified: Verified,
+    verified: TokenClaims,
     /// The token's `exp`, in seconds: a hit past it (and the leeway) is verified again, and fails.
     exp: i64,
 }
@@ -294,7 +294,7 @@ impl Keys {
 
     /// Verifies signature, algorithm, `exp`, `nbf`, `iss`, `aud` and the token type. Every failure is
     /// the same opaque error: the client learns nothing about which check failed.
-    pub fn verify(&self, token: &str) -> Result<Verified> {
+    pub fn verify(&self, token: &str) -> Result<TokenClaims> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let now = chrono::Utc::now().timestamp();
         if let Some(hit) = self.verified.get(&digest)
@@ -337,7 +337,7 @@ impl Keys {
             return Err(Error::INVALID_TOKEN);
         }
         Ok(CachedToken {
-            verified: Verified {
+            verified: TokenClaims {
                 user_id: claims.id,
                 session_id: Some(claims.sid),
                 issued_at: None,
@@ -361,7 +361,7 @@ impl Keys {
             .map_err(|_| Error::INVALID_TOKEN)?
             .claims;
         Ok(CachedToken {
-            verified: Verified {
+            verified: TokenClaims {
                 user_id: claims.id,
                 session_id: None,
                 issued_at: claims.iat,

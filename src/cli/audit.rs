@@ -1,5 +1,6 @@
 //! `keyway audit`: the audit trail, oldest first, filtered by user and time.
 
+use anyhow::anyhow;
 use keyway::Config;
 
 use super::admin_error;
@@ -9,8 +10,8 @@ pub async fn run(
     user: Option<String>,
     since: Option<String>,
     limit: u32,
-) -> Result<(), String> {
-    let auth = keyway::build_auth(&config, keyway::Role::Admin)
+) -> anyhow::Result<()> {
+    let auth = keyway::build_auth(&config, keyway::ServerRole::Admin)
         .await
         .map_err(|e| admin_error(&e))?;
     let since = match since {
@@ -19,7 +20,7 @@ pub async fn run(
             Ok(ago) => auth.now_millis() - ago.as_millis() as i64,
             Err(_) => chrono::DateTime::parse_from_rfc3339(&text)
                 .map_err(|_| {
-                    format!("--since '{text}' is neither a duration (24h) nor an RFC 3339 time")
+                    anyhow!("--since '{text}' is neither a duration (24h) nor an RFC 3339 time")
                 })?
                 .timestamp_millis(),
         }),
@@ -27,7 +28,7 @@ pub async fn run(
     let events = auth
         .audit_trail(user.as_deref(), since, limit)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(super::core_error)?;
     println!(
         "{:<24}  {:<20} {:>7}  {:<39} DETAIL",
         "AT", "EVENT", "USER", "CLIENT"
@@ -35,7 +36,7 @@ pub async fn run(
     for e in &events {
         println!(
             "{:<24}  {:<20} {:>7}  {:<39} {}",
-            keyway::http::users::iso(e.at),
+            keyway::store::iso(e.at),
             e.kind,
             e.user_id
                 .map(|id| id.to_string())

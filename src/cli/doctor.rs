@@ -45,7 +45,7 @@ pub async fn run(config: &Config) -> ExitCode {
             Some(store)
         }
         Err(e) => {
-            r.line(Level::Fail, "database", super::open_error(&e));
+            r.line(Level::Fail, "database", super::open_error(&e).to_string());
             None
         }
     };

@@ -1,5 +1,6 @@
 //! `keyway keys …`: signing keys, from the store alone (neither the hasher nor the mailer is needed).
 
+use anyhow::bail;
 use clap::Subcommand;
 
 use keyway::Config;
@@ -22,24 +23,24 @@ pub enum KeysCommand {
     List,
 }
 
-pub async fn run(config: Config, cmd: KeysCommand) -> Result<(), String> {
+pub async fn run(config: Config, cmd: KeysCommand) -> anyhow::Result<()> {
     // The store alone: key commands need neither the hasher nor the mailer.
     let store = keyway::store::connect(&config.database_url, &config.database)
         .await
         .map_err(|e| start_error(&e.into()))?;
     let store = store.as_ref();
     let clock = keyway::auth::SystemClock;
-    let iso = keyway::http::users::iso;
+    let iso = keyway::store::iso;
     match cmd {
         KeysCommand::Rotate { algorithm } => {
             // A key made now would sign nothing and be published for nothing.
             if config.tokens.secret.is_some() {
-                return Err(keyway::auth::tokens::HS256_ROTATE_REFUSED.to_owned());
+                bail!(keyway::auth::tokens::HS256_ROTATE_REFUSED);
             }
             let alg = algorithm.unwrap_or(config.tokens.algorithm);
             let key = Keys::rotate(store, alg, clock.now_millis())
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(super::core_error)?;
             println!(
                 "new signing key {} ({}); older keys verify until their tokens expire",
                 key.kid, key.alg
@@ -57,7 +58,7 @@ pub async fn run(config: Config, cmd: KeysCommand) -> Result<(), String> {
         KeysCommand::List => {
             let keys = Keys::describe(store, &config.tokens)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(super::core_error)?;
             println!("{:<18} {:<6} {:<25} STATUS", "KID", "ALG", "CREATED");
             let now = clock.now_millis();
             for k in keys {

@@ -6,7 +6,7 @@ use keyway::Config;
 
 use super::admin_error;
 
-pub async fn run(config: Config) -> Result<(), String> {
+pub async fn run(config: Config) -> anyhow::Result<()> {
     let database = keyway::store::redact_url(config.database_url.expose_secret());
     let applied = keyway::store::migrate(&config.database_url, &config.database)
         .await

@@ -1,6 +1,7 @@
 //! `keyway role list|add|rename|remove`: the roles accounts can be given, on the store directly (no
 //! hasher or keys needed). A role is named by its name (any case) or its type.
 
+use anyhow::{anyhow, bail};
 use clap::Subcommand;
 use keyway::Config;
 use keyway::store::{NewRole, Role, RoleRemoval, Store};
@@ -37,14 +38,14 @@ pub enum RoleCommand {
     },
 }
 
-pub async fn run(config: &Config, cmd: RoleCommand) -> Result<(), String> {
+pub async fn run(config: &Config, cmd: RoleCommand) -> anyhow::Result<()> {
     let store = keyway::store::connect(&config.database_url, &config.database)
         .await
         .map_err(|e| super::open_error(&e))?;
     let store = store.as_ref();
     let failed = |what: &str| {
         let what = what.to_owned();
-        move |e: keyway::store::StoreError| format!("cannot {what}: {e}")
+        move |e: keyway::store::StoreError| anyhow!("cannot {what}: {e}")
     };
     match cmd {
         RoleCommand::List => {
@@ -79,11 +80,11 @@ pub async fn run(config: &Config, cmd: RoleCommand) -> Result<(), String> {
                 })
                 .await
                 .map_err(|e| match e {
-                    keyway::store::StoreError::Conflict => format!(
+                    keyway::store::StoreError::Conflict => anyhow!(
                         "cannot add role '{name}': a role already has the name '{name}' or the \
                          type '{kind}'"
                     ),
-                    other => format!("cannot add role '{name}': {other}"),
+                    other => anyhow!("cannot add role '{name}': {other}"),
                 })?;
             println!("added {}", describe(&role));
         }
@@ -93,78 +94,75 @@ pub async fn run(config: &Config, cmd: RoleCommand) -> Result<(), String> {
             let now = chrono::Utc::now().timestamp_millis();
             match store.rename_role(found.id, &new_name, now).await {
                 Ok(true) => println!("renamed role {} '{}' to '{new_name}'", found.id, found.name),
-                Ok(false) => return Err(format!("cannot rename role '{role}': it is gone")),
+                Ok(false) => bail!("cannot rename role '{role}': it is gone"),
                 Err(keyway::store::StoreError::Conflict) => {
-                    return Err(format!(
-                        "cannot rename role '{role}': another role is named '{new_name}'"
-                    ));
+                    bail!("cannot rename role '{role}': another role is named '{new_name}'");
                 }
-                Err(e) => return Err(format!("cannot rename role '{role}': {e}")),
+                Err(e) => bail!("cannot rename role '{role}': {e}"),
             }
         }
         RoleCommand::Remove { role } => {
             let found = find(store, &role).await?;
             if SEEDED.contains(&found.kind.as_str()) {
-                return Err(format!(
+                bail!(
                     "cannot remove role '{}': '{}' is one of the two built-in roles",
-                    found.name, found.kind
-                ));
+                    found.name,
+                    found.kind
+                );
             }
             let default = &config.auth.default_role;
             if found.kind == *default || found.name.eq_ignore_ascii_case(default) {
-                return Err(format!(
+                bail!(
                     "cannot remove role '{}': it is the default_role new accounts get",
                     found.name
-                ));
+                );
             }
             match store.delete_role(found.id).await {
                 Ok(RoleRemoval::Removed) => println!("removed {}", describe(&found)),
                 Ok(RoleRemoval::NotFound) => {
-                    return Err(format!("cannot remove role '{role}': it is gone"));
+                    bail!("cannot remove role '{role}': it is gone");
                 }
                 Ok(RoleRemoval::InUse(n)) => {
-                    return Err(format!(
+                    bail!(
                         "cannot remove role '{}': {n} account(s) have it; give them another \
                          first (keyway user update USER --role ROLE)",
                         found.name
-                    ));
+                    );
                 }
-                Err(e) => return Err(format!("cannot remove role '{role}': {e}")),
+                Err(e) => bail!("cannot remove role '{role}': {e}"),
             }
         }
     }
     Ok(())
 }
 
-async fn find(store: &dyn Store, role: &str) -> Result<Role, String> {
+async fn find(store: &dyn Store, role: &str) -> anyhow::Result<Role> {
     store
         .role_by_name_or_kind(role)
         .await
-        .map_err(|e| format!("cannot look up role '{role}': {e}"))?
-        .ok_or_else(|| format!("no role named '{role}' (see `keyway role list`)"))
+        .map_err(|e| anyhow!("cannot look up role '{role}': {e}"))?
+        .ok_or_else(|| anyhow!("no role named '{role}' (see `keyway role list`)"))
 }
 
-fn checked_name(name: &str) -> Result<String, String> {
+fn checked_name(name: &str) -> anyhow::Result<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(format!(
-            "role name '{name}' must be 1 to 100 characters, without control characters"
-        ));
+        bail!("role name '{name}' must be 1 to 100 characters, without control characters");
     }
     Ok(name.to_owned())
 }
 
 /// Types are machine names (Strapi's): lower-case letters, digits, `-` and `_`.
-fn checked_type(kind: &str) -> Result<String, String> {
+fn checked_type(kind: &str) -> anyhow::Result<String> {
     let ok = !kind.is_empty()
         && kind.len() <= 100
         && kind
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !ok {
-        return Err(format!(
+        bail!(
             "role type '{kind}' must be lower-case letters, digits, '-' or '_' (set it with --type)"
-        ));
+        );
     }
     Ok(kind.to_owned())
 }

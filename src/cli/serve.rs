@@ -1,5 +1,6 @@
 //! `keyway serve`: the server, with the demo account and the start-up warnings an operator needs.
 
+use anyhow::{Context, anyhow, bail};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 
@@ -13,22 +14,22 @@ const DEMO_USERNAME: &str = "appsmith_user";
 const DEMO_PASSWORD: &str = "appsmith_password";
 const DEMO_EMAIL: &str = "appsmith_user@example.com";
 
-pub async fn run(mut config: Config, demo: bool) -> Result<(), String> {
+pub async fn run(mut config: Config, demo: bool) -> anyhow::Result<()> {
     if config.mail.smtp_url.is_none() {
         // A demo is development by definition; anywhere else, reset links in the log would let
         // whoever reads the log into any account, so that takes an explicit choice.
         config.mail.to_log |= demo;
         if !config.mail.to_log {
-            return Err(NO_SMTP.into());
+            bail!(NO_SMTP);
         }
     }
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
     let app = App::build(config.clone(), listener)
         .await
         .map_err(|e| start_error(&e))?;
-    let addr = app.local_addr().map_err(|e| e.to_string())?;
+    let addr = app.local_addr()?;
     if demo {
         ensure_demo_account(app.auth()).await?;
     }
@@ -56,8 +57,7 @@ pub async fn run(mut config: Config, demo: bool) -> Result<(), String> {
         );
     }
     // Handlers go in before the start line: whoever waits for that line may signal at once.
-    let shutdown =
-        shutdown_signal().map_err(|e| format!("cannot install the signal handlers: {e}"))?;
+    let shutdown = shutdown_signal().context("cannot install the signal handlers")?;
     println!(
         "Keyway listening on http://{addr} (database {})",
         keyway::store::redact_url(config.database_url.expose_secret())
@@ -70,7 +70,7 @@ pub async fn run(mut config: Config, demo: bool) -> Result<(), String> {
              curl -s http://{addr}/api/users/me -H \"Authorization: Bearer $JWT\""
         );
     }
-    app.run(shutdown).await.map_err(|e| e.to_string())?;
+    app.run(shutdown).await?;
     println!("Keyway stopped");
     Ok(())
 }
@@ -80,26 +80,26 @@ const NO_SMTP: &str = "no SMTP server configured: set smtp_url (KEYWAY_SMTP_URL 
      KEYWAY_SMTP_URL_FILE) so account mail is delivered, or, for development only, mail_to_log = true \
      (KEYWAY_MAIL_TO_LOG=true) to write it, reset links included, to the log instead";
 
-async fn ensure_demo_account(auth: &Arc<Auth>) -> Result<(), String> {
+async fn ensure_demo_account(auth: &Arc<Auth>) -> anyhow::Result<()> {
     if auth
         .find_by_username(DEMO_USERNAME)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(super::core_error)?
         .is_some()
     {
         return Ok(());
     }
     let new = AdminNewUser {
-        username: Username::parse(DEMO_USERNAME)?,
-        email: Email::parse(DEMO_EMAIL)?,
-        password: Password::parse(DEMO_PASSWORD)?,
+        username: Username::parse(DEMO_USERNAME).map_err(anyhow::Error::msg)?,
+        email: Email::parse(DEMO_EMAIL).map_err(anyhow::Error::msg)?,
+        password: Password::parse(DEMO_PASSWORD).map_err(anyhow::Error::msg)?,
         role: Some("authenticated".into()),
         confirmed: true,
         blocked: false,
     };
     auth.admin_create_user(new)
         .await
-        .map_err(|e| format!("cannot create the demo account: {e}"))?;
+        .map_err(|e| anyhow!("cannot create the demo account: {e}"))?;
     tracing::warn!("demo account {DEMO_USERNAME} created: do not use --demo in production");
     Ok(())
 }

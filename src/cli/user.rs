@@ -1,6 +1,7 @@
 //! `keyway user …`: accounts from the command line, through the same core as the API (so the same
 //! password policy and the same revocation).
 
+use anyhow::{anyhow, bail};
 use clap::Subcommand;
 use std::io::BufRead;
 
@@ -62,18 +63,20 @@ pub enum UserCommand {
     },
 }
 
-pub async fn run(config: Config, cmd: UserCommand) -> Result<(), String> {
-    let auth = keyway::build_auth(&config, keyway::Role::Admin)
+pub async fn run(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
+    let auth = keyway::build_auth(&config, keyway::ServerRole::Admin)
         .await
         .map_err(|e| admin_error(&e))?;
     let show_err = |e: keyway::error::Error| match e {
         // A policy refusal: say which rule, not "validation failed".
-        keyway::error::Error::Fields(errors) => errors
-            .iter()
-            .map(|f| f.message.as_str())
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => other.to_string(),
+        keyway::error::Error::Fields(errors) => anyhow!(
+            errors
+                .iter()
+                .map(|f| f.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        other => super::core_error(other),
     };
     match cmd {
         UserCommand::Add {
@@ -85,11 +88,12 @@ pub async fn run(config: Config, cmd: UserCommand) -> Result<(), String> {
             blocked,
         } => {
             let password = read_password_line()?;
-            let username = Username::parse(&username)?;
-            let email = Email::parse(&email)?;
+            let username = Username::parse(&username).map_err(anyhow::Error::msg)?;
+            let email = Email::parse(&email).map_err(anyhow::Error::msg)?;
             let password = auth
                 .password_policy()
-                .parse(&password, &[username.as_str(), email.as_str()])?;
+                .parse(&password, &[username.as_str(), email.as_str()])
+                .map_err(anyhow::Error::msg)?;
             let new = AdminNewUser {
                 username,
                 email,
@@ -106,7 +110,7 @@ pub async fn run(config: Config, cmd: UserCommand) -> Result<(), String> {
                 .find_user(&user)
                 .await
                 .map_err(show_err)?
-                .ok_or_else(|| format!("no user with username, email or id '{user}'"))?;
+                .ok_or_else(|| anyhow!("no user with username, email or id '{user}'"))?;
             if let Some(role) = role {
                 user = auth
                     .set_role(&user.id.to_string(), &role)
@@ -134,7 +138,7 @@ pub async fn run(config: Config, cmd: UserCommand) -> Result<(), String> {
                 .find_user(&user)
                 .await
                 .map_err(show_err)?
-                .ok_or_else(|| format!("no user with username, email or id '{user}'"))?;
+                .ok_or_else(|| anyhow!("no user with username, email or id '{user}'"))?;
             println!("id:         {}", user.id);
             println!("username:   {}", user.username);
             println!("email:      {}", user.email);
@@ -142,7 +146,7 @@ pub async fn run(config: Config, cmd: UserCommand) -> Result<(), String> {
             println!("role:       {}", user.role.name);
             println!("confirmed:  {}", user.confirmed);
             println!("blocked:    {}", user.blocked);
-            println!("created:    {}", keyway::http::users::iso(user.created_at));
+            println!("created:    {}", keyway::store::iso(user.created_at));
             let identities = auth.identities(user.id).await.map_err(show_err)?;
             if identities.is_empty() {
                 println!("identities: none");
@@ -154,7 +158,7 @@ pub async fn run(config: Config, cmd: UserCommand) -> Result<(), String> {
                         i.provider,
                         i.subject,
                         i.email.as_deref().unwrap_or("-"),
-                        keyway::http::users::iso(i.created_at)
+                        keyway::store::iso(i.created_at)
                     );
                 }
             }
@@ -175,15 +179,15 @@ pub async fn run(config: Config, cmd: UserCommand) -> Result<(), String> {
     Ok(())
 }
 
-fn read_password_line() -> Result<String, String> {
+fn read_password_line() -> anyhow::Result<String> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        .map_err(|e| anyhow!("cannot read the password from standard input: {e}"))?;
     let password = line.trim_end_matches(['\n', '\r']).to_owned();
     if password.is_empty() {
-        return Err("no password on standard input".into());
+        bail!("no password on standard input");
     }
     Ok(password)
 }

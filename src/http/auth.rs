@@ -326,8 +326,8 @@ pub async fn sessions(
             device_id: s.device_id,
             device_name: s.device_name,
             current: s.current,
-            login_at: super::users::iso(s.login_at),
-            last_active_at: super::users::iso(s.last_active_at),
+            login_at: crate::store::iso(s.login_at),
+            last_active_at: crate::store::iso(s.last_active_at),
         })
         .collect();
     Ok(Json(Data { data }))

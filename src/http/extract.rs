@@ -149,10 +149,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
-        // Resolved by the `client::resolve` middleware (trusted proxies); the socket otherwise.
+        // Resolved by the `client_addr::resolve` middleware (trusted proxies); the socket otherwise.
         let ip = parts
             .extensions
-            .get::<super::client::ClientAddr>()
+            .get::<super::client_addr::ClientAddr>()
             .map(|a| a.0)
             .or_else(|| {
                 parts

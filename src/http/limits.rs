@@ -12,7 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::client::ClientAddr;
+use super::client_addr::ClientAddr;
 use super::extract::{Authenticated, parse_body};
 use crate::auth::throttle::{Decision, Key};
 use crate::error::Error;

@@ -3,7 +3,7 @@
 
 mod account;
 mod auth;
-pub mod client;
+pub mod client_addr;
 mod connect;
 pub mod cookie;
 pub mod csrf;
@@ -62,7 +62,7 @@ pub struct Shared {
     pub cookie: Arc<CookieSettings>,
     pub pages: Arc<crate::config::PageSettings>,
     /// Trusted proxies and the header they report clients in.
-    pub proxies: Arc<client::Proxies>,
+    pub proxies: Arc<client_addr::Proxies>,
     pub cors_origins: Arc<Vec<String>>,
     /// `public_url`'s origin and `cors_origins`: pages that may use the cookie routes (csrf.rs).
     pub trusted_origins: Arc<Vec<String>>,
@@ -200,7 +200,7 @@ pub fn router(state: AppState, body_limit_bytes: usize, extra: Router<AppState>)
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            client::resolve,
+            client_addr::resolve,
         ));
     // No CORS layer at all without origins (the default): it would only cost every request a clone.
     let app = if state.cors_origins.is_empty() {

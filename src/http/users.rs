@@ -2,12 +2,11 @@
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::extract::Authenticated;
-use crate::store::{Millis, Role, User};
+use crate::store::{Role, User, iso};
 
 /// A user as Strapi 5 sends it, plus the populated `role` (as Strapi v3 did). Never a password hash or
 /// a token: this type has no field that could hold one.
@@ -68,27 +67,10 @@ impl<'a> From<&'a User> for UserView<'a> {
     }
 }
 
-/// `2026-11-26T20:32:17.407Z`, the format Strapi uses.
-pub fn iso(ms: Millis) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
 /// `GET /api/users/me` → the bare user object.
 #[utoipa::path(get, path = "/api/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, description = "The user the token belongs to", body = UserView),
         super::openapi::TokenErrors))]
 pub async fn me(Authenticated(who): Authenticated) -> Response {
     Json(UserView::from(who.user.as_ref())).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::iso;
-
-    #[test]
-    fn timestamps_use_strapis_format() {
-        assert_eq!(iso(1_795_725_137_407), "2026-11-26T20:32:17.407Z");
-    }
 }

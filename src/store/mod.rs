@@ -42,6 +42,14 @@ use async_trait::async_trait;
 /// mean the same thing everywhere and sort cheaply.
 pub type Millis = i64;
 
+/// A [`Millis`] as Strapi writes timestamps (`2026-11-26T20:32:17.407Z`): in every API answer and
+/// in the admin commands' listings.
+pub fn iso(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unique constraint violated")]
@@ -96,5 +104,15 @@ pub trait Store:
     /// attacker's allowance. A SQLite file serves one machine and they stay in memory.
     fn shared_by_nodes(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso;
+
+    #[test]
+    fn timestamps_use_strapis_format() {
+        assert_eq!(iso(1_795_725_137_407), "2026-11-26T20:32:17.407Z");
     }
 }

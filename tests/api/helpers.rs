@@ -196,9 +196,10 @@ impl TestApp {
         tune: Tune,
     ) -> Self {
         let clock = Arc::new(TestClock::default());
-        let auth = keyway::build_auth_with_clock(&config, clock.clone(), keyway::Role::Server)
-            .await
-            .expect("app builds");
+        let auth =
+            keyway::build_auth_with_clock(&config, clock.clone(), keyway::ServerRole::Server)
+                .await
+                .expect("app builds");
         let app = tune(App::with_auth(auth, &config, listener));
         let port = app.local_addr().unwrap().port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));

@@ -131,7 +131,7 @@ fn no_module_names_a_layer_above_its_own() {
 
 #[test]
 fn the_check_sees_every_way_of_naming_a_module() {
-    let text = "use crate::http::client::ClientAddr;\n\
+    let text = "use crate::http::client_addr::ClientAddr;\n\
                 use crate::{domain::Email, config::Config, store};\n\
                 let x = crate::serve::MIN; // crate::http in a comment is fine\n\
                 use crate::store::Store;\n";

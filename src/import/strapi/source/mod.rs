@@ -15,9 +15,12 @@
 //! or what a `CURRENT_TIMESTAMP` default writes) or real, and booleans are 0/1. The queries turn all
 //! of that into integers, so one row decoder serves both engines.
 
-use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection, Row};
+mod postgres;
+mod sqlite;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
 use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
@@ -172,6 +175,9 @@ macro_rules! read_snapshot {
     }};
 }
 
+// The engines' modules run these on their own queries.
+use {read_snapshot, role_row, user_row};
+
 /// Opens the database `url` names read-only, recognises its Strapi version and reads it.
 pub async fn read(url: &str) -> Result<Snapshot, SourceError> {
     let shown = redact_url(url);
@@ -191,7 +197,7 @@ pub async fn read(url: &str) -> Result<Snapshot, SourceError> {
                     .await
                     .map_err(read_err)?;
             let version = recognise(&names.into_iter().collect(), &shown)?;
-            let snapshot = sqlite_snapshot(&mut tx, version).await.map_err(read_err)?;
+            let snapshot = sqlite::snapshot(&mut tx, version).await.map_err(read_err)?;
             // Read-only: ending the snapshot is all a rollback does.
             let _ = tx.rollback().await;
             let _ = conn.close().await;
@@ -213,7 +219,7 @@ pub async fn read(url: &str) -> Result<Snapshot, SourceError> {
             .await
             .map_err(read_err)?;
             let version = recognise(&names.into_iter().collect(), &shown)?;
-            let snapshot = postgres_snapshot(&mut tx, version)
+            let snapshot = postgres::snapshot(&mut tx, version)
                 .await
                 .map_err(read_err)?;
             let _ = tx.rollback().await;
@@ -305,254 +311,6 @@ fn recognise(tables: &HashSet<String>, shown: &str) -> Result<Version, SourceErr
     Err(unrecognised(
         "it has neither up_users (Strapi 4 and 5) nor users-permissions_user (Strapi 3)",
     ))
-}
-
-// ---- SQLite ----
-
-/// Milliseconds since the epoch from a SQLite datetime column, whatever Strapi put there: integer
-/// milliseconds as they are, a real truncated, digits-only text as a number, other text through
-/// julianday (`YYYY-MM-DD HH:MM:SS[.SSS]`, ISO 8601 with `T`, `Z` or an offset). NULL when unreadable.
-macro_rules! sqlite_millis {
-    ($col:literal) => {
-        concat!(
-            "(CASE typeof(",
-            $col,
-            ") WHEN 'integer' THEN ",
-            $col,
-            " WHEN 'real' THEN CAST(",
-            $col,
-            " AS INTEGER)",
-            " WHEN 'text' THEN CASE WHEN ",
-            $col,
-            " GLOB '[0-9]*' AND ",
-            $col,
-            " NOT GLOB '*[^0-9]*'",
-            " THEN CAST(",
-            $col,
-            " AS INTEGER)",
-            " ELSE CAST(ROUND((julianday(",
-            $col,
-            ") - 2440587.5) * 86400000.0) AS INTEGER) END END)"
-        )
-    };
-}
-
-/// A SQLite boolean as 0 or 1; NULL (never set) is false, as Strapi reads it.
-macro_rules! sqlite_flag {
-    ($col:literal) => {
-        concat!(
-            "(CASE WHEN ",
-            $col,
-            " IN (1, '1', 'true', 't') THEN 1 ELSE 0 END)"
-        )
-    };
-}
-
-/// Strapi 5's draft rows have no `published_at`.
-macro_rules! sqlite_published {
-    () => {
-        "(CASE WHEN published_at IS NULL THEN 0 ELSE 1 END)"
-    };
-}
-
-macro_rules! sqlite_users {
-    ($table:literal, $document_id:expr, $published:expr) => {
-        concat!(
-            "SELECT id, ",
-            $document_id,
-            " AS document_id, username, email, provider, password, ",
-            sqlite_flag!("confirmed"),
-            " AS confirmed, ",
-            sqlite_flag!("blocked"),
-            " AS blocked, ",
-            sqlite_millis!("created_at"),
-            " AS created_ms, ",
-            sqlite_millis!("updated_at"),
-            " AS updated_ms, ",
-            $published,
-            " AS published FROM ",
-            $table,
-            " ORDER BY id"
-        )
-    };
-}
-
-macro_rules! sqlite_roles {
-    ($table:literal, $document_id:expr, $published:expr, $updated:expr) => {
-        concat!(
-            "SELECT id, ",
-            $document_id,
-            " AS document_id, name, description, type, ",
-            $published,
-            " AS published, ",
-            $updated,
-            " AS updated_ms FROM ",
-            $table,
-            " ORDER BY id"
-        )
-    };
-}
-
-async fn sqlite_snapshot(
-    conn: &mut SqliteConnection,
-    version: Version,
-) -> Result<Snapshot, sqlx::Error> {
-    match version {
-        Version::V3 => read_snapshot!(
-            conn,
-            version,
-            (
-                sqlite_users!("\"users-permissions_user\"", "NULL", "1"),
-                // Strapi 3 roles have no timestamps.
-                sqlite_roles!("\"users-permissions_role\"", "NULL", "1", "NULL"),
-                "SELECT id AS user_id, role AS role_id FROM \"users-permissions_user\" \
-                 WHERE role IS NOT NULL ORDER BY id"
-            )
-        ),
-        Version::V4 => read_snapshot!(
-            conn,
-            version,
-            (
-                sqlite_users!("up_users", "NULL", "1"),
-                sqlite_roles!("up_roles", "NULL", "1", sqlite_millis!("updated_at")),
-                "SELECT user_id, role_id FROM up_users_role_links \
-                 WHERE user_id IS NOT NULL AND role_id IS NOT NULL ORDER BY user_id, role_id"
-            )
-        ),
-        Version::V5 => read_snapshot!(
-            conn,
-            version,
-            (
-                sqlite_users!("up_users", "document_id", sqlite_published!()),
-                sqlite_roles!(
-                    "up_roles",
-                    "document_id",
-                    sqlite_published!(),
-                    sqlite_millis!("updated_at")
-                ),
-                "SELECT user_id, role_id FROM up_users_role_lnk \
-                 WHERE user_id IS NOT NULL AND role_id IS NOT NULL ORDER BY user_id, role_id"
-            )
-        ),
-    }
-}
-
-// ---- PostgreSQL ----
-
-/// Milliseconds since the epoch from a `timestamp` (Strapi 4 and 5, read as UTC) or `timestamptz`
-/// (Strapi 3) column.
-macro_rules! pg_millis {
-    ($col:literal) => {
-        concat!("(EXTRACT(EPOCH FROM ", $col, ") * 1000)::BIGINT")
-    };
-}
-
-/// A PostgreSQL boolean as 0 or 1, as on SQLite, so one decoder reads both; NULL is false.
-macro_rules! pg_flag {
-    ($col:literal) => {
-        concat!("(CASE WHEN ", $col, " THEN 1 ELSE 0 END)::BIGINT")
-    };
-}
-
-macro_rules! pg_published {
-    () => {
-        "(CASE WHEN published_at IS NULL THEN 0 ELSE 1 END)::BIGINT"
-    };
-}
-
-/// Ids are `serial` (INTEGER) in Strapi; cast to BIGINT, Keyway's id type.
-macro_rules! pg_users {
-    ($table:literal, $document_id:expr, $published:expr) => {
-        concat!(
-            "SELECT id::BIGINT AS id, ",
-            $document_id,
-            " AS document_id, username, email, provider, \
-             password, ",
-            pg_flag!("confirmed"),
-            " AS confirmed, ",
-            pg_flag!("blocked"),
-            " AS blocked, ",
-            pg_millis!("created_at"),
-            " AS created_ms, ",
-            pg_millis!("updated_at"),
-            " AS updated_ms, ",
-            $published,
-            " AS published FROM ",
-            $table,
-            " ORDER BY id"
-        )
-    };
-}
-
-macro_rules! pg_roles {
-    ($table:literal, $document_id:expr, $published:expr, $updated:expr) => {
-        concat!(
-            "SELECT id::BIGINT AS id, ",
-            $document_id,
-            " AS document_id, name, description, type, ",
-            $published,
-            " AS published, ",
-            $updated,
-            " AS updated_ms FROM ",
-            $table,
-            " ORDER BY id"
-        )
-    };
-}
-
-async fn postgres_snapshot(
-    conn: &mut PgConnection,
-    version: Version,
-) -> Result<Snapshot, sqlx::Error> {
-    match version {
-        Version::V3 => read_snapshot!(
-            conn,
-            version,
-            (
-                pg_users!("\"users-permissions_user\"", "NULL::TEXT", "1::BIGINT"),
-                pg_roles!(
-                    "\"users-permissions_role\"",
-                    "NULL::TEXT",
-                    "1::BIGINT",
-                    "NULL::BIGINT"
-                ),
-                "SELECT id::BIGINT AS user_id, role::BIGINT AS role_id \
-                 FROM \"users-permissions_user\" WHERE role IS NOT NULL ORDER BY id"
-            )
-        ),
-        Version::V4 => read_snapshot!(
-            conn,
-            version,
-            (
-                pg_users!("up_users", "NULL::TEXT", "1::BIGINT"),
-                pg_roles!(
-                    "up_roles",
-                    "NULL::TEXT",
-                    "1::BIGINT",
-                    pg_millis!("updated_at")
-                ),
-                "SELECT user_id::BIGINT AS user_id, role_id::BIGINT AS role_id \
-                 FROM up_users_role_links WHERE user_id IS NOT NULL AND role_id IS NOT NULL \
-                 ORDER BY user_id, role_id"
-            )
-        ),
-        Version::V5 => read_snapshot!(
-            conn,
-            version,
-            (
-                pg_users!("up_users", "document_id", pg_published!()),
-                pg_roles!(
-                    "up_roles",
-                    "document_id",
-                    pg_published!(),
-                    pg_millis!("updated_at")
-                ),
-                "SELECT user_id::BIGINT AS user_id, role_id::BIGINT AS role_id \
-                 FROM up_users_role_lnk WHERE user_id IS NOT NULL AND role_id IS NOT NULL \
-                 ORDER BY user_id, role_id"
-            )
-        ),
-    }
 }
 
 #[cfg(test)]

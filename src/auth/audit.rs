@@ -5,12 +5,10 @@
 //! is recorded; in particular the identifier of a failed login is not (people type passwords into
 //! the username field), only the account when it exists.
 
-use crate::error::OrInternal;
 use moka::sync::Cache;
 use std::time::Duration;
 
 use super::{Auth, ClientInfo};
-use crate::error::{Error, Result};
 use crate::store::{AuditEvent, Millis};
 
 /// How long audit events are kept by default.
@@ -72,39 +70,5 @@ impl Auth {
         self.refusals.insert(key.to_owned(), now);
         self.audit("rate_limited", user_id, client, Some(detail))
             .await;
-    }
-
-    /// The trail, oldest first: of one user (by username) or everyone, from `since` on.
-    /// The id whose events `audit --user WHO` lists: a current account's (by username, email or id),
-    /// else any id, so a deleted account's events stay reachable. A deleted account's username or
-    /// email is not looked up: the events keep only the id, and the name may belong to a newer
-    /// account by now, whose trail must not be mixed with the old one's.
-    async fn audited_user_id(&self, who: &str) -> Result<i64> {
-        if let Some(user) = self.find_user(who).await? {
-            return Ok(user.id);
-        }
-        who.parse::<i64>().map_err(|_| {
-            Error::NotFound(format!(
-                "no user with username, email or id '{who}'; a deleted account's events are found \
-                 by its id (`keyway audit` shows it on its user_deleted event)"
-            ))
-        })
-    }
-
-    /// The audit trail, oldest first; `username` is a username, an email or an id.
-    pub async fn audit_trail(
-        &self,
-        username: Option<&str>,
-        since: Option<Millis>,
-        limit: u32,
-    ) -> Result<Vec<AuditEvent>> {
-        let user_id = match username {
-            Some(who) => Some(self.audited_user_id(who).await?),
-            None => None,
-        };
-        self.store
-            .audit_events(user_id, since, limit)
-            .await
-            .or_internal()
     }
 }

@@ -2,6 +2,7 @@
 //! no HTTP types: the `http` layer extracts and translates, this module decides.
 
 pub mod account;
+pub mod admin;
 pub mod audit;
 pub mod mail;
 pub mod password;
@@ -102,17 +103,6 @@ pub struct Principal {
     pub user: Arc<User>,
     /// The session the token belongs to; `None` for a Strapi-issued token.
     pub session_id: Option<String>,
-}
-
-/// Options for an account created by an operator (CLI) rather than by the user.
-#[derive(Debug, Clone)]
-pub struct AdminNewUser {
-    pub username: Username,
-    pub email: Email,
-    pub password: Password,
-    pub role: Option<String>,
-    pub confirmed: bool,
-    pub blocked: bool,
 }
 
 pub const MSG_INVALID_LOGIN: &str = "Invalid identifier or password";
@@ -535,132 +525,6 @@ impl Auth {
     /// Whether the account may use its tokens: not blocked, and confirmed when confirmation is on.
     fn may_act(&self, user: &User) -> bool {
         !user.blocked && (user.confirmed || !self.settings.email_confirmation)
-    }
-
-    // ---- administration (CLI) ----
-
-    pub async fn admin_create_user(&self, new: AdminNewUser) -> Result<User> {
-        let role_name = new
-            .role
-            .clone()
-            .unwrap_or_else(|| self.settings.default_role.clone());
-        let role = self
-            .store
-            .role_by_name_or_kind(&role_name)
-            .await
-            .or_internal()?
-            .ok_or_else(|| Error::Application(format!("No role named '{role_name}'")))?;
-        self.create_account(
-            new.username,
-            new.email,
-            new.password,
-            role.id,
-            new.confirmed,
-            new.blocked,
-        )
-        .await
-    }
-
-    pub async fn find_by_username(&self, username: &str) -> Result<Option<User>> {
-        self.store.user_by_username(username).await.or_internal()
-    }
-
-    /// The account an administrator names: by exact username first, then by email (any case), then
-    /// by id. A username wins over an id, so an account whose username is digits is still found by
-    /// its name; another with that id is then found by its email.
-    pub async fn find_user(&self, who: &str) -> Result<Option<User>> {
-        if let Some(user) = self.store.user_by_username(who).await.or_internal()? {
-            return Ok(Some(user));
-        }
-        if who.contains('@')
-            && let Some(user) = self
-                .store
-                .user_by_email(&who.to_lowercase())
-                .await
-                .or_internal()?
-        {
-            return Ok(Some(user));
-        }
-        match who.parse::<i64>() {
-            Ok(id) => self.store.user_by_id(id).await.or_internal(),
-            Err(_) => Ok(None),
-        }
-    }
-
-    pub async fn list_users(&self) -> Result<Vec<User>> {
-        self.store.list_users().await.or_internal()
-    }
-
-    /// Blocks or unblocks an account. Blocking ends all its sessions, so its tokens stop working at
-    /// once and stay dead after an unblock.
-    pub async fn set_blocked(&self, username: &str, blocked: bool) -> Result<User> {
-        let user = self.require_user(username).await?;
-        self.store
-            .set_blocked(user.id, blocked, self.clock.now_millis())
-            .await
-            .or_internal()?;
-        self.forget_user(user.id);
-        let kind = if blocked {
-            "user_blocked"
-        } else {
-            "user_unblocked"
-        };
-        self.audit(
-            kind,
-            Some(user.id),
-            &ClientInfo::default(),
-            Some("by an administrator"),
-        )
-        .await;
-        if blocked {
-            self.revoke(Revoke::AllOfUser(user.id), "blocked").await?;
-        }
-        self.require_user(username).await
-    }
-
-    /// Deletes an account and its sessions.
-    pub async fn delete_user(&self, username: &str) -> Result<User> {
-        let user = self.require_user(username).await?;
-        let sessions = self.store.sessions_of_user(user.id).await.or_internal()?;
-        self.store.delete_user(user.id).await.or_internal()?;
-        self.forget_user(user.id);
-        self.audit(
-            "user_deleted",
-            Some(user.id),
-            &ClientInfo::default(),
-            Some("by an administrator"),
-        )
-        .await;
-        for s in sessions {
-            self.caches.apply(&Invalidation::Session(s.id));
-        }
-        Ok(user)
-    }
-
-    /// Gives an account (username, email or id) the role with this name or type. Its tokens keep
-    /// working; what they show (`/api/users/me`) carries the new role at once on every node.
-    pub async fn set_role(&self, who: &str, role: &str) -> Result<User> {
-        let user = self.require_user(who).await?;
-        let role = self
-            .store
-            .role_by_name_or_kind(role)
-            .await
-            .or_internal()?
-            .ok_or_else(|| {
-                Error::NotFound(format!("no role named '{role}' (see `keyway role list`)"))
-            })?;
-        self.store
-            .set_user_role(user.id, role.id, self.clock.now_millis())
-            .await
-            .or_internal()?;
-        self.forget_user(user.id);
-        self.require_user(&user.id.to_string()).await
-    }
-
-    async fn require_user(&self, who: &str) -> Result<User> {
-        self.find_user(who)
-            .await?
-            .ok_or_else(|| Error::NotFound(format!("no user with username, email or id '{who}'")))
     }
 }
 

@@ -26,6 +26,7 @@ pub async fn run(
         }),
     };
     let events = auth
+        .admin()
         .audit_trail(user.as_deref(), since, limit)
         .await
         .map_err(super::core_error)?;

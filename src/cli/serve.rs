@@ -4,7 +4,8 @@ use anyhow::{Context, anyhow, bail};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 
-use keyway::auth::{AdminNewUser, Auth};
+use keyway::auth::Auth;
+use keyway::auth::admin::AdminNewUser;
 use keyway::domain::{Email, Password, Username};
 use keyway::{App, Config};
 
@@ -82,6 +83,7 @@ const NO_SMTP: &str = "no SMTP server configured: set smtp_url (KEYWAY_SMTP_URL 
 
 async fn ensure_demo_account(auth: &Arc<Auth>) -> anyhow::Result<()> {
     if auth
+        .admin()
         .find_by_username(DEMO_USERNAME)
         .await
         .map_err(super::core_error)?
@@ -97,7 +99,8 @@ async fn ensure_demo_account(auth: &Arc<Auth>) -> anyhow::Result<()> {
         confirmed: true,
         blocked: false,
     };
-    auth.admin_create_user(new)
+    auth.admin()
+        .create_user(new)
         .await
         .map_err(|e| anyhow!("cannot create the demo account: {e}"))?;
     tracing::warn!("demo account {DEMO_USERNAME} created: do not use --demo in production");

@@ -6,7 +6,7 @@ use clap::Subcommand;
 use std::io::BufRead;
 
 use keyway::Config;
-use keyway::auth::AdminNewUser;
+use keyway::auth::admin::AdminNewUser;
 use keyway::domain::{Email, Username};
 use keyway::store::User;
 
@@ -102,17 +102,19 @@ pub async fn run(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 confirmed,
                 blocked,
             };
-            let user = auth.admin_create_user(new).await.map_err(show_err)?;
+            let user = auth.admin().create_user(new).await.map_err(show_err)?;
             println!("created {}", describe(&user));
         }
         UserCommand::Update { user, role } => {
             let mut user = auth
+                .admin()
                 .find_user(&user)
                 .await
                 .map_err(show_err)?
                 .ok_or_else(|| anyhow!("no user with username, email or id '{user}'"))?;
             if let Some(role) = role {
                 user = auth
+                    .admin()
                     .set_role(&user.id.to_string(), &role)
                     .await
                     .map_err(show_err)?;
@@ -120,7 +122,7 @@ pub async fn run(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             println!("updated {}", describe(&user));
         }
         UserCommand::List => {
-            let users = auth.list_users().await.map_err(show_err)?;
+            let users = auth.admin().list_users().await.map_err(show_err)?;
             println!(
                 "{:>6}  {:<24} {:<32} {:<14} {:<9} {:<7}",
                 "ID", "USERNAME", "EMAIL", "ROLE", "CONFIRMED", "BLOCKED"
@@ -135,6 +137,7 @@ pub async fn run(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Show { user } => {
             let user = auth
+                .admin()
                 .find_user(&user)
                 .await
                 .map_err(show_err)?
@@ -147,7 +150,7 @@ pub async fn run(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             println!("confirmed:  {}", user.confirmed);
             println!("blocked:    {}", user.blocked);
             println!("created:    {}", keyway::store::iso(user.created_at));
-            let identities = auth.identities(user.id).await.map_err(show_err)?;
+            let identities = auth.admin().identities(user.id).await.map_err(show_err)?;
             if identities.is_empty() {
                 println!("identities: none");
             } else {
@@ -164,15 +167,23 @@ pub async fn run(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
             }
         }
         UserCommand::Block { user } => {
-            let user = auth.set_blocked(&user, true).await.map_err(show_err)?;
+            let user = auth
+                .admin()
+                .set_blocked(&user, true)
+                .await
+                .map_err(show_err)?;
             println!("blocked {}", describe(&user));
         }
         UserCommand::Unblock { user } => {
-            let user = auth.set_blocked(&user, false).await.map_err(show_err)?;
+            let user = auth
+                .admin()
+                .set_blocked(&user, false)
+                .await
+                .map_err(show_err)?;
             println!("unblocked {}", describe(&user));
         }
         UserCommand::Delete { user } => {
-            let user = auth.delete_user(&user).await.map_err(show_err)?;
+            let user = auth.admin().delete_user(&user).await.map_err(show_err)?;
             println!("deleted {}", describe(&user));
         }
     }

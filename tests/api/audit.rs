@@ -5,7 +5,11 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 async fn trail(app: &TestApp) -> Vec<keyway::store::AuditEvent> {
-    app.auth.audit_trail(None, None, 1000).await.unwrap()
+    app.auth
+        .admin()
+        .audit_trail(None, None, 1000)
+        .await
+        .unwrap()
 }
 
 fn kinds(events: &[keyway::store::AuditEvent]) -> Vec<&str> {
@@ -82,9 +86,9 @@ async fn logout_reuse_password_change_and_administration_are_recorded() {
         .send()
         .await
         .unwrap();
-    app.auth.set_blocked("alice", true).await.unwrap();
-    app.auth.set_blocked("alice", false).await.unwrap();
-    app.auth.delete_user("alice").await.unwrap();
+    app.auth.admin().set_blocked("alice", true).await.unwrap();
+    app.auth.admin().set_blocked("alice", false).await.unwrap();
+    app.auth.admin().delete_user("alice").await.unwrap();
 
     let events = trail(&app).await;
     let seen = kinds(&events);
@@ -164,18 +168,26 @@ async fn the_trail_filters_by_user_and_time() {
 
     let alice = app
         .auth
+        .admin()
         .audit_trail(Some("alice"), None, 100)
         .await
         .unwrap();
     assert_eq!(kinds(&alice), ["login_success", "login_failure"]);
     let recent = app
         .auth
+        .admin()
         .audit_trail(None, Some(app.auth.now_millis() - 60_000), 100)
         .await
         .unwrap();
     assert_eq!(kinds(&recent), ["login_success", "login_failure"]);
     assert_eq!(recent[0].user_id, Some(2));
-    assert!(app.auth.audit_trail(Some("ghost"), None, 10).await.is_err());
+    assert!(
+        app.auth
+            .admin()
+            .audit_trail(Some("ghost"), None, 10)
+            .await
+            .is_err()
+    );
 }
 
 /// Polls `done` until it holds, failing after a generous deadline: the server's own maintenance

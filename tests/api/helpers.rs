@@ -3,8 +3,8 @@
 //! Every app gets a fresh database on the engine `KEYWAY_TEST_BACKEND` names (see `testdb.rs`):
 //! a SQLite file in its temporary directory by default, its own PostgreSQL database with `postgres`.
 
-use keyway::auth::AdminNewUser;
 use keyway::auth::Clock;
+use keyway::auth::admin::AdminNewUser;
 use keyway::auth::password::HashParams;
 use keyway::domain::{Email, Password, Username};
 use keyway::{App, Config};
@@ -257,7 +257,8 @@ impl TestApp {
         };
         change(&mut new);
         self.auth
-            .admin_create_user(new)
+            .admin()
+            .create_user(new)
             .await
             .expect("user created");
     }

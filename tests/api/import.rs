@@ -846,7 +846,7 @@ async fn a_second_import_changes_nothing() {
     let app = keyway().await;
     let db = standard(StrapiDb::sqlite(Strapi::V4).await).await;
     assert_exit(&import(&app, &db.url).await, 0);
-    let users = app.auth.list_users().await.unwrap();
+    let users = app.auth.admin().list_users().await.unwrap();
     let hashes: Vec<_> = hashes_of(&app, &users).await;
     let seq = app.auth.store().last_invalidation().await.unwrap();
 
@@ -862,7 +862,7 @@ async fn a_second_import_changes_nothing() {
         "{}",
         stdout(&again)
     );
-    assert_eq!(app.auth.list_users().await.unwrap(), users);
+    assert_eq!(app.auth.admin().list_users().await.unwrap(), users);
     assert_eq!(hashes_of(&app, &users).await, hashes);
     assert_eq!(
         app.auth.store().last_invalidation().await.unwrap(),
@@ -914,7 +914,7 @@ async fn a_rerun_brings_over_what_changed_in_strapi_and_keeps_what_changed_in_ke
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    app.auth.set_blocked("bob", true).await.unwrap();
+    app.auth.admin().set_blocked("bob", true).await.unwrap();
 
     // Meanwhile, in Strapi, which still runs: Alice changes her password, an administrator unblocks
     // Carol and gives Erin a new email.
@@ -1024,7 +1024,7 @@ async fn a_strapi_5_document_with_draft_and_published_rows_is_imported_once() {
             "{}",
             stdout(&out)
         );
-        assert_eq!(app.auth.list_users().await.unwrap().len(), 2);
+        assert_eq!(app.auth.admin().list_users().await.unwrap().len(), 2);
         let body = login_ok(&app, "fay", &password_of("fay")).await;
         let fay = me(&app, body["jwt"].as_str().unwrap()).await;
         assert_eq!(fay["id"], 11, "the published row's id: {fay}");
@@ -1175,7 +1175,7 @@ async fn accounts_made_in_keyway_are_reported_never_overwritten() {
     );
     login_ok(&app, "frank@example.com", &password_of("frank")).await;
     login_ok(&app, "hana", &password_of("hana")).await;
-    assert_eq!(app.auth.list_users().await.unwrap().len(), 3);
+    assert_eq!(app.auth.admin().list_users().await.unwrap().len(), 3);
 }
 
 // ---- tokens Strapi issued ----

@@ -118,7 +118,13 @@ fn kid_of(token: &str) -> String {
 }
 
 async fn user_id(app: &TestApp, name: &str) -> i64 {
-    app.auth.find_by_username(name).await.unwrap().unwrap().id
+    app.auth
+        .admin()
+        .find_by_username(name)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
 }
 
 // ---- forging ----
@@ -1058,7 +1064,7 @@ async fn strapi_issued_tokens_of_blocked_users_are_refused() {
     // Blocked after the token was accepted (and cached): refused on the next request.
     let alice = strapi_token_for(user_id(&app, "alice").await);
     assert_accepted(&app, &alice, "before the block").await;
-    app.auth.set_blocked("alice", true).await.unwrap();
+    app.auth.admin().set_blocked("alice", true).await.unwrap();
     assert_refused(&app, &alice, INVALID_USER, "a Strapi token blocked later").await;
 }
 

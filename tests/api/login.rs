@@ -369,6 +369,7 @@ async fn accounts_without_a_password_cannot_log_in_with_one() {
     }
     let failures = app
         .auth
+        .admin()
         .audit_trail(None, None, 100)
         .await
         .unwrap()

@@ -321,10 +321,10 @@ async fn a_session_of_another_user_does_not_validate_a_token() {
 async fn blocked_users_tokens_stop_working() {
     let app = TestApp::spawn().await.with_user("alice").await;
     let token = app.token_for("alice").await;
-    app.auth.set_blocked("alice", true).await.unwrap();
+    app.auth.admin().set_blocked("alice", true).await.unwrap();
     assert_unauthorized(app.me(&token).await, "Invalid credentials").await;
     // Blocking ended her sessions: unblocking lets her log in again, not revive old tokens.
-    app.auth.set_blocked("alice", false).await.unwrap();
+    app.auth.admin().set_blocked("alice", false).await.unwrap();
     assert_unauthorized(app.me(&token).await, INVALID).await;
     let fresh = app.token_for("alice").await;
     assert_eq!(app.me(&fresh).await.status(), StatusCode::OK);
@@ -334,7 +334,7 @@ async fn blocked_users_tokens_stop_working() {
 async fn deleted_users_tokens_stop_working() {
     let app = TestApp::spawn().await.with_user("alice").await;
     let token = app.token_for("alice").await;
-    app.auth.delete_user("alice").await.unwrap();
+    app.auth.admin().delete_user("alice").await.unwrap();
     assert_unauthorized(app.me(&token).await, "Invalid credentials").await;
 }
 

@@ -72,7 +72,13 @@ fn assert_still_hashing(login: &JoinHandle<Response>) {
 }
 
 async fn live_sessions(app: &TestApp, name: &str) -> usize {
-    let user = app.auth.find_by_username(name).await.unwrap().unwrap();
+    let user = app
+        .auth
+        .admin()
+        .find_by_username(name)
+        .await
+        .unwrap()
+        .unwrap();
     let now = chrono::Utc::now().timestamp_millis();
     let sessions = app.auth.store().sessions_of_user(user.id).await.unwrap();
     sessions.iter().filter(|s| s.is_live(now)).count()
@@ -88,7 +94,7 @@ async fn a_login_still_hashing_when_the_account_is_blocked_opens_no_session() {
     slow_password_check(&app, "alice").await;
 
     let login = login_in_flight(&app, "alice").await;
-    app.auth.set_blocked("alice", true).await.unwrap();
+    app.auth.admin().set_blocked("alice", true).await.unwrap();
     assert_still_hashing(&login);
 
     let res = login.await.unwrap();

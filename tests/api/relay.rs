@@ -121,6 +121,7 @@ async fn one_identifier_through_a_relay_keeps_the_route_limit_whatever_its_case(
     // The refusal is in the audit trail, as other rate-limit hits are.
     let refused: Vec<_> = app
         .auth
+        .admin()
         .audit_trail(None, None, 1000)
         .await
         .unwrap()

@@ -851,9 +851,9 @@ async fn change_password_ends_every_session_and_returns_a_new_one() {
 async fn blocking_ends_sessions_and_unblocking_does_not_revive_them() {
     let app = TestApp::spawn().await.with_user("alice").await;
     let (jwt, refresh_token) = login_pair(&app, "alice").await;
-    app.auth.set_blocked("alice", true).await.unwrap();
+    app.auth.admin().set_blocked("alice", true).await.unwrap();
     assert_refresh_refused(&app, &refresh_token).await;
-    app.auth.set_blocked("alice", false).await.unwrap();
+    app.auth.admin().set_blocked("alice", false).await.unwrap();
     assert_refresh_refused(&app, &refresh_token).await;
     assert_token_dead(&app, &jwt).await;
 }
@@ -862,7 +862,7 @@ async fn blocking_ends_sessions_and_unblocking_does_not_revive_them() {
 async fn deleting_a_user_ends_their_refresh_tokens() {
     let app = TestApp::spawn().await.with_user("alice").await;
     let (_, refresh_token) = login_pair(&app, "alice").await;
-    app.auth.delete_user("alice").await.unwrap();
+    app.auth.admin().delete_user("alice").await.unwrap();
     assert_refresh_refused(&app, &refresh_token).await;
 }
 

@@ -166,11 +166,6 @@ impl Auth {
             None => Ok(None),
         }
     }
-
-    /// The identities linked to an account (`keyway user show`).
-    pub async fn identities(&self, user_id: i64) -> Result<Vec<Identity>> {
-        self.store.identities_of_user(user_id).await.or_internal()
-    }
 }
 
 #[cfg(test)]

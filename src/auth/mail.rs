@@ -846,6 +846,29 @@ mod tests {
         }
     }
 
+    /// Every built-in mail, byte for byte, pinned in `src/auth/mail/snapshots/` (the values try to
+    /// break out of the markup: the HTML part must escape them, the text part must not).
+    #[test]
+    fn builtin_mails_render_as_pinned() {
+        let m = mailer(|s| s.app_name = "Acme <b>&\"'</b>".into());
+        let v = MailVars {
+            username: "<script>alert('x')</script> & \"q\"".into(),
+            ..vars()
+        };
+        for t in Template::ALL {
+            let r = m.inner.render(t, &v);
+            insta::with_settings!({
+                snapshot_path => concat!(env!("CARGO_MANIFEST_DIR"), "/src/auth/mail/snapshots"),
+                prepend_module_to_snapshot => false,
+            }, {
+                insta::assert_snapshot!(
+                    t.name(),
+                    format!("subject: {}\n--- text\n{}--- html\n{}[end]", r.subject, r.text, r.html)
+                );
+            });
+        }
+    }
+
     #[test]
     fn confirmation_and_reset_carry_the_link() {
         let m = mailer(|_| {});

@@ -19,6 +19,7 @@ mod limits;
 mod login;
 mod me;
 mod openapi;
+mod pages;
 mod policy;
 mod races;
 mod register;

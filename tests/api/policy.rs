@@ -52,7 +52,7 @@ async fn reset(app: &TestApp, code: &str, new: &str) -> Response {
 }
 
 /// A reset code for `name`, stored as the forgot-password mail would have (no SMTP needed here).
-async fn reset_code(app: &TestApp, name: &str) -> String {
+pub(crate) async fn reset_code(app: &TestApp, name: &str) -> String {
     let user = app
         .auth
         .admin()

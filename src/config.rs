@@ -17,6 +17,7 @@ use crate::auth::sso::{Protocol, ProviderSettings, SsoSettings};
 use crate::auth::throttle::{Limit, RateLimitSettings, ThrottleSettings};
 use crate::auth::tokens::{KeyAlgorithm, TokenSettings};
 use crate::store::{DatabaseSettings, SslMode};
+use crate::templates::pages::PageTemplates;
 
 /// Shortest HS256 secret accepted: 256 bits, the size of the HMAC-SHA256 output.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
@@ -269,6 +270,10 @@ pub struct Overrides {
     /// Accent colour of the hosted pages, #rgb or #rrggbb.
     #[arg(long, env = "KEYWAY_ACCENT_COLOR")]
     pub accent_color: Option<String>,
+    /// Folder of hosted page template overrides, each named like its built-in (login.html,
+    /// page.html, …).
+    #[arg(long, env = "KEYWAY_PAGES_TEMPLATES_DIR")]
+    pub pages_templates_dir: Option<PathBuf>,
     /// How long a password-reset code works (default 1h).
     #[arg(long, env = "KEYWAY_RESET_CODE_TTL")]
     pub reset_code_ttl: Option<String>,
@@ -464,6 +469,7 @@ pub struct FileConfig {
     pub base_path: Option<String>,
     pub logo_url: Option<String>,
     pub accent_color: Option<String>,
+    pub pages_templates_dir: Option<PathBuf>,
     pub rate_limit: Option<bool>,
     pub rate_limit_max: Option<u32>,
     pub rate_limit_window: Option<TtlValue>,
@@ -826,6 +832,16 @@ impl Overrides {
                 )));
             }
             c.pages.accent_color = Some(color);
+        }
+        if let Some(dir) = self
+            .pages_templates_dir
+            .clone()
+            .or(file.pages_templates_dir)
+        {
+            // Loaded once here, thrown away, so a broken override stops start-up with its file and
+            // line; the app loads it again when it is built.
+            PageTemplates::load(Some(&dir)).map_err(|e| invalid(format!("page template {e}")))?;
+            c.pages.templates_dir = Some(dir);
         }
         if let Some(d) = ttl("reset_code_ttl", &self.reset_code_ttl, file.reset_code_ttl)? {
             c.auth.reset_code_ttl = d;
@@ -1355,6 +1371,8 @@ pub struct PageSettings {
     pub logo_url: Option<String>,
     /// The accent colour, `#rgb` or `#rrggbb`.
     pub accent_color: Option<String>,
+    /// Folder of page template overrides (`crate::templates::pages`).
+    pub templates_dir: Option<PathBuf>,
 }
 
 impl Default for PageSettings {
@@ -1363,6 +1381,7 @@ impl Default for PageSettings {
             base_path: "/".into(),
             logo_url: None,
             accent_color: None,
+            templates_dir: None,
         }
     }
 }
@@ -2157,6 +2176,57 @@ mod tests {
                 ..blank()
             })
             .contains("logo_url")
+        );
+    }
+
+    #[test]
+    fn pages_templates_dir_is_loaded_and_checked_at_start_up() {
+        let good = tempfile::tempdir().unwrap();
+        std::fs::write(good.path().join("login.html"), "<p>{{ app_name }}</p>\n").unwrap();
+        let f = file_with(&format!(
+            "pages_templates_dir = \"{}\"\n",
+            good.path().display()
+        ));
+        let from_file = Overrides {
+            config: Some(f.path().to_owned()),
+            ..Default::default()
+        };
+        let c = from_file.clone().resolve(&no_env).unwrap();
+        assert_eq!(c.pages.templates_dir.as_deref(), Some(good.path()));
+        assert!(Config::defaults().pages.templates_dir.is_none());
+
+        let refuse = |text: &str| {
+            let bad = tempfile::tempdir().unwrap();
+            std::fs::write(bad.path().join("register.html"), text).unwrap();
+            Overrides {
+                pages_templates_dir: Some(bad.path().to_owned()),
+                ..from_file.clone()
+            }
+            .resolve(&no_env)
+            .unwrap_err()
+            .to_string()
+        };
+        let err = refuse("<h1>\n{% if min_length %}\n");
+        assert!(
+            err.contains("page template ")
+                && err.contains("register.html:")
+                && err.contains("syntax error"),
+            "{err}"
+        );
+        let err = refuse("<h1>\n\n<p>{{ min_lenght }}</p>\n");
+        assert!(
+            err.contains("register.html:3: unknown variable 'min_lenght'"),
+            "{err}"
+        );
+        let err = Overrides {
+            pages_templates_dir: Some("/nonexistent/keyway-pages".into()),
+            ..from_file
+        }
+        .resolve(&no_env)
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/keyway-pages"),
+            "{err}"
         );
     }
 

@@ -13,6 +13,7 @@ pub mod import;
 pub mod outbound;
 pub mod serve;
 pub mod store;
+pub mod templates;
 
 pub use config::Config;
 
@@ -37,6 +38,8 @@ pub enum StartError {
     Setup(#[from] error::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("page template {0}")]
+    PageTemplate(#[from] templates::TemplateError),
 }
 
 /// Who is building the core: a serving process adopts the configured signing algorithm (a changed
@@ -147,10 +150,18 @@ pub struct App {
 impl App {
     pub async fn build(config: Config, listener: TcpListener) -> Result<Self, StartError> {
         let auth = build_auth(&config, ServerRole::Server).await?;
-        Ok(Self::with_auth(auth, &config, listener))
+        Self::with_auth(auth, &config, listener)
     }
 
-    pub fn with_auth(auth: Arc<Auth>, config: &Config, listener: TcpListener) -> Self {
+    /// Fails only on a page template override that does not load (the configuration checked it, but
+    /// a test or an embedder may build a `Config` by hand).
+    pub fn with_auth(
+        auth: Arc<Auth>,
+        config: &Config,
+        listener: TcpListener,
+    ) -> Result<Self, StartError> {
+        let page_templates =
+            templates::pages::PageTemplates::load(config.pages.templates_dir.as_deref())?;
         let public = url::Url::parse(&config.mail.public_url).ok();
         let cookie = config::CookieSettings {
             public_https: public.as_ref().is_some_and(|u| u.scheme() == "https"),
@@ -163,12 +174,13 @@ impl App {
             .into_iter()
             .chain(config.cors_origins.iter().cloned())
             .collect();
-        Self {
+        Ok(Self {
             listener,
             state: AppState::new(http::Shared {
                 auth,
                 cookie: Arc::new(cookie),
                 pages: Arc::new(config.pages.clone()),
+                page_templates: Arc::new(page_templates),
                 proxies: Arc::new(http::client_addr::Proxies {
                     trusted: config.trusted_proxies.clone(),
                     header: config.forwarded_header,
@@ -185,7 +197,7 @@ impl App {
             invalidation_poll: config.invalidation_poll,
             prune_interval: PRUNE_INTERVAL,
             extra_routes: axum::Router::new(),
-        }
+        })
     }
 
     /// Serves `routes` beside the API's, inside the same layers: for an embedder's own endpoints,

@@ -61,6 +61,8 @@ pub struct Shared {
     pub auth: Arc<Auth>,
     pub cookie: Arc<CookieSettings>,
     pub pages: Arc<crate::config::PageSettings>,
+    /// The pages' templates, overrides included, loaded and checked at start-up.
+    pub page_templates: Arc<crate::templates::pages::PageTemplates>,
     /// Trusted proxies and the header they report clients in.
     pub proxies: Arc<client_addr::Proxies>,
     pub cors_origins: Arc<Vec<String>>,

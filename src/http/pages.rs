@@ -1,6 +1,8 @@
 //! The hosted login app: sign-in, the protected main page, registration and forgotten passwords, plus
 //! the server-rendered pages behind mailed links (email confirmed, choose a new password). Plain HTML,
-//! CSS and one script, embedded in the binary and served under a configurable base path.
+//! CSS and one script, embedded in the binary and served under a configurable base path. The pages
+//! are templates (`crate::templates::pages`, which an operator may override); this file chooses the
+//! template and gives it its values.
 //!
 //! Every page carries a strict Content-Security-Policy: scripts and styles only from here (no inline
 //! code at all), requests only to here, never framed. The pages behind mailed links work without
@@ -13,22 +15,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use minijinja::context;
+use minijinja::value::Value;
+
 use super::AppState;
 use super::extract::{Body, Client};
 use crate::error::Error;
+use crate::templates::pages::FRAME;
 
-const FRAME: &str = include_str!("../../web/page.html");
 const STYLE: &str = include_str!("../../web/style.css");
 const SCRIPT: &str = include_str!("../../web/app.js");
-const LOGIN: &str = include_str!("../../web/login.html");
-const HOME: &str = include_str!("../../web/home.html");
-const REGISTER: &str = include_str!("../../web/register.html");
-const FORGOT: &str = include_str!("../../web/forgot-password.html");
-const EMAIL_CONFIRMED: &str = include_str!("../../web/email-confirmed.html");
-const RESET_FORM: &str = include_str!("../../web/reset-password.html");
-const RESET_DONE: &str = include_str!("../../web/reset-done.html");
-const RESET_INVALID: &str = include_str!("../../web/reset-invalid.html");
-const SSO_REDIRECT: &str = include_str!("../../web/sso-redirect.html");
 
 /// The pages, with paths relative to the base path. The reset form's post is route-limited in the
 /// API route's bucket (it performs the same reset).
@@ -50,80 +46,46 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/assets/app.js", get(script))
 }
 
-/// Replaces `{{name}}` with the HTML-escaped value; unknown names become empty. Values whose name
-/// ends in `_html` (and the frame's `body`) are inserted as they are: they were rendered here.
-fn fill(template: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = String::with_capacity(template.len() + 256);
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find("}}") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let name = &rest[start + 2..start + end];
-        if let Some((_, value)) = vars.iter().find(|(k, _)| *k == name) {
-            if name == "body" || name.ends_with("_html") {
-                out.push_str(value);
-            } else {
-                out.push_str(&escape(value));
-            }
-        }
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
-pub use crate::auth::mail::html_escape as escape;
-
-/// One page to render: which, its title, whether it runs the app script, and its filled body.
-struct Page<'a> {
-    name: &'a str,
-    title: &'a str,
+/// One page to render: its template, the name the script knows it by, its title, and whether it
+/// runs the app script.
+struct Page {
+    file: &'static str,
+    name: &'static str,
+    title: &'static str,
     script: bool,
-    body: &'a str,
 }
 
-/// The variables every page body may use.
-fn common<'a>(state: &'a AppState, logo_html: &'a str) -> [(&'a str, &'a str); 3] {
-    [
-        ("base", state.pages.base_path.as_str()),
-        ("app_name", state.auth.app_name()),
-        ("logo_html", logo_html),
-    ]
+/// The variables every template may use (`templates::pages` declares them).
+fn common(state: &AppState) -> Value {
+    context! {
+        base => state.pages.base_path.as_str(),
+        app_name => state.auth.app_name(),
+        logo_url => state.pages.logo_url.as_deref(),
+    }
 }
 
-fn logo_html(state: &AppState) -> String {
-    state
-        .pages
-        .logo_url
-        .as_deref()
-        .map(|url| format!(r#"<img src="{}" alt="">"#, escape(url)))
-        .unwrap_or_default()
-}
-
-fn render(state: &AppState, status: StatusCode, page: Page<'_>) -> Response {
-    let base = state.pages.base_path.as_str();
-    let script = if page.script {
-        format!(
-            r#"<script src="{}assets/app.js" defer></script>"#,
-            escape(base)
-        )
-    } else {
-        String::new()
+/// Renders the page's template with `vars` and sets it into the frame.
+fn render(state: &AppState, status: StatusCode, page: Page, vars: Value) -> Response {
+    let templates = &state.page_templates;
+    let html = templates
+        .render(page.file, context! { ..vars, ..common(state) })
+        .and_then(|body| {
+            let frame = context! {
+                title => page.title,
+                page => page.name,
+                script => page.script,
+                // Safe to insert as it is: the page template's output, whose values the engine
+                // escaped.
+                body => Value::from_safe_string(body),
+                ..common(state)
+            };
+            templates.render(FRAME, frame)
+        });
+    let html = match html {
+        Ok(html) => html,
+        // The templates were checked at start-up; what fails here is a bug, not the visitor's doing.
+        Err(e) => return Error::internal(format!("page {}: {e}", page.file)).into_response(),
     };
-    let html = fill(
-        FRAME,
-        &[
-            ("title", page.title),
-            ("app_name", state.auth.app_name()),
-            ("base", base),
-            ("page", page.name),
-            ("script_html", &script),
-            ("body", page.body),
-        ],
-    );
     let mut response = (status, axum::response::Html(html)).into_response();
     let h = response.headers_mut();
     if let Ok(csp) = HeaderValue::from_str(&csp(state)) {
@@ -157,49 +119,25 @@ fn csp(state: &AppState) -> String {
 }
 
 pub(super) async fn login(State(state): State<AppState>) -> Response {
-    let register_link = if state.auth.settings().allow_register {
-        format!(
-            r#"<a href="{}register">Create an account</a>"#,
-            escape(&state.pages.base_path)
-        )
-    } else {
-        String::new()
-    };
-    let logo = logo_html(&state);
-    let sso = sso_buttons(&state);
-    let mut vars = common(&state, &logo).to_vec();
-    vars.push(("register_link_html", &register_link));
-    vars.push(("sso_html", &sso));
-    let body = fill(LOGIN, &vars);
-    let page = Page {
-        name: "login",
-        title: "Sign in",
-        script: true,
-        body: &body,
-    };
-    render(&state, StatusCode::OK, page)
-}
-
-/// A "Continue with …" link per configured provider: plain links to the API's connect route, so they
-/// work without the script.
-fn sso_buttons(state: &AppState) -> String {
-    let buttons: String = state
+    // A "Continue with …" link per configured provider: plain links to the API's connect route, so
+    // they work without the script.
+    let sso_providers: Vec<Value> = state
         .auth
         .sso()
         .buttons()
-        .map(|(name, display)| {
-            format!(
-                r#"<a class="button sso" data-provider="{n}" href="/api/connect/{n}">Continue with {d}</a>"#,
-                n = escape(name),
-                d = escape(display),
-            )
-        })
+        .map(|(name, display_name)| context! { name, display_name })
         .collect();
-    if buttons.is_empty() {
-        String::new()
-    } else {
-        format!(r#"<div class="sso-options"><p class="or">or</p>{buttons}</div>"#)
-    }
+    let page = Page {
+        file: "login.html",
+        name: "login",
+        title: "Sign in",
+        script: true,
+    };
+    let vars = context! {
+        allow_register => state.auth.settings().allow_register,
+        sso_providers,
+    };
+    render(&state, StatusCode::OK, page, vars)
 }
 
 /// Where a provider's sign-in lands: the script trades the one-time code for a session (cookie mode,
@@ -208,63 +146,52 @@ async fn sso_redirect(
     State(state): State<AppState>,
     axum::extract::Path(provider): axum::extract::Path<String>,
 ) -> Response {
-    let Some((name, display)) = state.auth.sso().buttons().find(|(n, _)| *n == provider) else {
+    let Some((name, display_name)) = state.auth.sso().buttons().find(|(n, _)| *n == provider)
+    else {
         return Error::NotFound("Not Found".into()).into_response();
     };
-    let logo = logo_html(&state);
-    let mut vars = common(&state, &logo).to_vec();
-    vars.push(("provider", name));
-    vars.push(("display_name", display));
-    let body = fill(SSO_REDIRECT, &vars);
     let page = Page {
+        file: "sso-redirect.html",
         name: "sso",
         title: "Signing in",
         script: true,
-        body: &body,
     };
-    render(&state, StatusCode::OK, page)
+    let vars = context! { provider => name, display_name };
+    render(&state, StatusCode::OK, page, vars)
 }
 
 async fn home(State(state): State<AppState>) -> Response {
-    let logo = logo_html(&state);
-    let body = fill(HOME, &common(&state, &logo));
     let page = Page {
+        file: "home.html",
         name: "home",
         title: "Your account",
         script: true,
-        body: &body,
     };
-    render(&state, StatusCode::OK, page)
+    render(&state, StatusCode::OK, page, context! {})
 }
 
 async fn register(State(state): State<AppState>) -> Response {
     if !state.auth.settings().allow_register {
         return Error::NotFound("Not Found".into()).into_response();
     }
-    let logo = logo_html(&state);
-    let min = state.auth.settings().password_min_chars.to_string();
-    let mut vars = common(&state, &logo).to_vec();
-    vars.push(("min_length", &min));
-    let body = fill(REGISTER, &vars);
     let page = Page {
+        file: "register.html",
         name: "register",
         title: "Create an account",
         script: true,
-        body: &body,
     };
-    render(&state, StatusCode::OK, page)
+    let vars = context! { min_length => state.auth.settings().password_min_chars };
+    render(&state, StatusCode::OK, page, vars)
 }
 
 async fn forgot(State(state): State<AppState>) -> Response {
-    let logo = logo_html(&state);
-    let body = fill(FORGOT, &common(&state, &logo));
     let page = Page {
+        file: "forgot-password.html",
         name: "forgot-password",
         title: "Forgot your password?",
         script: true,
-        body: &body,
     };
-    render(&state, StatusCode::OK, page)
+    render(&state, StatusCode::OK, page, context! {})
 }
 
 async fn stylesheet() -> Response {
@@ -297,14 +224,13 @@ fn asset(content_type: &'static str, body: String) -> Response {
 
 /// Where the confirmation link lands after the redirect.
 async fn email_confirmed(State(state): State<AppState>) -> Response {
-    let body = fill(EMAIL_CONFIRMED, &[("base", state.pages.base_path.as_str())]);
     let page = Page {
+        file: "email-confirmed.html",
         name: "email-confirmed",
         title: "Email confirmed",
         script: false,
-        body: &body,
     };
-    render(&state, StatusCode::OK, page)
+    render(&state, StatusCode::OK, page, context! {})
 }
 
 #[derive(Deserialize)]
@@ -326,42 +252,28 @@ fn reset_form_page(
     code: &str,
     error: Option<&str>,
 ) -> Response {
-    let alert = error
-        .map(|e| {
-            format!(
-                r#"<div class="alert error" role="alert" tabindex="-1" autofocus>{}</div>"#,
-                escape(e)
-            )
-        })
-        .unwrap_or_default();
-    let min = state.auth.settings().password_min_chars.to_string();
-    let body = fill(
-        RESET_FORM,
-        &[
-            ("base", state.pages.base_path.as_str()),
-            ("code", code),
-            ("min_length", &min),
-            ("alert_html", &alert),
-        ],
-    );
     let page = Page {
+        file: "reset-password.html",
         name: "reset-password",
         title: "Choose a new password",
         script: false,
-        body: &body,
     };
-    render(state, status, page)
+    let vars = context! {
+        code,
+        min_length => state.auth.settings().password_min_chars,
+        error,
+    };
+    render(state, status, page, vars)
 }
 
 fn invalid_link(state: &AppState) -> Response {
-    let body = fill(RESET_INVALID, &[("base", state.pages.base_path.as_str())]);
     let page = Page {
+        file: "reset-invalid.html",
         name: "reset-invalid",
         title: "Link no longer works",
         script: false,
-        body: &body,
     };
-    render(state, StatusCode::BAD_REQUEST, page)
+    render(state, StatusCode::BAD_REQUEST, page, context! {})
 }
 
 /// `POST …/reset-password` (the form): sets the password and answers with a page, so it works with
@@ -394,14 +306,13 @@ async fn reset_submit(
     };
     match state.auth.reset_password(code, password, client).await {
         Ok(_) => {
-            let body = fill(RESET_DONE, &[("base", state.pages.base_path.as_str())]);
             let page = Page {
+                file: "reset-done.html",
                 name: "reset-done",
                 title: "Password changed",
                 script: false,
-                body: &body,
             };
-            render(&state, StatusCode::OK, page)
+            render(&state, StatusCode::OK, page, context! {})
         }
         Err(Error::Validation(_)) => invalid_link(&state),
         // The policy, with what only the core knows (the account's name, the online check).
@@ -413,65 +324,5 @@ async fn reset_submit(
             reset_form_page(&state, StatusCode::BAD_REQUEST, code, Some(&message))
         }
         Err(other) => other.into_response(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn values_are_escaped_and_unknown_names_vanish() {
-        let out = fill(
-            "<p>{{name}}</p>{{missing}}<i>{{x_html}}</i>",
-            &[("name", "<script>\"'&"), ("x_html", "<b>ok</b>")],
-        );
-        assert_eq!(out, "<p>&lt;script&gt;&quot;&#39;&amp;</p><i><b>ok</b></i>");
-    }
-
-    #[test]
-    fn an_unclosed_placeholder_is_left_as_text() {
-        assert_eq!(fill("a {{b", &[]), "a {{b");
-    }
-
-    #[test]
-    fn every_template_placeholder_is_known() {
-        // A typo in a template would silently render as nothing; list what each may use.
-        let known = [
-            "base",
-            "app_name",
-            "logo_html",
-            "register_link_html",
-            "sso_html",
-            "provider",
-            "display_name",
-            "min_length",
-            "code",
-            "alert_html",
-            "title",
-            "page",
-            "script_html",
-            "body",
-        ];
-        for template in [
-            FRAME,
-            LOGIN,
-            HOME,
-            REGISTER,
-            FORGOT,
-            EMAIL_CONFIRMED,
-            RESET_FORM,
-            RESET_DONE,
-            RESET_INVALID,
-            SSO_REDIRECT,
-        ] {
-            let mut rest = template;
-            while let Some(start) = rest.find("{{") {
-                let end = rest[start..].find("}}").expect("closed placeholder");
-                let name = &rest[start + 2..start + end];
-                assert!(known.contains(&name), "unknown placeholder {{{{{name}}}}}");
-                rest = &rest[start + end + 2..];
-            }
-        }
     }
 }

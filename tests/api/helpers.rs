@@ -200,7 +200,7 @@ impl TestApp {
             keyway::build_auth_with_clock(&config, clock.clone(), keyway::ServerRole::Server)
                 .await
                 .expect("app builds");
-        let app = tune(App::with_auth(auth, &config, listener));
+        let app = tune(App::with_auth(auth, &config, listener).expect("app builds"));
         let port = app.local_addr().unwrap().port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let auth = app.auth().clone();

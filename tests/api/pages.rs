@@ -131,3 +131,44 @@ async fn every_branded_page_escapes_what_the_operator_set() {
         insta::assert_snapshot!(format!("branded-{name}"), shown);
     }
 }
+
+#[tokio::test]
+async fn an_override_is_served_instead_of_the_built_in_and_escapes_its_values() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("login.html"),
+        "<h1>Welcome to {{ app_name }}</h1>\n\
+         {% for p in sso_providers %}<a href=\"/api/connect/{{ p.name }}\">{{ p.display_name }}</a>{% endfor %}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("page.html"),
+        "<html data-base=\"{{ base }}\"><title>{{ title }}</title>{{ body }}</html>\n",
+    )
+    .unwrap();
+    let app = TestApp::spawn_with(|c| {
+        c.pages.templates_dir = Some(dir.path().to_owned());
+        c.mail.app_name = "<script>alert(1)</script>".into();
+        c.sso.public_url = "http://127.0.0.1:9".into();
+        c.sso.providers = vec![provider("okta", "Okta <b>")];
+    })
+    .await;
+    let html = app.client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(html.status(), 200);
+    assert_eq!(
+        html.text().await.unwrap(),
+        "<html data-base=\"/\"><title>Sign in</title><h1>Welcome to \
+         &lt;script&gt;alert(1)&lt;/script&gt;</h1>\n\
+         <a href=\"/api/connect/okta\">Okta &lt;b&gt;</a>\n</html>\n"
+    );
+    // The pages without an override keep the built-in body, in the overridden frame.
+    let home = app.client.get(app.url("/home")).send().await.unwrap();
+    let home = home.text().await.unwrap();
+    assert!(
+        home.starts_with(
+            "<html data-base=\"/\"><title>Your account</title><header class=\"brand\">"
+        ),
+        "{home}"
+    );
+    assert!(home.contains("Checking your session"), "{home}");
+}

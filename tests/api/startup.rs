@@ -109,3 +109,59 @@ async fn serve_without_smtp_refuses_to_start_unless_mail_to_log_is_chosen() {
         .stop()
         .await;
 }
+
+/// A template override with a syntax error or an unknown variable stops `serve`, and the message
+/// names the file and the line: the page overrides by `--pages-templates-dir` and
+/// `KEYWAY_PAGES_TEMPLATES_DIR`, the mail overrides by `KEYWAY_MAIL_TEMPLATES_DIR`.
+#[tokio::test]
+async fn broken_template_overrides_stop_serve_with_the_file_and_line() {
+    let dir = tempdir();
+    let folder = dir.path().join("templates");
+    std::fs::create_dir_all(&folder).unwrap();
+    let flag = ["--pages-templates-dir", folder.to_str().unwrap()];
+    let cases = [
+        (
+            &flag[..],
+            None,
+            "home.html",
+            "<h1>\n{% for x in %}\n",
+            "2: syntax error",
+        ),
+        (
+            &[],
+            Some("KEYWAY_PAGES_TEMPLATES_DIR"),
+            "home.html",
+            "<h1>{{ app_name }}</h1>\n{{ usr }}\n",
+            "2: unknown variable 'usr'",
+        ),
+        (
+            &[],
+            Some("KEYWAY_MAIL_TEMPLATES_DIR"),
+            "reset-password.html",
+            "<p>\n\n{{ link }</p>\n",
+            "3: syntax error",
+        ),
+        (
+            &[],
+            Some("KEYWAY_MAIL_TEMPLATES_DIR"),
+            "reset-password.html",
+            "<p>{{ link }}</p>\n<p>{{ nmae }}</p>\n",
+            "2: unknown variable 'nmae'",
+        ),
+    ];
+    for (args, env, file, text, expected) in cases {
+        for old in std::fs::read_dir(&folder).unwrap() {
+            std::fs::remove_file(old.unwrap().path()).unwrap();
+        }
+        std::fs::write(folder.join(file), text).unwrap();
+        let mut cmd = serve(keyway(dir.path()), args);
+        if let Some(name) = env {
+            cmd.env(name, &folder);
+        }
+        let out = run(cmd, "").await;
+        assert!(!out.status.success(), "{file}: {text}");
+        let said = stderr(&out);
+        let at = format!("{}:{expected}", folder.join(file).display());
+        assert!(said.contains(&at), "no `{at}` in:\n{said}");
+    }
+}

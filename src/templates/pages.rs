@@ -23,61 +23,31 @@ struct Builtin {
 /// The frame every page body is set into.
 pub const FRAME: &str = "page.html";
 
+/// A [`Builtin`] from `web/FILE`, with the variables it may use besides [`COMMON`].
+macro_rules! builtin {
+    ($file:literal $(, $variable:literal)*) => {
+        Builtin {
+            file: $file,
+            text: include_str!(concat!("../../web/", $file)),
+            variables: &[$($variable),*],
+        }
+    };
+}
+
 const BUILTINS: [Builtin; 10] = [
-    Builtin {
-        file: FRAME,
-        text: include_str!("../../web/page.html"),
-        // `page` names the page for the script; `script` says whether it loads; `body` is the
-        // rendered page.
-        variables: &["title", "page", "script", "body"],
-    },
-    Builtin {
-        file: "login.html",
-        text: include_str!("../../web/login.html"),
-        // `sso_providers`: a list of `{name, display_name}`, one per configured provider.
-        variables: &["allow_register", "sso_providers"],
-    },
-    Builtin {
-        file: "home.html",
-        text: include_str!("../../web/home.html"),
-        variables: &[],
-    },
-    Builtin {
-        file: "register.html",
-        text: include_str!("../../web/register.html"),
-        variables: &["min_length"],
-    },
-    Builtin {
-        file: "forgot-password.html",
-        text: include_str!("../../web/forgot-password.html"),
-        variables: &[],
-    },
-    Builtin {
-        file: "email-confirmed.html",
-        text: include_str!("../../web/email-confirmed.html"),
-        variables: &[],
-    },
-    Builtin {
-        file: "reset-password.html",
-        text: include_str!("../../web/reset-password.html"),
-        // `error`: why the last try was refused, `none` at first.
-        variables: &["code", "min_length", "error"],
-    },
-    Builtin {
-        file: "reset-done.html",
-        text: include_str!("../../web/reset-done.html"),
-        variables: &[],
-    },
-    Builtin {
-        file: "reset-invalid.html",
-        text: include_str!("../../web/reset-invalid.html"),
-        variables: &[],
-    },
-    Builtin {
-        file: "sso-redirect.html",
-        text: include_str!("../../web/sso-redirect.html"),
-        variables: &["provider", "display_name"],
-    },
+    // `page` names the page for the script; `script` says whether it loads; `body` is the page.
+    builtin!("page.html", "title", "page", "script", "body"),
+    // `sso_providers`: a list of `{name, display_name}`, one per configured provider.
+    builtin!("login.html", "allow_register", "sso_providers"),
+    builtin!("home.html"),
+    builtin!("register.html", "min_length"),
+    builtin!("forgot-password.html"),
+    builtin!("email-confirmed.html"),
+    // `error`: why the last try was refused, `none` at first.
+    builtin!("reset-password.html", "code", "min_length", "error"),
+    builtin!("reset-done.html"),
+    builtin!("reset-invalid.html"),
+    builtin!("sso-redirect.html", "provider", "display_name"),
 ];
 
 /// The page templates, compiled and checked. Cheap to share behind an `Arc`.

@@ -257,48 +257,35 @@ mod tests {
         assert_eq!(m.public_url(), "http://127.0.0.1:8080");
     }
 
+    /// Why the default settings, changed by `change`, are refused.
+    fn refused(change: impl FnOnce(&mut MailSettings)) -> String {
+        let mut s = MailSettings::default();
+        change(&mut s);
+        Mailer::new(s).unwrap_err().to_string()
+    }
+
     #[test]
     fn public_url_loses_its_trailing_slash_and_must_be_http() {
         assert_eq!(mailer(|_| {}).public_url(), "https://acme.test");
         for bad in ["acme.test", "ftp://acme.test", "", "https://acme .test"] {
-            let err = Mailer::new(MailSettings {
-                public_url: bad.into(),
-                ..Default::default()
-            })
-            .unwrap_err();
-            assert!(err.to_string().contains("public_url"), "{bad}: {err}");
+            let err = refused(|s| s.public_url = bad.into());
+            assert!(err.contains("public_url"), "{bad}: {err}");
         }
     }
 
     #[test]
     fn from_must_be_a_mailbox() {
         for bad in ["", "not an address", "Keyway <no-reply>", "a@b@c"] {
-            let err = Mailer::new(MailSettings {
-                from: bad.into(),
-                ..Default::default()
-            })
-            .unwrap_err();
-            assert!(err.to_string().contains("mail_from"), "{bad}: {err}");
+            let err = refused(|s| s.from = bad.into());
+            assert!(err.contains("mail_from"), "{bad}: {err}");
         }
         mailer(|s| s.from = "no-reply@acme.test".into());
     }
 
     #[test]
     fn zero_attempts_and_empty_app_name_are_refused() {
-        assert!(
-            Mailer::new(MailSettings {
-                attempts: 0,
-                ..Default::default()
-            })
-            .is_err()
-        );
-        assert!(
-            Mailer::new(MailSettings {
-                app_name: " ".into(),
-                ..Default::default()
-            })
-            .is_err()
-        );
+        refused(|s| s.attempts = 0);
+        refused(|s| s.app_name = " ".into());
     }
 
     #[test]

@@ -5,23 +5,19 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::{Body, Fields, FromBody, Valid};
 use super::cookie;
 use super::csrf::NotCrossSite;
-use super::extract::{
-    Authenticated, Body, Client, Fields, MaybeAuthenticated, reject_unknown_keys,
-};
-use super::openapi::{
-    BodyErrors, ChangePasswordRequest, CrossSite, LoginRequest, LogoutRequest, OkResponse,
-    RateLimited, RefreshRequest, RegisterRequest, TokenErrors,
-};
+use super::extract::{Authenticated, Client, MaybeAuthenticated};
+use super::openapi::{BodyErrors, CrossSite, OkResponse, RateLimited, TokenErrors};
 use super::users::UserView;
 use crate::auth::Issued;
+use crate::auth::policy::PasswordPolicy;
 use crate::auth::sessions::{LogoutScope, MSG_MISSING_REFRESH};
-use crate::domain::{Email, LoginIdentifier, LoginPassword, Username};
+use crate::domain::{Email, LoginIdentifier, LoginPassword, Password, Username};
 use crate::error::{Error, Result};
 
 /// What a login, registration, password change or reset answers.
@@ -61,6 +57,34 @@ pub struct Refreshed<'a> {
     pub refresh_token: Option<&'a str>,
 }
 
+/// `POST /api/auth/local`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct LoginRequest {
+    /// The email address or the username.
+    #[schema(value_type = String, min_length = 1, max_length = 255)]
+    pub identifier: LoginIdentifier,
+    #[schema(value_type = String, min_length = 1, max_length = 1024)]
+    pub password: LoginPassword,
+    /// Names the device, so `logout` with `deviceId` can end just its sessions.
+    pub device_id: Option<String>,
+}
+
+impl FromBody for LoginRequest {
+    type Rules<'r> = ();
+
+    fn from_body(fields: &mut Fields<'_>, (): ()) -> Option<Self> {
+        let identifier = fields.parsed("identifier", false, LoginIdentifier::parse);
+        let password = fields.parsed("password", true, LoginPassword::parse);
+        let device_id = fields.optional_string("deviceId").map(str::to_owned);
+        Some(Self {
+            identifier: identifier?,
+            password: password?,
+            device_id,
+        })
+    }
+}
+
 /// `POST /api/auth/local` `{identifier, password, deviceId?}` → `{jwt, refreshToken?, user}`.
 #[utoipa::path(post, path = "/api/auth/local", tag = "auth", request_body = LoginRequest,
     responses((status = 200, description = "Logged in", body = Grant), BodyErrors, CrossSite,
@@ -70,22 +94,48 @@ pub async fn login(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    Body(body): Body,
+    Valid(body): Valid<LoginRequest>,
 ) -> Result<Response> {
-    let mut fields = Fields::new(&body);
-    let identifier = fields.parsed("identifier", false, LoginIdentifier::parse);
-    let password = fields.parsed("password", true, LoginPassword::parse);
-    let device_id = fields.optional_string("deviceId").map(str::to_owned);
-    let (identifier, password) = fields.finish(identifier.zip(password))?;
     let issued = state
         .auth
-        .login(&identifier, password, device_id, client)
+        .login(&body.identifier, body.password, body.device_id, client)
         .await?;
     Ok(deliver(
         &state,
         &issued,
         cookie::wanted(&state.cookie, &headers),
     ))
+}
+
+/// `POST /api/auth/local/register`. Keys other than these three are refused.
+#[derive(ToSchema)]
+pub struct RegisterRequest {
+    /// At least 3 characters.
+    #[schema(value_type = String, min_length = 3)]
+    pub username: Username,
+    #[schema(value_type = String, format = Email)]
+    pub email: Email,
+    /// At least 8 characters (configurable), at most 1024 bytes, not a commonly breached password,
+    /// not the username or email.
+    #[schema(value_type = String, min_length = 8, max_length = 1024)]
+    pub password: Password,
+}
+
+impl FromBody for RegisterRequest {
+    type Rules<'r> = &'r PasswordPolicy;
+
+    fn from_body(fields: &mut Fields<'_>, policy: &PasswordPolicy) -> Option<Self> {
+        fields.refuse_unknown();
+        let account = [fields.peek("username"), fields.peek("email")];
+        let email = fields.parsed("email", false, Email::parse);
+        let username = fields.parsed("username", false, Username::parse);
+        let password = fields.parsed("password", true, |p| policy.parse(p, &account));
+        Some(Self {
+            username: username?,
+            email: email?,
+            password: password?,
+        })
+    }
 }
 
 /// `POST /api/auth/local/register` `{username, email, password}` → `{jwt, refreshToken?, user}`, or
@@ -98,22 +148,14 @@ pub async fn register(
     _: NotCrossSite,
     State(state): State<AppState>,
     Client(client): Client,
-    Body(body): Body,
+    body: Body,
 ) -> Result<Response> {
     // Strapi answers "disabled" before looking at the body.
     state.auth.ensure_registration_open()?;
-    reject_unknown_keys(&body, &["username", "email", "password"])?;
-    let policy = state.auth.password_policy();
-    let raw = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default();
-    let identity = [raw("username"), raw("email")];
-    let mut fields = Fields::new(&body);
-    let email = fields.parsed("email", false, Email::parse);
-    let username = fields.parsed("username", false, Username::parse);
-    let password = fields.parsed("password", true, |p| policy.parse(p, &identity));
-    let ((email, username), password) = fields.finish(email.zip(username).zip(password))?;
+    let body: RegisterRequest = body.read(state.auth.password_policy())?;
     let issued = state
         .auth
-        .register(username, email, password, client)
+        .register(body.username, body.email, body.password, client)
         .await?;
     Ok(deliver(&state, &issued, false))
 }
@@ -132,6 +174,53 @@ pub(super) fn deliver(state: &AppState, issued: &Issued, in_cookie: bool) -> Res
     response
 }
 
+/// `POST /api/auth/change-password`.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ChangePasswordRequest {
+    #[schema(value_type = String)]
+    pub current_password: LoginPassword,
+    #[schema(value_type = String)]
+    pub password: Password,
+    #[schema(value_type = String)]
+    pub password_confirmation: Confirmed,
+}
+
+/// Proof that a body's `passwordConfirmation` was sent and equals its new `password`.
+pub struct Confirmed;
+
+impl FromBody for ChangePasswordRequest {
+    /// The policy, and the caller's username and email (a new password may be neither).
+    type Rules<'r> = (&'r PasswordPolicy, [&'r str; 2]);
+
+    fn from_body(fields: &mut Fields<'_>, (policy, account): Self::Rules<'_>) -> Option<Self> {
+        fields.no_unknown();
+        let current = fields.parsed("currentPassword", true, LoginPassword::parse);
+        let password = fields.parsed("password", true, |p| policy.parse(p, &account));
+        let confirmation = fields.string("passwordConfirmation", true);
+        let confirmed = confirmed(fields, password.as_ref(), confirmation);
+        Some(Self {
+            current_password: current?,
+            password: password?,
+            password_confirmation: confirmed?,
+        })
+    }
+}
+
+/// The confirmation read, checked against the new password when that one is valid.
+pub(super) fn confirmed(
+    fields: &mut Fields<'_>,
+    password: Option<&Password>,
+    confirmation: Option<&str>,
+) -> Option<Confirmed> {
+    let confirmation = confirmation?;
+    if password.is_some_and(|p| p.expose() != confirmation) {
+        fields.fail("passwordConfirmation", "Passwords do not match");
+        return None;
+    }
+    Some(Confirmed)
+}
+
 /// `POST /api/auth/change-password` `{currentPassword, password, passwordConfirmation}` →
 /// `{jwt, refreshToken, user}`; every earlier session of the account ends.
 #[utoipa::path(post, path = "/api/auth/change-password", tag = "auth",
@@ -142,26 +231,32 @@ pub async fn change_password(
     State(state): State<AppState>,
     Authenticated(who): Authenticated,
     Client(client): Client,
-    Body(body): Body,
+    body: Body,
 ) -> Result<Response> {
-    let policy = state.auth.password_policy();
-    let identity = [who.user.username.as_str(), who.user.email.as_str()];
-    let mut fields = Fields::new(&body);
-    fields.no_unknown(&["currentPassword", "password", "passwordConfirmation"]);
-    let current = fields.parsed("currentPassword", true, LoginPassword::parse);
-    let password = fields.parsed("password", true, |p| policy.parse(p, &identity));
-    let confirmation = fields.string("passwordConfirmation", true);
-    if let (Some(p), Some(c)) = (&password, confirmation)
-        && p.expose() != c
-    {
-        fields.fail("passwordConfirmation", "Passwords do not match");
-    }
-    let (current, password) = fields.finish(current.zip(password))?;
+    let account = [who.user.username.as_str(), who.user.email.as_str()];
+    let body: ChangePasswordRequest = body.read((state.auth.password_policy(), account))?;
     let issued = state
         .auth
-        .change_password(&who, current, password, client)
+        .change_password(&who, body.current_password, body.password, client)
         .await?;
     Ok(Json(Grant::of(&issued, false)).into_response())
+}
+
+/// `POST /api/auth/refresh`. In cookie mode the cookie carries the token and the body may be empty.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct RefreshRequest {
+    pub refresh_token: Option<String>,
+}
+
+impl FromBody for RefreshRequest {
+    type Rules<'r> = ();
+
+    /// Anything but a string is no token: the answer is the missing token's, not a field error.
+    fn from_body(fields: &mut Fields<'_>, (): ()) -> Option<Self> {
+        let refresh_token = fields.lenient_string("refreshToken").map(str::to_owned);
+        Some(Self { refresh_token })
+    }
 }
 
 /// `POST /api/auth/refresh` `{refreshToken}` (or the cookie) → `{jwt, refreshToken}`, or `{jwt}` and a
@@ -174,13 +269,13 @@ pub async fn refresh(
     State(state): State<AppState>,
     Client(client): Client,
     headers: HeaderMap,
-    Body(body): Body,
+    Valid(body): Valid<RefreshRequest>,
 ) -> Result<Response> {
     let from_cookie = cookie::read(&state.cookie, &headers);
     let in_cookie = from_cookie.is_some() || cookie::wanted(&state.cookie, &headers);
-    let token = match (from_cookie, body.get("refreshToken")) {
+    let token = match (from_cookie, body.refresh_token) {
         (Some(c), _) => c,
-        (None, Some(Value::String(t))) if !t.is_empty() => t.clone(),
+        (None, Some(t)) if !t.is_empty() => t,
         _ => return Err(Error::BadRequest(MSG_MISSING_REFRESH.into())),
     };
     let refreshed = state.auth.refresh(&token, &client).await?;
@@ -200,6 +295,32 @@ pub async fn refresh(
     Ok(response)
 }
 
+/// `POST /api/auth/logout`: the current session by default; `scope: "all"` ends every session of
+/// the user, `deviceId` those of one device, and `refreshToken` (or the cookie) the session of an
+/// expired access token.
+#[derive(ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct LogoutRequest {
+    pub scope: Option<String>,
+    pub device_id: Option<String>,
+    pub refresh_token: Option<String>,
+}
+
+impl FromBody for LogoutRequest {
+    type Rules<'r> = ();
+
+    fn from_body(fields: &mut Fields<'_>, (): ()) -> Option<Self> {
+        let mut read = |key| fields.optional_string(key).map(str::to_owned);
+        let (scope, device_id, refresh_token) =
+            (read("scope"), read("deviceId"), read("refreshToken"));
+        Some(Self {
+            scope,
+            device_id,
+            refresh_token,
+        })
+    }
+}
+
 /// `POST /api/auth/logout` `{scope?: "all", deviceId?, refreshToken?}` → `{ok: true}`. The first of
 /// these that is given decides: `scope: "all"` ends every session of the access token's user,
 /// `deviceId` that user's sessions on the device, `refreshToken` that token's session (which must be
@@ -216,21 +337,16 @@ pub async fn logout(
     MaybeAuthenticated(who): MaybeAuthenticated,
     Client(client): Client,
     headers: HeaderMap,
-    Body(body): Body,
+    Valid(body): Valid<LogoutRequest>,
 ) -> Result<Response> {
     let from_cookie = cookie::read(&state.cookie, &headers);
-    let mut fields = Fields::new(&body);
-    let scope = fields.optional_string("scope");
-    let device = fields.optional_string("deviceId");
-    let refresh = fields.optional_string("refreshToken");
-    fields.finish(Some(()))?;
     let sessionless = who.as_ref().is_none_or(|p| p.session_id.is_none());
-    let scope = match (scope, device, refresh) {
+    let scope = match (body.scope.as_deref(), body.device_id, body.refresh_token) {
         (Some("all"), _, _) => LogoutScope::All,
-        (_, Some(d), _) if !d.is_empty() => LogoutScope::Device(d.to_owned()),
+        (_, Some(d), _) if !d.is_empty() => LogoutScope::Device(d),
         // A token named in the body is what the client asks to end, whichever session the access
         // token that carried it belongs to.
-        (_, _, Some(t)) if !t.is_empty() => LogoutScope::RefreshToken(t.to_owned()),
+        (_, _, Some(t)) if !t.is_empty() => LogoutScope::RefreshToken(t),
         // The cookie is sent with every request, asked or not: it stands in only for a caller whose
         // access token names no session.
         _ => match from_cookie.clone() {

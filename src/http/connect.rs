@@ -3,16 +3,18 @@
 //! code, `/api/auth/:provider/callback` trades that code for `{jwt, user}`. The decisions are the
 //! core's (`auth::sso`); this file reads the query and the binding cookie and writes redirects.
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use std::time::Duration;
+use utoipa::IntoParams;
 
 use super::AppState;
 use super::auth::deliver;
 use super::cookie;
 use super::csrf::NotCrossSite;
-use super::extract::Client;
+use super::extract::{Client, Query};
 use super::openapi::{CrossSite, ErrorEnvelope, RateLimited};
 use crate::auth::random_id;
 use crate::auth::sso::CallbackParams;
@@ -20,19 +22,6 @@ use crate::error::{Error, Result};
 
 /// How long the binding cookie lives: the time a browser may spend at the provider.
 const BINDING_TTL: Duration = Duration::from_secs(10 * 60);
-
-/// The first value of each named query parameter; a malformed query reads as empty, and the core
-/// then refuses what is missing.
-fn query_params(raw: Option<&str>) -> Vec<(String, String)> {
-    serde_urlencoded::from_str(raw.unwrap_or_default()).unwrap_or_default()
-}
-
-fn param(params: &[(String, String)], name: &str) -> Option<String> {
-    params
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-}
 
 /// A `302` to `location` that tells the browser not to pass the URL (it may carry a code) on in
 /// `Referer`.
@@ -61,11 +50,19 @@ fn binding(headers: &HeaderMap) -> Option<String> {
     })
 }
 
+/// `GET /api/connect/:provider`'s query.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConnectQuery {
+    /// Front-end URL to return to; must match the provider's or the allow-list
+    #[param(nullable = false)]
+    callback: Option<String>,
+}
+
 /// `GET /api/connect/:provider[?callback=]` → `302` to the provider.
 #[utoipa::path(get, path = "/api/connect/{provider}", tag = "sso",
     params(("provider" = String, Path, description = "A configured provider's name, e.g. google"),
-        ("callback" = Option<String>, Query,
-            description = "Front-end URL to return to; must match the provider's or the allow-list")),
+        ConnectQuery),
     responses((status = 302, description = "On to the provider (or back to the front end with \
             `error` when the provider cannot be reached)",
             headers(("location" = String), ("set-cookie" = String))),
@@ -74,16 +71,15 @@ fn binding(headers: &HeaderMap) -> Option<String> {
 pub async fn connect(
     State(state): State<AppState>,
     Path(provider): Path<String>,
-    RawQuery(query): RawQuery,
+    Query(query): Query<ConnectQuery>,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let params = query_params(query.as_deref());
     // One binding per browser, reused across tabs, so starting a second sign-in does not break the
     // first.
     let browser = binding(&headers).unwrap_or_else(|| random_id(32));
     let location = state
         .auth
-        .sso_begin(&provider, param(&params, "callback").as_deref(), &browser)
+        .sso_begin(&provider, query.callback.as_deref(), &browser)
         .await?;
     let mut response = redirect(&location)?;
     response.headers_mut().insert(
@@ -93,12 +89,27 @@ pub async fn connect(
     Ok(response)
 }
 
+/// `GET /api/connect/:provider/callback`'s query: what the provider sends the browser back with.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProviderCallbackQuery {
+    /// The provider's authorization code
+    #[param(nullable = false)]
+    code: Option<String>,
+    /// The state Keyway sent
+    #[param(nullable = false)]
+    state: Option<String>,
+    /// The provider's error, if it refused
+    #[param(nullable = false)]
+    error: Option<String>,
+    #[param(ignore)]
+    error_description: Option<String>,
+}
+
 /// `GET /api/connect/:provider/callback?code=&state=` (from the provider) → `302` to the front end.
 #[utoipa::path(get, path = "/api/connect/{provider}/callback", tag = "sso",
     params(("provider" = String, Path, description = "A configured provider's name"),
-        ("code" = Option<String>, Query, description = "The provider's authorization code"),
-        ("state" = Option<String>, Query, description = "The state Keyway sent"),
-        ("error" = Option<String>, Query, description = "The provider's error, if it refused")),
+        ProviderCallbackQuery),
     responses((status = 302, description = "On to the front end with `code`, or with `error` and \
             `error_description`", headers(("location" = String))),
         (status = 400, description = "Unknown provider", body = ErrorEnvelope),
@@ -106,16 +117,15 @@ pub async fn connect(
 pub async fn provider_callback(
     State(state): State<AppState>,
     Path(provider): Path<String>,
-    RawQuery(query): RawQuery,
+    Query(query): Query<ProviderCallbackQuery>,
     Client(client): Client,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let params = query_params(query.as_deref());
     let callback = CallbackParams {
-        code: param(&params, "code"),
-        state: param(&params, "state"),
-        error: param(&params, "error"),
-        error_description: param(&params, "error_description"),
+        code: query.code,
+        state: query.state,
+        error: query.error,
+        error_description: query.error_description,
     };
     let location = state
         .auth
@@ -124,10 +134,19 @@ pub async fn provider_callback(
     redirect(&location)
 }
 
+/// `GET /api/auth/:provider/callback`'s query.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FinishQuery {
+    /// The one-time code the front end was sent
+    #[param(required = true, value_type = String)]
+    code: Option<String>,
+}
+
 /// `GET /api/auth/:provider/callback?code=` (from the front end, same browser) → `{jwt, user}`.
 #[utoipa::path(get, path = "/api/auth/{provider}/callback", tag = "sso",
     params(("provider" = String, Path, description = "A configured provider's name"),
-        ("code" = String, Query, description = "The one-time code the front end was sent")),
+        FinishQuery),
     responses((status = 200, description = "Signed in", body = super::auth::Grant),
         (status = 400, description = "No completed sign-in for this browser, or the account is \
             refused", body = ErrorEnvelope), CrossSite))]
@@ -135,16 +154,15 @@ pub async fn finish(
     _: NotCrossSite,
     State(state): State<AppState>,
     Path(provider): Path<String>,
-    RawQuery(query): RawQuery,
+    Query(query): Query<FinishQuery>,
     Client(client): Client,
     headers: HeaderMap,
 ) -> Result<Response> {
-    let params = query_params(query.as_deref());
     let issued = state
         .auth
         .sso_finish(
             &provider,
-            param(&params, "code").as_deref(),
+            query.code.as_deref(),
             binding(&headers).as_deref(),
             client,
         )

@@ -12,8 +12,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::body::parse_body;
 use super::client_addr::ClientAddr;
-use super::extract::{Authenticated, parse_body};
+use super::extract::Authenticated;
 use crate::auth::throttle::{Decision, Key};
 use crate::error::Error;
 

@@ -1,8 +1,9 @@
 //! The HTTP layer: routes, extractors and the error envelope. Handlers only translate between HTTP and
 //! the `auth` core.
 
-mod account;
-mod auth;
+pub mod account;
+pub mod auth;
+pub mod body;
 pub mod client_addr;
 mod connect;
 pub mod cookie;
@@ -250,6 +251,42 @@ pub fn router(state: AppState, body_limit_bytes: usize, extra: Router<AppState>)
 
 #[cfg(test)]
 mod tests {
+    use super::body::assert_reader_matches_schema as agree;
+    use super::{account, auth};
+    use crate::auth::policy::PasswordPolicy;
+
+    /// Every body type reads exactly the fields its schema describes, and every request body the
+    /// document describes is one of the types checked here.
+    #[test]
+    fn every_request_body_is_read_as_it_is_described() {
+        let policy = PasswordPolicy::new(8, None);
+        let checked = [
+            agree::<auth::LoginRequest>(()),
+            agree::<auth::RegisterRequest>(&policy),
+            agree::<auth::ChangePasswordRequest>((&policy, ["", ""])),
+            agree::<auth::RefreshRequest>(()),
+            agree::<auth::LogoutRequest>(()),
+            agree::<account::EmailRequest>(()),
+            agree::<account::ResetPasswordRequest>(&policy),
+        ];
+        let doc = serde_json::to_value(super::openapi()).unwrap();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let Some(content) = operation["requestBody"]["content"].as_object() else {
+                    continue;
+                };
+                for media in content.values() {
+                    let reference = media["schema"]["$ref"].as_str().unwrap_or_default();
+                    let name = reference.rsplit('/').next().unwrap_or_default();
+                    assert!(
+                        checked.iter().any(|c| c == name),
+                        "{method} {path}: add its body type ({reference}) to this test"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_configuration_knows_exactly_the_routes_the_router_limits() {
         assert_eq!(

@@ -2,11 +2,9 @@
 //! annotations and response types: the router is assembled from the same annotations
 //! ([`utoipa_axum::routes!`]), so a route cannot exist without its description or the other way round.
 //! `/api/openapi.json` serves it; `docs/openapi.json` is the checked-in copy that a test compares.
-//!
-//! Request bodies are read by hand (`Fields`) to reproduce Strapi's validation messages exactly, so
-//! their shapes are described by the small schema types below rather than derived from a parser.
+//! Request bodies are described by their own types, next to their handlers (`body.rs`).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -62,84 +60,6 @@ pub struct ErrorDetail {
     /// `{errors: [{path, message, name, value}]}` for field validation, otherwise `{}`.
     #[schema(value_type = Object)]
     pub details: Value,
-}
-
-/// `POST /api/auth/local`.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)] // Describes a body that `Fields` reads.
-pub struct LoginRequest {
-    /// The email address or the username.
-    #[schema(min_length = 1, max_length = 255)]
-    identifier: String,
-    #[schema(min_length = 1, max_length = 1024)]
-    password: String,
-    /// Names the device, so `logout` with `deviceId` can end just its sessions.
-    device_id: Option<String>,
-}
-
-/// `POST /api/auth/local/register`. Keys other than these three are refused.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct RegisterRequest {
-    /// At least 3 characters.
-    #[schema(min_length = 3)]
-    username: String,
-    #[schema(format = Email)]
-    email: String,
-    /// At least 8 characters (configurable), at most 1024 bytes, not a commonly breached password,
-    /// not the username or email.
-    #[schema(min_length = 8, max_length = 1024)]
-    password: String,
-}
-
-/// `POST /api/auth/change-password`.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct ChangePasswordRequest {
-    current_password: String,
-    password: String,
-    password_confirmation: String,
-}
-
-/// `POST /api/auth/forgot-password` and `POST /api/auth/send-email-confirmation`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct EmailRequest {
-    #[schema(format = Email)]
-    email: String,
-}
-
-/// `POST /api/auth/reset-password`.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct ResetPasswordRequest {
-    /// The code from the mailed link.
-    code: String,
-    password: String,
-    password_confirmation: String,
-}
-
-/// `POST /api/auth/refresh`. In cookie mode the cookie carries the token and the body may be empty.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct RefreshRequest {
-    refresh_token: Option<String>,
-}
-
-/// `POST /api/auth/logout`: the current session by default; `scope: "all"` ends every session of
-/// the user, `deviceId` those of one device, and `refreshToken` (or the cookie) the session of an
-/// expired access token.
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct LogoutRequest {
-    scope: Option<String>,
-    device_id: Option<String>,
-    refresh_token: Option<String>,
 }
 
 /// `{ok: true}`.

@@ -19,7 +19,8 @@ use minijinja::context;
 use minijinja::value::Value;
 
 use super::AppState;
-use super::extract::{Body, Client};
+use super::body::{Fields, FromBody, Valid};
+use super::extract::Client;
 use crate::error::Error;
 use crate::templates::pages::FRAME;
 
@@ -276,18 +277,42 @@ fn invalid_link(state: &AppState) -> Response {
     render(state, StatusCode::BAD_REQUEST, page, context! {})
 }
 
+/// The reset form's fields; the page answers for a missing or wrong one, so any of them may be empty.
+struct ResetForm {
+    code: String,
+    password: String,
+    confirmation: String,
+}
+
+impl FromBody for ResetForm {
+    type Rules<'r> = ();
+
+    fn from_body(fields: &mut Fields<'_>, (): ()) -> Option<Self> {
+        let mut field = |k| fields.lenient_string(k).unwrap_or_default().to_owned();
+        let (code, password, confirmation) = (
+            field("code"),
+            field("password"),
+            field("passwordConfirmation"),
+        );
+        Some(Self {
+            code,
+            password,
+            confirmation,
+        })
+    }
+}
+
 /// `POST …/reset-password` (the form): sets the password and answers with a page, so it works with
 /// JavaScript off.
 async fn reset_submit(
     State(state): State<AppState>,
     Client(client): Client,
-    Body(body): Body,
+    Valid(form): Valid<ResetForm>,
 ) -> Response {
-    let field = |k: &str| body.get(k).and_then(|v| v.as_str()).unwrap_or_default();
     let (code, password, confirmation) = (
-        field("code"),
-        field("password"),
-        field("passwordConfirmation"),
+        form.code.as_str(),
+        form.password.as_str(),
+        form.confirmation.as_str(),
     );
     if code.is_empty() {
         return invalid_link(&state);

@@ -599,6 +599,45 @@ async fn reset_codes_are_stored_only_as_hashes() {
     assert_eq!(stored, [keyway::auth::sessions::hash_token(&code)]);
 }
 
+/// Strapi's two email schemas: forgot-password's has `noUnknown()`, send-email-confirmation's does
+/// not; each reports a missing address once.
+#[tokio::test]
+async fn email_bodies_follow_strapi() {
+    let app = TestApp::spawn().await;
+    for path in [
+        "/api/auth/forgot-password",
+        "/api/auth/send-email-confirmation",
+    ] {
+        let err = assert_error(
+            app.post(path, json!({})).await,
+            400,
+            "ValidationError",
+            "email is a required field",
+        )
+        .await;
+        assert_eq!(
+            err["details"]["errors"].as_array().unwrap().len(),
+            1,
+            "{path}: {err}"
+        );
+    }
+    let extra = json!({"email": "Nobody@Example.com", "extra": 1});
+    let err = assert_error(
+        app.post("/api/auth/forgot-password", extra.clone()).await,
+        400,
+        "ValidationError",
+        "this field has unspecified keys: extra",
+    )
+    .await;
+    assert_eq!(err["details"]["errors"][0]["path"], json!([]));
+    let res = app.post("/api/auth/send-email-confirmation", extra).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"email": "Nobody@Example.com", "sent": true})
+    );
+}
+
 #[tokio::test]
 async fn reset_password_validation_follows_strapi() {
     let app = TestApp::spawn().await;

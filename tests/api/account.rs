@@ -604,6 +604,8 @@ async fn reset_codes_are_stored_only_as_hashes() {
 #[tokio::test]
 async fn email_bodies_follow_strapi() {
     let app = TestApp::spawn().await;
+    let missing = "email is a required field";
+    let once = json!([{"path": ["email"], "message": missing, "name": "ValidationError"}]);
     for path in [
         "/api/auth/forgot-password",
         "/api/auth/send-email-confirmation",
@@ -612,14 +614,10 @@ async fn email_bodies_follow_strapi() {
             app.post(path, json!({})).await,
             400,
             "ValidationError",
-            "email is a required field",
+            missing,
         )
         .await;
-        assert_eq!(
-            err["details"]["errors"].as_array().unwrap().len(),
-            1,
-            "{path}: {err}"
-        );
+        assert_eq!(err["details"]["errors"], once, "{path}");
     }
     let extra = json!({"email": "Nobody@Example.com", "extra": 1});
     let err = assert_error(

@@ -102,6 +102,7 @@ pub struct ProviderCallbackQuery {
     /// The provider's error, if it refused
     #[param(nullable = false)]
     error: Option<String>,
+    // Only ever with `error`: the answer's description names it.
     #[param(ignore)]
     error_description: Option<String>,
 }

@@ -103,13 +103,11 @@ pub struct JwkSet {
 /// This document, for the route that serves it.
 #[derive(ToSchema)]
 #[schema(value_type = Object)]
-#[allow(dead_code)]
-pub struct OpenApiDocument(Value);
+pub struct OpenApiDocument(pub Value);
 
 /// A body that could not be accepted: invalid JSON or fields (Strapi's `ValidationError`), a refused
 /// login or registration (`ApplicationError`), or one over the size limit.
 #[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
 pub enum BodyErrors {
     #[response(status = 400, description = "Invalid input or refused request")]
     BadRequest(ErrorEnvelope),
@@ -119,7 +117,6 @@ pub enum BodyErrors {
 
 /// The answers of a route that needs a bearer token.
 #[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
 pub enum TokenErrors {
     #[response(
         status = 401,
@@ -135,7 +132,6 @@ pub enum TokenErrors {
 
 /// The answer past a route's rate limit.
 #[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
 pub enum RateLimited {
     #[response(
         status = 429,
@@ -146,7 +142,6 @@ pub enum RateLimited {
 
 /// The refusal of a request that may come from another site's page (http/csrf.rs).
 #[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
 pub enum CrossSite {
     #[response(
         status = 403,

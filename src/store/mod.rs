@@ -9,8 +9,23 @@ mod connect;
 mod invalidations;
 mod keys;
 mod limits;
+// One implementation of each aggregate, compiled twice. `sql/<aggregate>.rs` holds
+// `impl <Aggregate>Store for Engine` written once; `sqlite/mod.rs` and `postgres/mod.rs` each include
+// every such file as a module of their own (`#[path = "../sql/users.rs"] mod users;`) and define
+// `Engine` as their store type. Each copy is type-checked against one concrete engine, so sqlx is
+// used as with a single database — no `sqlx::Any` (no timestamps, no UUIDs), no generic
+// `DB: sqlx::Database` bounds — and the engines cannot drift apart. Both engines take the same SQL
+// text (`$1, $2 …`: sqlx-sqlite reads `$N` as the N-th argument). What does differ is a small surface
+// each engine module provides under the same names: `reader()`/`writer()` (SQLite's reader pool and
+// one writer connection; PostgreSQL's one pool), `text` (PostgreSQL cannot store NUL), `lock` (row
+// locks, PostgreSQL only), `record` and `subscribe` (the invalidation log), and the few statements
+// whose text differs. Where the logic itself differs (session rotation, the login throttle, the
+// LISTEN feed, connecting) it stays in the engine's own files. Writes with `RETURNING` are read with
+// `fetch_all` on both: SQLite needs it (see `SqliteStore`), and PostgreSQL does not mind.
+#[allow(clippy::duplicate_mod, reason = "sql/ is compiled once per engine, on purpose (above)")]
 mod postgres;
 mod sessions;
+#[allow(clippy::duplicate_mod, reason = "sql/ is compiled once per engine, on purpose (above)")]
 mod sqlite;
 mod sso;
 mod users;
@@ -67,6 +82,19 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A row a decision locks before it reads and then writes, where the engine needs row locks for that
+/// (PostgreSQL; SQLite's one writer already orders such decisions).
+#[derive(Debug, Clone, Copy)]
+enum RowLock {
+    /// The account, against anything that inserts a row pointing at it (a session), until the
+    /// transaction ends.
+    User,
+    /// The account, against another issuer of its codes; rows pointing at it may still be inserted.
+    UserForCodes,
+    /// The role, against an assignment of it.
+    Role,
+}
 
 /// An engine error as the store reports it: a unique violation is a [`StoreError::Conflict`] on
 /// either engine, anything else a [`StoreError::Database`].

@@ -30,6 +30,16 @@ impl Session {
     }
 }
 
+/// The session columns, as [`Session`] reads them; a macro so that queries built on it with
+/// `concat!` stay `&'static str`.
+macro_rules! session_select {
+    () => {
+        "SELECT id, user_id, device_id, device_name, created_at, last_active_at, idle_expires_at, \
+         expires_at, revoked_at, revoked_reason, user_agent, ip FROM sessions "
+    };
+}
+pub(super) use session_select;
+
 /// One refresh token of a session, known only by its SHA-256 hash.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RefreshRecord {

@@ -200,7 +200,33 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<bool>;
 }
 
-/// The user columns joined with their role, as both engines' `user_select!` lists them.
+/// The user columns joined with their role, as [`UserRow`] reads them; a macro so that queries
+/// built on it with `concat!` stay `&'static str`.
+macro_rules! user_select {
+    () => {
+        "SELECT u.id, u.document_id, u.username, u.email, u.provider, u.confirmed, u.blocked, \
+         u.created_at, u.updated_at, u.security_stamp, u.password_changed_at, u.password_hash, \
+         r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type \
+         FROM users u JOIN roles r ON r.id = u.role_id "
+    };
+}
+pub(super) use user_select;
+
+/// [`user_select!`] plus what an import remembered of the account (`strapi_users`), as
+/// [`ImportedRow`] reads them; accounts made in Keyway have no such row, so the join leaves them out.
+macro_rules! imported_select {
+    () => {
+        "SELECT u.id, u.document_id, u.username, u.email, u.provider, u.confirmed, u.blocked, \
+         u.created_at, u.updated_at, u.security_stamp, u.password_changed_at, u.password_hash, \
+         r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type, \
+         s.strapi_id, s.password_digest AS strapi_password_digest, s.confirmed AS strapi_confirmed, \
+         s.blocked AS strapi_blocked \
+         FROM users u JOIN roles r ON r.id = u.role_id JOIN strapi_users s ON s.user_id = u.id "
+    };
+}
+pub(super) use imported_select;
+
+/// The user columns joined with their role, as [`user_select!`] lists them.
 #[derive(sqlx::FromRow)]
 pub(super) struct UserRow {
     id: i64,

@@ -1,30 +1,38 @@
 //! The PostgreSQL store, for several nodes sharing one database. Same schema and same semantics as
-//! the SQLite store (`sqlite.rs`): read the two side by side. Where SQLite gets atomicity for free
-//! (one writer at a time), this file says how it gets the same guarantee from row locks, conditional
-//! updates and one advisory lock — PostgreSQL runs transactions concurrently at READ COMMITTED.
+//! the SQLite store, with the same queries (`../sql/`). Where SQLite gets atomicity for free (one
+//! writer at a time), PostgreSQL runs transactions concurrently at READ COMMITTED: this module, with
+//! `rotation.rs`, `throttle.rs` and `feed.rs`, says how it gets the same guarantees from row locks,
+//! conditional updates and one advisory lock.
 
+// The aggregates, each written once in `../sql/` and compiled here for `PgStore` (see
+// `store/mod.rs`), with what PostgreSQL does its own way beside them.
+#[path = "../sql/audit.rs"]
 mod audit;
-
-mod invalidations;
-
-mod keys;
-
+#[path = "../sql/codes.rs"]
 mod codes;
-
+mod feed;
+#[path = "../sql/invalidations.rs"]
+mod invalidations;
+#[path = "../sql/keys.rs"]
+mod keys;
+#[path = "../sql/limits.rs"]
 mod limits;
-
-mod sso;
-
+mod rotation;
+#[path = "../sql/sessions.rs"]
 mod sessions;
-
+#[path = "../sql/sso.rs"]
+mod sso;
+#[path = "../sql/store.rs"]
+mod store;
+mod throttle;
+#[path = "../sql/users.rs"]
 mod users;
 
 use super::{
-    AppliedMigration, DatabaseSettings, Millis, POSTGRES_POOL_SIZE, SslMode, Store, StoreError,
+    AppliedMigration, DatabaseSettings, POSTGRES_POOL_SIZE, RowLock, SslMode, StoreError,
     StoreResult, applied_versions, db, newly_applied,
 };
-use async_trait::async_trait;
-use invalidations::record;
+use feed::{record, subscribe};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 
@@ -33,6 +41,29 @@ use std::str::FromStr;
 
 pub struct PgStore {
     pool: PgPool,
+}
+
+// What the files in `../sql/` ask of an engine, under the same names in `sqlite/mod.rs`.
+
+/// The engine the files in `../sql/` are compiled for here.
+type Engine = PgStore;
+type Db = sqlx::Postgres;
+
+/// Several nodes may share the database: rate limits and the login throttle keep their state in it
+/// ([`Store::shared_by_nodes`](super::Store::shared_by_nodes)).
+const SHARED_BY_NODES: bool = true;
+
+impl PgStore {
+    /// Where reads go: the one pool.
+    fn reader(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Where writes go: the same pool; transactions run concurrently, and the row locks below, the
+    /// conditional updates and the invalidation log's advisory lock keep them apart where it matters.
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
 }
 
 /// PostgreSQL's TEXT cannot hold U+0000, which SQLite stores like any other character and which a
@@ -52,6 +83,56 @@ fn text(s: &str) -> Cow<'_, str> {
 fn opt_text(s: &Option<String>) -> Option<Cow<'_, str>> {
     s.as_deref().map(text)
 }
+
+/// Locks `row` with id `id` until `tx` ends, before a decision that reads and then writes: PostgreSQL
+/// runs transactions concurrently at READ COMMITTED, and this orders them as SQLite's one writer does.
+async fn lock(tx: &mut sqlx::Transaction<'_, Db>, row: RowLock, id: i64) -> StoreResult<()> {
+    let sql = match row {
+        RowLock::User => "SELECT id FROM users WHERE id = $1 FOR UPDATE",
+        RowLock::Role => "SELECT id FROM roles WHERE id = $1 FOR UPDATE",
+        // NO KEY UPDATE does not block the user's sessions and codes, whose foreign keys only need
+        // KEY SHARE.
+        RowLock::UserForCodes => "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE",
+    };
+    sqlx::query(sql)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Before an account is inserted under an explicit id (an import keeps Strapi's): unlike SQLite's
+/// AUTOINCREMENT, an identity column does not notice explicit ids, so its sequence is moved past this
+/// one first, or a later registration would draw it and fail. `users_id_seq` is the name PostgreSQL
+/// gives the identity sequence of `users.id` (0001_init.sql). GREATEST never moves it back, so ids
+/// already drawn by registrations in flight are never drawn again. setval is not transactional: an
+/// insert that then fails leaves a harmless gap.
+async fn reserve_user_id(store: &Engine, id: i64) -> StoreResult<()> {
+    sqlx::query("SELECT setval('users_id_seq', GREATEST($1, last_value)) FROM users_id_seq")
+        .bind(id)
+        .execute(&store.pool)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// A role by type, else by name. `COLLATE "C"` folds ASCII letters only, exactly as SQLite's lower()
+/// does; the database's own collation would also fold others (É → é), and which names match would
+/// depend on the engine.
+const ROLE_BY_NAME_OR_KIND: &str = "SELECT id, name, description, type FROM roles \
+     WHERE type = $1 OR lower(name COLLATE \"C\") = lower($1 COLLATE \"C\") \
+     ORDER BY type = $1 DESC LIMIT 1";
+
+/// Whether an email ($1) or username ($2) is taken in either column; ASCII-only lower(), as on
+/// SQLite (see [`ROLE_BY_NAME_OR_KIND`]).
+const IDENTITY_TAKEN: &str = "SELECT EXISTS (SELECT 1 FROM users \
+     WHERE email IN ($1, lower($2 COLLATE \"C\")) OR username IN ($1, $2))";
+
+/// The signing keys, newest first; keys created in the same millisecond by insertion (`seq`,
+/// SQLite's rowid).
+const SIGNING_KEYS: &str = "SELECT kid, alg, private_der, public_raw, created_at, retired_at \
+     FROM signing_keys ORDER BY created_at DESC, seq DESC";
 
 fn ssl_mode(mode: SslMode) -> PgSslMode {
     match mode {
@@ -147,62 +228,4 @@ async fn migrate(pool: &PgPool) -> StoreResult<Vec<AppliedMigration>> {
         .await
         .map_err(db)?;
     Ok(newly_applied(&MIGRATOR, &before))
-}
-
-#[async_trait]
-impl Store for PgStore {
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
-    }
-
-    async fn prune(
-        &self,
-        sessions_before: Millis,
-        invalidations_before: Millis,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "DELETE FROM sessions WHERE expires_at < $1 OR (revoked_at IS NOT NULL AND revoked_at < $1)",
-        )
-        .bind(sessions_before)
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        for sql in [
-            "DELETE FROM one_time_codes WHERE expires_at < $1",
-            "DELETE FROM sso_states WHERE expires_at < $1",
-        ] {
-            sqlx::query(sql)
-                .bind(sessions_before)
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
-        }
-        sqlx::query("DELETE FROM invalidations WHERE at < $1")
-            .bind(invalidations_before)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        // Throttle state: windows and failures older than a day count for nothing (the longest
-        // window is an hour), trust that ended a day ago is gone.
-        for sql in [
-            "DELETE FROM rate_windows WHERE started < $1",
-            "DELETE FROM throttle_buckets WHERE last_at < $1",
-            "DELETE FROM trusted_clients WHERE until < $1",
-        ] {
-            sqlx::query(sql)
-                .bind(invalidations_before)
-                .execute(&self.pool)
-                .await
-                .map_err(db)?;
-        }
-        Ok(())
-    }
-
-    fn shared_by_nodes(&self) -> bool {
-        true
-    }
 }

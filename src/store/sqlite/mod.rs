@@ -1,28 +1,34 @@
 //! The embedded SQLite store: one file, WAL journal, foreign keys on. The default, so `keyway serve`
 //! needs nothing else installed.
 
+// The aggregates, each written once in `../sql/` and compiled here for `SqliteStore` (see
+// `store/mod.rs`), with what SQLite does its own way beside them.
+#[path = "../sql/audit.rs"]
 mod audit;
-
-mod invalidations;
-
-mod keys;
-
+#[path = "../sql/codes.rs"]
 mod codes;
-
+#[path = "../sql/invalidations.rs"]
+mod invalidations;
+#[path = "../sql/keys.rs"]
+mod keys;
+#[path = "../sql/limits.rs"]
 mod limits;
-
-mod sso;
-
+mod rotation;
+#[path = "../sql/sessions.rs"]
 mod sessions;
-
+#[path = "../sql/sso.rs"]
+mod sso;
+#[path = "../sql/store.rs"]
+mod store;
+mod throttle;
+#[path = "../sql/users.rs"]
 mod users;
 
 use super::{
-    AppliedMigration, DatabaseSettings, Millis, SQLITE_POOL_SIZE, Store, StoreError, StoreResult,
-    applied_versions, db, newly_applied,
+    AppliedMigration, DatabaseSettings, Invalidation, InvalidationFeed, Millis, RowLock,
+    SQLITE_POOL_SIZE, StoreError, StoreResult, applied_versions, db, newly_applied,
 };
-use async_trait::async_trait;
-use invalidations::record;
+use sqlx::Transaction;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -165,59 +171,82 @@ async fn migrate(pool: &SqlitePool) -> StoreResult<Vec<AppliedMigration>> {
     Ok(newly_applied(&MIGRATOR, &before))
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(())
+// What the files in `../sql/` ask of an engine, under the same names in `postgres/mod.rs`.
+
+/// The engine the files in `../sql/` are compiled for here.
+type Engine = SqliteStore;
+type Db = sqlx::Sqlite;
+
+/// A SQLite file serves one machine: rate limits and the login throttle stay in memory
+/// ([`Store::shared_by_nodes`](super::Store::shared_by_nodes)).
+const SHARED_BY_NODES: bool = false;
+
+impl SqliteStore {
+    /// Where reads go: the reader pool, which WAL lets run beside the writer.
+    fn reader(&self) -> &SqlitePool {
+        &self.pool
     }
 
-    async fn prune(
-        &self,
-        sessions_before: Millis,
-        invalidations_before: Millis,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "DELETE FROM sessions WHERE expires_at < ?1 OR (revoked_at IS NOT NULL AND revoked_at < ?1)",
-        )
-        .bind(sessions_before)
-        .execute(&self.writer)
-        .await
-        .map_err(db)?;
-        for sql in [
-            "DELETE FROM one_time_codes WHERE expires_at < ?",
-            "DELETE FROM sso_states WHERE expires_at < ?",
-        ] {
-            sqlx::query(sql)
-                .bind(sessions_before)
-                .execute(&self.writer)
-                .await
-                .map_err(db)?;
-        }
-        sqlx::query("DELETE FROM invalidations WHERE at < ?")
-            .bind(invalidations_before)
-            .execute(&self.writer)
-            .await
-            .map_err(db)?;
-        // Throttle state: windows and failures older than a day count for nothing (the longest
-        // window is an hour), trust that ended a day ago is gone.
-        for sql in [
-            "DELETE FROM rate_windows WHERE started < ?1",
-            "DELETE FROM throttle_buckets WHERE last_at < ?1",
-            "DELETE FROM trusted_clients WHERE until < ?1",
-        ] {
-            sqlx::query(sql)
-                .bind(invalidations_before)
-                .execute(&self.writer)
-                .await
-                .map_err(db)?;
-        }
-        Ok(())
+    /// Where writes go: the one writer connection.
+    fn writer(&self) -> &SqlitePool {
+        &self.writer
     }
 }
+
+/// A string as it is bound: SQLite stores any character, NUL included (PostgreSQL cannot; see its
+/// `text`).
+fn text(s: &str) -> &str {
+    s
+}
+
+fn opt_text(s: &Option<String>) -> Option<&str> {
+    s.as_deref()
+}
+
+/// No row locks: the one writer connection already runs every decision that reads before it
+/// writes from start to commit before the next begins.
+async fn lock(_: &mut Transaction<'_, Db>, _: RowLock, _: i64) -> StoreResult<()> {
+    Ok(())
+}
+
+/// Nothing to do before an account is inserted under an explicit id: that moves an AUTOINCREMENT
+/// table's `sqlite_sequence` up to it, so ids handed out later come after every imported one.
+async fn reserve_user_id(_: &Engine, _: i64) -> StoreResult<()> {
+    Ok(())
+}
+
+/// Appends to the invalidation log inside `tx`; other processes on the same file poll it.
+async fn record(
+    tx: &mut Transaction<'_, Db>,
+    change: &Invalidation,
+    now: Millis,
+) -> Result<(), sqlx::Error> {
+    let (kind, key) = change.parts();
+    sqlx::query("INSERT INTO invalidations (kind, key, at) VALUES ($1, $2, $3)")
+        .bind(kind)
+        .bind(key)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// No push feed: processes sharing the file poll the log.
+async fn subscribe(_: &Engine) -> StoreResult<Option<Box<dyn InvalidationFeed>>> {
+    Ok(None)
+}
+
+/// A role by type, else by name: SQLite's lower() folds ASCII letters only.
+const ROLE_BY_NAME_OR_KIND: &str = "SELECT id, name, description, type FROM roles \
+     WHERE type = $1 OR lower(name) = lower($1) ORDER BY type = $1 DESC LIMIT 1";
+
+/// Whether an email ($1) or username ($2) is taken in either column.
+const IDENTITY_TAKEN: &str = "SELECT EXISTS (SELECT 1 FROM users WHERE email IN ($1, lower($2)) \
+     OR username IN ($1, $2))";
+
+/// The signing keys, newest first; keys created in the same millisecond by insertion (rowid).
+const SIGNING_KEYS: &str = "SELECT kid, alg, private_der, public_raw, created_at, retired_at \
+     FROM signing_keys ORDER BY created_at DESC, rowid DESC";
 
 #[cfg(test)]
 mod tests {

@@ -1,50 +1,20 @@
-//! The invalidation log on PostgreSQL: sequence numbers drawn under an advisory lock so readers
-//! see a prefix, and a `NOTIFY` on commit for the nodes that listen.
+//! The invalidation log's PostgreSQL side: sequence numbers drawn under an advisory lock so readers
+//! see a prefix, a `NOTIFY` on commit, and the `LISTEN` feed of the nodes that hear it.
 
-use super::{PgStore, db, text};
-use crate::store::invalidations::InvalidationRow;
-use crate::store::{
-    FeedEvent, Invalidation, InvalidationFeed, InvalidationStore, Millis, StoreResult,
-};
+use super::{PgStore, text};
+use crate::store::{FeedEvent, Invalidation, InvalidationFeed, Millis, StoreResult, db};
 use async_trait::async_trait;
 use sqlx::{PgPool, Postgres, Transaction};
 
-#[async_trait]
-impl InvalidationStore for PgStore {
-    async fn record_invalidation(&self, change: &Invalidation, now: Millis) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        record(&mut tx, change, now).await.map_err(db)?;
-        tx.commit().await.map_err(db)
-    }
-
-    async fn invalidations_since(&self, seq: i64) -> StoreResult<Vec<(i64, Invalidation)>> {
-        let rows: Vec<InvalidationRow> =
-            sqlx::query_as("SELECT seq, kind, key FROM invalidations WHERE seq > $1 ORDER BY seq")
-                .bind(seq)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(InvalidationRow::change)
-            .collect())
-    }
-
-    async fn last_invalidation(&self) -> StoreResult<i64> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM invalidations")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db)
-    }
-
-    async fn subscribe(&self) -> StoreResult<Option<Box<dyn InvalidationFeed>>> {
-        let listener = listen(&self.pool).await.map_err(db)?;
-        Ok(Some(Box::new(PgFeed {
-            pool: self.pool.clone(),
-            listener: Some(listener),
-            retry_at: tokio::time::Instant::now(),
-        })))
-    }
+/// [`InvalidationStore::subscribe`](crate::store::InvalidationStore::subscribe): a feed that hears
+/// every commit that records an invalidation, on any node.
+pub(super) async fn subscribe(store: &PgStore) -> StoreResult<Option<Box<dyn InvalidationFeed>>> {
+    let listener = listen(&store.pool).await.map_err(db)?;
+    Ok(Some(Box::new(PgFeed {
+        pool: store.pool.clone(),
+        listener: Some(listener),
+        retry_at: tokio::time::Instant::now(),
+    })))
 }
 
 /// The advisory lock every writer of `invalidations` holds from drawing its sequence number until it

@@ -1,12 +1,13 @@
-//! One-time codes on PostgreSQL: a lock on the user's row serializes issuing, and the
-//! conditional update is the claim on use.
+//! One-time codes, on both engines (this file is compiled once per engine: see `store/mod.rs`).
+//! Issuing replaces the user's unused codes atomically (SQLite's one writer, a lock on the user's
+//! row on PostgreSQL); the conditional update is the claim on use.
 
-use super::{PgStore, db, text};
-use crate::store::{CodePurpose, CodeStore, Millis, StoreResult};
+use super::{Engine, lock, text};
+use crate::store::{CodePurpose, CodeStore, Millis, RowLock, StoreResult, db};
 use async_trait::async_trait;
 
 #[async_trait]
-impl CodeStore for PgStore {
+impl CodeStore for Engine {
     async fn create_code(
         &self,
         hash: &str,
@@ -15,15 +16,10 @@ impl CodeStore for PgStore {
         now: Millis,
         expires_at: Millis,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer().begin().await.map_err(db)?;
         // Serializes code issuing per user, as SQLite's single writer does: otherwise two concurrent
-        // requests both delete the (same) old codes, both insert, and two codes stay usable. NO KEY
-        // UPDATE does not block the user's sessions and codes, whose foreign keys only need KEY SHARE.
-        sqlx::query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+        // requests both delete the (same) old codes, both insert, and two codes stay usable.
+        lock(&mut tx, RowLock::UserForCodes, user_id).await?;
         sqlx::query(
             "DELETE FROM one_time_codes WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
         )
@@ -63,8 +59,9 @@ impl CodeStore for PgStore {
         .bind(now)
         .bind(text(hash))
         .bind(purpose.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_all(self.writer())
         .await
+        .map(|mut rows| rows.pop())
         .map_err(db)
     }
 
@@ -81,7 +78,7 @@ impl CodeStore for PgStore {
         .bind(text(hash))
         .bind(purpose.as_str())
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await
         .map_err(db)
     }

@@ -1,17 +1,16 @@
-//! Single sign-on state and identities on PostgreSQL.
+//! Single sign-on state and identities, on both engines (this file is compiled once per engine:
+//! see `store/mod.rs`).
 
 use super::users::insert_user;
-use super::{PgStore, db, opt_text, text};
+use super::{Db, Engine, opt_text, text};
 use crate::store::sso::TakenSsoState;
 use crate::store::{
-    Identity, Millis, NewUser, SsoStage, SsoState, SsoStore, StoreError, StoreResult, User,
-    UserStore,
+    Identity, Millis, NewUser, SsoStage, SsoState, SsoStore, StoreResult, User, db,
 };
 use async_trait::async_trait;
-use sqlx::Postgres;
 
 #[async_trait]
-impl SsoStore for PgStore {
+impl SsoStore for Engine {
     async fn put_sso_state(&self, state: &SsoState) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO sso_states (hash, stage, provider, browser, payload, expires_at) \
@@ -23,7 +22,7 @@ impl SsoStore for PgStore {
         .bind(text(&state.browser))
         .bind(text(&state.payload))
         .bind(state.expires_at)
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(db)?;
         Ok(())
@@ -41,9 +40,10 @@ impl SsoStore for PgStore {
              RETURNING stage, provider, browser, payload, expires_at",
         )
         .bind(text(hash))
-        .fetch_optional(&self.pool)
+        .fetch_all(self.writer())
         .await
-        .map_err(db)?;
+        .map_err(db)?
+        .pop();
         Ok(row.and_then(|r| r.live(hash, stage, now)))
     }
 
@@ -51,13 +51,13 @@ impl SsoStore for PgStore {
         sqlx::query_scalar("SELECT user_id FROM identities WHERE provider = $1 AND subject = $2")
             .bind(text(provider))
             .bind(text(subject))
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(db)
     }
 
     async fn link_identity(&self, identity: &Identity) -> StoreResult<()> {
-        insert_identity(&self.pool, identity, identity.user_id)
+        insert_identity(self.writer(), identity, identity.user_id)
             .await
             .map_err(db)
     }
@@ -67,13 +67,11 @@ impl SsoStore for PgStore {
         user: NewUser,
         identity: &Identity,
     ) -> StoreResult<User> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer().begin().await.map_err(db)?;
         let id = insert_user(&mut *tx, &user).await.map_err(db)?;
         insert_identity(&mut *tx, identity, id).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
-        self.user_by_id(id)
-            .await?
-            .ok_or_else(|| StoreError::Database("user vanished after insert".into()))
+        self.inserted_user(id).await
     }
 
     async fn identities_of_user(&self, user_id: i64) -> StoreResult<Vec<Identity>> {
@@ -82,7 +80,7 @@ impl SsoStore for PgStore {
              WHERE user_id = $1 ORDER BY created_at, provider",
         )
         .bind(user_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await
         .map_err(db)
     }
@@ -90,7 +88,7 @@ impl SsoStore for PgStore {
 
 /// Links `identity` to account `user_id`.
 async fn insert_identity<'e>(
-    exec: impl sqlx::Executor<'e, Database = Postgres>,
+    exec: impl sqlx::Executor<'e, Database = Db>,
     identity: &Identity,
     user_id: i64,
 ) -> Result<(), sqlx::Error> {

@@ -1,76 +1,44 @@
-//! Accounts and roles on PostgreSQL: row locks stand in for SQLite's one writer where a
+//! Accounts and roles, on both engines (this file is compiled once per engine: see `store/mod.rs`).
+//! SQLite's one writer orders every change; on PostgreSQL a row lock stands in for it where a
 //! decision reads before it writes.
 
-use super::{PgStore, db, opt_text, record, text};
-use crate::store::users::{ImportedRow, RoleUse, UserRow};
+use super::{
+    Db, Engine, IDENTITY_TAKEN, ROLE_BY_NAME_OR_KIND, lock, opt_text, record, reserve_user_id, text,
+};
+use crate::store::users::{ImportedRow, RoleUse, UserRow, imported_select, user_select};
 use crate::store::{
     ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, Role, RoleRemoval,
-    StoreError, StoreResult, User, UserCredentials, UserStore,
+    RowLock, StoreError, StoreResult, User, UserCredentials, UserStore, db,
 };
 use async_trait::async_trait;
-use sqlx::Postgres;
-
-/// The user columns joined with their role, as `UserRow` reads them.
-macro_rules! user_select {
-    () => {
-        "SELECT u.id, u.document_id, u.username, u.email, u.provider, u.confirmed, u.blocked, \
-         u.created_at, u.updated_at, u.security_stamp, u.password_changed_at, u.password_hash, \
-         r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type \
-         FROM users u JOIN roles r ON r.id = u.role_id "
-    };
-}
-
-/// [`user_select!`] plus what an import remembered of the account (`strapi_users`); accounts made
-/// in Keyway have no such row, so the join leaves them out.
-macro_rules! imported_select {
-    () => {
-        "SELECT u.id, u.document_id, u.username, u.email, u.provider, u.confirmed, u.blocked, \
-         u.created_at, u.updated_at, u.security_stamp, u.password_changed_at, u.password_hash, \
-         r.id AS role_id, r.name AS role_name, r.description AS role_description, r.type AS role_type, \
-         s.strapi_id, s.password_digest AS strapi_password_digest, s.confirmed AS strapi_confirmed, \
-         s.blocked AS strapi_blocked \
-         FROM users u JOIN roles r ON r.id = u.role_id JOIN strapi_users s ON s.user_id = u.id "
-    };
-}
 
 #[async_trait]
-impl UserStore for PgStore {
+impl UserStore for Engine {
     async fn role_by_kind(&self, kind: &str) -> StoreResult<Option<Role>> {
-        let row: Option<Role> =
-            sqlx::query_as("SELECT id, name, description, type FROM roles WHERE type = $1")
-                .bind(text(kind))
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?;
-        Ok(row)
+        sqlx::query_as("SELECT id, name, description, type FROM roles WHERE type = $1")
+            .bind(text(kind))
+            .fetch_optional(self.reader())
+            .await
+            .map_err(db)
     }
 
     async fn role_by_name_or_kind(&self, name: &str) -> StoreResult<Option<Role>> {
-        // `COLLATE "C"` folds ASCII letters only, exactly as SQLite's lower() does; the database's own
-        // collation would also fold others (É → é), and which names match would depend on the engine.
-        let row: Option<Role> = sqlx::query_as(
-            "SELECT id, name, description, type FROM roles \
-             WHERE type = $1 OR lower(name COLLATE \"C\") = lower($1 COLLATE \"C\") \
-             ORDER BY type = $1 DESC LIMIT 1",
-        )
-        .bind(text(name))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(row)
+        sqlx::query_as(ROLE_BY_NAME_OR_KIND)
+            .bind(text(name))
+            .fetch_optional(self.reader())
+            .await
+            .map_err(db)
     }
 
     async fn create_user(&self, user: NewUser) -> StoreResult<User> {
-        let id = insert_user(&self.pool, &user).await.map_err(db)?;
-        self.user_by_id(id)
-            .await?
-            .ok_or_else(|| StoreError::Database("user vanished after insert".into()))
+        let id = insert_user(self.writer(), &user).await.map_err(db)?;
+        self.inserted_user(id).await
     }
 
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE u.id = $1"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(db)?;
         Ok(row.map(User::from))
@@ -79,7 +47,7 @@ impl UserStore for PgStore {
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE u.username = $1"))
             .bind(text(username))
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(db)?;
         Ok(row.map(User::from))
@@ -92,33 +60,28 @@ impl UserStore for PgStore {
     ) -> StoreResult<Option<UserCredentials>> {
         let row: Option<UserRow> = sqlx::query_as(concat!(
             user_select!(),
-            "WHERE u.provider = \'local\' AND (u.email = $1 OR u.username = $2) ORDER BY u.id LIMIT 1"
+            "WHERE u.provider = 'local' AND (u.email = $1 OR u.username = $2) ORDER BY u.id LIMIT 1"
         ))
         .bind(text(email_lowercase))
         .bind(text(username))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await
         .map_err(db)?;
         Ok(row.map(UserRow::credentials))
     }
 
     async fn identity_taken(&self, username: &str, email: &str) -> StoreResult<bool> {
-        // ASCII-only lower(), as on SQLite (see role_by_name_or_kind).
-        let taken: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE email IN ($1, lower($2 COLLATE \"C\")) \
-             OR username IN ($1, $2))",
-        )
-        .bind(text(email))
-        .bind(text(username))
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(taken)
+        sqlx::query_scalar(IDENTITY_TAKEN)
+            .bind(text(email))
+            .bind(text(username))
+            .fetch_one(self.reader())
+            .await
+            .map_err(db)
     }
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
         let rows: Vec<UserRow> = sqlx::query_as(concat!(user_select!(), "ORDER BY u.id"))
-            .fetch_all(&self.pool)
+            .fetch_all(self.reader())
             .await
             .map_err(db)?;
         Ok(rows.into_iter().map(User::from).collect())
@@ -127,42 +90,31 @@ impl UserStore for PgStore {
     async fn user_by_email(&self, email_lowercase: &str) -> StoreResult<Option<User>> {
         let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE u.email = $1"))
             .bind(text(email_lowercase))
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reader())
             .await
             .map_err(db)?;
         Ok(row.map(User::from))
     }
 
     async fn set_confirmed(&self, user_id: i64, now: Millis) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query("UPDATE users SET confirmed = TRUE, updated_at = $1 WHERE id = $2")
-            .bind(now)
-            .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        record(&mut tx, &Invalidation::User(user_id), now)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)
+        let update =
+            sqlx::query("UPDATE users SET confirmed = TRUE, updated_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(user_id);
+        self.change_user(update, user_id, now).await?;
+        Ok(())
     }
 
     async fn set_password_hash(&self, user_id: i64, hash: &str, now: Millis) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query(
+        let update = sqlx::query(
             "UPDATE users SET password_hash = $1, updated_at = $2, password_changed_at = $2, \
              security_stamp = security_stamp + 1 WHERE id = $3",
         )
         .bind(text(hash))
         .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        record(&mut tx, &Invalidation::User(user_id), now)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)
+        .bind(user_id);
+        self.change_user(update, user_id, now).await?;
+        Ok(())
     }
 
     async fn replace_password_hash(
@@ -179,41 +131,29 @@ impl UserStore for PgStore {
         .bind(now)
         .bind(user_id)
         .bind(text(old))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(db)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE users SET blocked = $1, updated_at = $2, security_stamp = security_stamp + 1 \
              WHERE id = $3",
         )
         .bind(blocked)
         .bind(now)
-        .bind(user_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        record(&mut tx, &Invalidation::User(user_id), now)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        .bind(user_id);
+        self.change_user(update, user_id, now).await
     }
 
     async fn delete_user(&self, user_id: i64) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer().begin().await.map_err(db)?;
         // Lock the user first: a session inserted concurrently (its foreign-key check needs a share
         // lock on this row) then waits for us and fails, instead of slipping in between the list below
         // and the delete, and being cascaded away without an invalidation.
-        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
-            .bind(user_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+        lock(&mut tx, RowLock::User, user_id).await?;
         let sessions: Vec<String> =
             sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1")
                 .bind(user_id)
@@ -246,9 +186,11 @@ impl UserStore for PgStore {
         .bind(text(&role.name))
         .bind(text(&role.description))
         .bind(text(&role.kind))
-        .fetch_one(&self.pool)
+        .fetch_all(self.writer())
         .await
-        .map_err(db)
+        .map_err(db)?
+        .pop()
+        .ok_or_else(|| StoreError::Database("role vanished after insert".into()))
     }
 
     async fn list_roles(&self) -> StoreResult<Vec<(Role, i64)>> {
@@ -257,14 +199,14 @@ impl UserStore for PgStore {
              (SELECT count(*) FROM users u WHERE u.role_id = r.id) AS users \
              FROM roles r ORDER BY r.id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await
         .map_err(db)?;
         Ok(rows.into_iter().map(<(Role, i64)>::from).collect())
     }
 
     async fn rename_role(&self, role_id: i64, name: &str, now: Millis) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer().begin().await.map_err(db)?;
         let done = sqlx::query("UPDATE roles SET name = $1 WHERE id = $2")
             .bind(text(name))
             .bind(role_id)
@@ -286,14 +228,11 @@ impl UserStore for PgStore {
     }
 
     async fn delete_role(&self, role_id: i64) -> StoreResult<RoleRemoval> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        // The role's row locked first: an assignment (its foreign-key check takes a share lock on
-        // it) waits for this transaction and then fails, instead of landing between count and delete.
-        sqlx::query("SELECT id FROM roles WHERE id = $1 FOR UPDATE")
-            .bind(role_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        // The role's row locked first (on SQLite the one writer already keeps everything else out):
+        // an assignment (its foreign-key check takes a share lock on it) waits for this transaction
+        // and then fails, instead of landing between count and delete.
+        lock(&mut tx, RowLock::Role, role_id).await?;
         let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE role_id = $1")
             .bind(role_id)
             .fetch_one(&mut *tx)
@@ -316,7 +255,7 @@ impl UserStore for PgStore {
     }
 
     async fn set_user_role(&self, user_id: i64, role_id: i64, now: Millis) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer().begin().await.map_err(db)?;
         let done = sqlx::query("UPDATE users SET role_id = $1, updated_at = $2 WHERE id = $3")
             .bind(role_id)
             .bind(now)
@@ -334,17 +273,8 @@ impl UserStore for PgStore {
     }
 
     async fn insert_imported_user(&self, u: &ImportedUser) -> StoreResult<()> {
-        // Unlike SQLite's AUTOINCREMENT, an identity column does not notice explicit ids: its sequence
-        // is moved past this one first, or a later registration would draw it and fail. `users_id_seq`
-        // is the name PostgreSQL gives the identity sequence of `users.id` (0001_init.sql). GREATEST
-        // never moves it back, so ids already drawn by registrations in flight are never drawn again.
-        // setval is not transactional: an insert that then fails leaves a harmless gap.
-        sqlx::query("SELECT setval('users_id_seq', GREATEST($1, last_value)) FROM users_id_seq")
-            .bind(u.strapi_id)
-            .execute(&self.pool)
-            .await
-            .map_err(db)?;
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        reserve_user_id(self, u.strapi_id).await?;
+        let mut tx = self.writer().begin().await.map_err(db)?;
         sqlx::query(
             "INSERT INTO users (id, document_id, username, email, provider, password_hash, \
              confirmed, blocked, role_id, created_at, updated_at) \
@@ -383,15 +313,15 @@ impl UserStore for PgStore {
         strapi_id: i64,
         document_id: Option<&str>,
     ) -> StoreResult<Option<ImportedAccount>> {
-        // `$2::TEXT`: a NULL document id still needs a type.
+        // The CAST: PostgreSQL needs a type for a NULL document id.
         let row: Option<ImportedRow> = sqlx::query_as(concat!(
             imported_select!(),
-            "WHERE s.strapi_id = $1 OR u.document_id = $2::TEXT \
+            "WHERE s.strapi_id = $1 OR u.document_id = CAST($2 AS TEXT) \
              ORDER BY s.strapi_id = $1 DESC LIMIT 1"
         ))
         .bind(strapi_id)
         .bind(document_id.map(text))
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.reader())
         .await
         .map_err(db)?;
         Ok(row.map(ImportedAccount::from))
@@ -403,7 +333,7 @@ impl UserStore for PgStore {
         u: &ImportedUser,
         now: Millis,
     ) -> StoreResult<bool> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.writer().begin().await.map_err(db)?;
         let done = sqlx::query(
             "UPDATE users SET username = $1, email = $2, provider = $3, password_hash = $4, \
              confirmed = $5, blocked = $6, role_id = $7, updated_at = $8, \
@@ -444,9 +374,35 @@ impl UserStore for PgStore {
     }
 }
 
-/// Inserts an account; its id.
+impl Engine {
+    /// The account just inserted with id `id`, as the callers of an insert return it.
+    pub(super) async fn inserted_user(&self, id: i64) -> StoreResult<User> {
+        self.user_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::Database("user vanished after insert".into()))
+    }
+
+    /// Runs `update`, a change to account `user_id`, and records a user invalidation with it in
+    /// one transaction; whether it changed the account.
+    async fn change_user(
+        &self,
+        update: sqlx::query::Query<'_, Db, <Db as sqlx::Database>::Arguments>,
+        user_id: i64,
+        now: Millis,
+    ) -> StoreResult<bool> {
+        let mut tx = self.writer().begin().await.map_err(db)?;
+        let done = update.execute(&mut *tx).await.map_err(db)?;
+        record(&mut tx, &Invalidation::User(user_id), now)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+/// Inserts an account; its id. (`fetch_all`: see the note on `RETURNING` in `SqliteStore`.)
 pub(super) async fn insert_user<'e>(
-    exec: impl sqlx::Executor<'e, Database = Postgres>,
+    exec: impl sqlx::Executor<'e, Database = Db>,
     user: &NewUser,
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
@@ -463,6 +419,8 @@ pub(super) async fn insert_user<'e>(
     .bind(user.blocked)
     .bind(user.role_id)
     .bind(user.now)
-    .fetch_one(exec)
-    .await
+    .fetch_all(exec)
+    .await?
+    .pop()
+    .ok_or(sqlx::Error::RowNotFound)
 }

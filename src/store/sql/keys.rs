@@ -1,29 +1,26 @@
-//! Signing keys on SQLite.
+//! Signing keys, on both engines (this file is compiled once per engine: see `store/mod.rs`).
 
-use super::{SqliteStore, db, record};
-use crate::store::{Invalidation, KeyStore, Millis, StoreResult, StoredKey};
+use super::{Engine, SIGNING_KEYS, record, text};
+use crate::store::{Invalidation, KeyStore, Millis, StoreResult, StoredKey, db};
 use async_trait::async_trait;
 
 #[async_trait]
-impl KeyStore for SqliteStore {
+impl KeyStore for Engine {
     async fn signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
-        sqlx::query_as(
-            "SELECT kid, alg, private_der, public_raw, created_at, retired_at FROM signing_keys \
-             ORDER BY created_at DESC, rowid DESC",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)
+        sqlx::query_as(SIGNING_KEYS)
+            .fetch_all(self.reader())
+            .await
+            .map_err(db)
     }
 
     async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
+        let mut tx = self.writer().begin().await.map_err(db)?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, alg, private_der, public_raw, created_at) \
-             VALUES (?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(&key.kid)
-        .bind(&key.alg)
+        .bind(text(&key.kid))
+        .bind(text(&key.alg))
         .bind(&key.private_der)
         .bind(&key.public_raw)
         .bind(key.created_at)
@@ -37,9 +34,9 @@ impl KeyStore for SqliteStore {
     }
 
     async fn retire_signing_keys(&self, now: Millis) -> StoreResult<u64> {
-        let mut tx = self.writer.begin().await.map_err(db)?;
+        let mut tx = self.writer().begin().await.map_err(db)?;
         let retired =
-            sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+            sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
                 .bind(now)
                 .execute(&mut *tx)
                 .await

@@ -1,11 +1,11 @@
-//! The audit trail on PostgreSQL.
+//! The audit trail, on both engines (this file is compiled once per engine: see `store/mod.rs`).
 
-use super::{PgStore, db, opt_text, text};
-use crate::store::{AuditEvent, AuditStore, Millis, StoreResult};
+use super::{Engine, opt_text, text};
+use crate::store::{AuditEvent, AuditStore, Millis, StoreResult, db};
 use async_trait::async_trait;
 
 #[async_trait]
-impl AuditStore for PgStore {
+impl AuditStore for Engine {
     async fn record_audit(&self, e: &AuditEvent) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO audit_events (at, kind, user_id, ip, user_agent, detail) \
@@ -17,7 +17,7 @@ impl AuditStore for PgStore {
         .bind(opt_text(&e.ip))
         .bind(opt_text(&e.user_agent))
         .bind(opt_text(&e.detail))
-        .execute(&self.pool)
+        .execute(self.writer())
         .await
         .map_err(db)?;
         Ok(())
@@ -29,18 +29,20 @@ impl AuditStore for PgStore {
         since: Option<Millis>,
         limit: u32,
     ) -> StoreResult<Vec<AuditEvent>> {
-        // The casts type the parameters where `$1 IS NULL` alone would leave them unknown.
+        // The casts type the parameters for PostgreSQL, where `$1 IS NULL` alone would leave them
+        // unknown.
         sqlx::query_as(
             "SELECT at, kind, user_id, ip, user_agent, detail FROM ( \
                SELECT id, at, kind, user_id, ip, user_agent, detail FROM audit_events \
-               WHERE ($1::BIGINT IS NULL OR user_id = $1) AND ($2::BIGINT IS NULL OR at >= $2) \
+               WHERE (CAST($1 AS BIGINT) IS NULL OR user_id = $1) \
+                 AND (CAST($2 AS BIGINT) IS NULL OR at >= $2) \
                ORDER BY at DESC, id DESC LIMIT $3 \
              ) AS newest ORDER BY at, id",
         )
         .bind(user_id)
         .bind(since)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(self.reader())
         .await
         .map_err(db)
     }
@@ -48,7 +50,7 @@ impl AuditStore for PgStore {
     async fn prune_audit(&self, before: Millis) -> StoreResult<()> {
         sqlx::query("DELETE FROM audit_events WHERE at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(self.writer())
             .await
             .map_err(db)?;
         Ok(())

@@ -22,10 +22,16 @@ mod limits;
 // whose text differs. Where the logic itself differs (session rotation, the login throttle, the
 // LISTEN feed, connecting) it stays in the engine's own files. Writes with `RETURNING` are read with
 // `fetch_all` on both: SQLite needs it (see `SqliteStore`), and PostgreSQL does not mind.
-#[allow(clippy::duplicate_mod, reason = "sql/ is compiled once per engine, on purpose (above)")]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "sql/ is compiled once per engine (above)"
+)]
 mod postgres;
 mod sessions;
-#[allow(clippy::duplicate_mod, reason = "sql/ is compiled once per engine, on purpose (above)")]
+#[allow(
+    clippy::duplicate_mod,
+    reason = "sql/ is compiled once per engine (above)"
+)]
 mod sqlite;
 mod sso;
 mod users;

@@ -2,6 +2,7 @@
 //! claims, and a share lock on the user's row orders a new session against a block or password
 //! change.
 
+use super::sessions::Rotation;
 use super::{PgStore, opt_text, text};
 use crate::store::{Millis, Session, StoreResult, db};
 
@@ -59,26 +60,12 @@ pub(super) async fn insert_session(
 }
 
 /// No one-statement shortcut here: the caller takes the careful path, [`rotate`] after a read.
-pub(super) async fn rotate_fresh(
-    _store: &PgStore,
-    _old_hash: &str,
-    _nonce: &[u8],
-    _new_hash: &str,
-    _now: Millis,
-    _idle_expires_at: Millis,
-) -> StoreResult<Option<Session>> {
+pub(super) async fn rotate_fresh(_: &PgStore, _: &Rotation<'_>) -> StoreResult<Option<Session>> {
     Ok(None)
 }
 
 /// [`SessionStore::rotate_refresh`](crate::store::SessionStore::rotate_refresh).
-pub(super) async fn rotate(
-    store: &PgStore,
-    old_hash: &str,
-    nonce: &[u8],
-    new_hash: &str,
-    now: Millis,
-    idle_expires_at: Millis,
-) -> StoreResult<bool> {
+pub(super) async fn rotate(store: &PgStore, r: &Rotation<'_>) -> StoreResult<bool> {
     let mut tx = store.pool.begin().await.map_err(db)?;
     // The claim is the conditional update itself: a concurrent rotation of the same token blocks on
     // the row lock, then re-evaluates `used_at IS NULL` against the committed row and matches
@@ -87,19 +74,19 @@ pub(super) async fn rotate(
         "UPDATE refresh_tokens SET used_at = $1, nonce = $2 \
          WHERE hash = $3 AND used_at IS NULL RETURNING session_id",
     )
-    .bind(now)
-    .bind(nonce)
-    .bind(text(old_hash))
+    .bind(r.now)
+    .bind(r.nonce)
+    .bind(text(r.old_hash))
     .fetch_optional(&mut *tx)
     .await
     .map_err(db)?;
     let Some(session) = session else {
         return Ok(false);
     };
-    insert_refresh(&mut tx, new_hash, &session, now).await?;
+    insert_refresh(&mut tx, r.new_hash, &session, r.now).await?;
     sqlx::query("UPDATE sessions SET last_active_at = $1, idle_expires_at = $2 WHERE id = $3")
-        .bind(now)
-        .bind(idle_expires_at)
+        .bind(r.now)
+        .bind(r.idle_expires_at)
         .bind(&session)
         .execute(&mut *tx)
         .await

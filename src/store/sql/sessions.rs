@@ -133,7 +133,14 @@ impl SessionStore for Engine {
         now: Millis,
         idle_expires_at: Millis,
     ) -> StoreResult<Option<Session>> {
-        rotation::rotate_fresh(self, old_hash, nonce, new_hash, now, idle_expires_at).await
+        let exchange = Rotation {
+            old_hash,
+            nonce,
+            new_hash,
+            now,
+            idle_expires_at,
+        };
+        rotation::rotate_fresh(self, &exchange).await
     }
 
     async fn rotate_refresh(
@@ -144,8 +151,26 @@ impl SessionStore for Engine {
         now: Millis,
         idle_expires_at: Millis,
     ) -> StoreResult<bool> {
-        rotation::rotate(self, old_hash, nonce, new_hash, now, idle_expires_at).await
+        let exchange = Rotation {
+            old_hash,
+            nonce,
+            new_hash,
+            now,
+            idle_expires_at,
+        };
+        rotation::rotate(self, &exchange).await
     }
+}
+
+/// A refresh-token exchange, as each engine's `rotation.rs` carries it out: `old_hash` marked used
+/// at `now` with `nonce`, `new_hash` its successor, the session's idle deadline moved to
+/// `idle_expires_at`.
+pub(super) struct Rotation<'a> {
+    pub(super) old_hash: &'a str,
+    pub(super) nonce: &'a [u8],
+    pub(super) new_hash: &'a str,
+    pub(super) now: Millis,
+    pub(super) idle_expires_at: Millis,
 }
 
 /// A refresh token joined with its session, the token's columns prefixed `r_`.

@@ -12,6 +12,22 @@ use crate::store::{
 };
 use async_trait::async_trait;
 
+/// Binds an account's own fields to a statement's first seven parameters: username, email, provider,
+/// password hash, confirmed, blocked, role. `NewUser` and `ImportedUser` name them alike.
+macro_rules! bind_account {
+    ($query:expr, $account:expr) => {{
+        let account = $account;
+        $query
+            .bind(text(&account.username))
+            .bind(text(&account.email))
+            .bind(text(&account.provider))
+            .bind(opt_text(&account.password_hash))
+            .bind(account.confirmed)
+            .bind(account.blocked)
+            .bind(account.role_id)
+    }};
+}
+
 #[async_trait]
 impl UserStore for Engine {
     async fn role_by_kind(&self, kind: &str) -> StoreResult<Option<Role>> {
@@ -36,21 +52,14 @@ impl UserStore for Engine {
     }
 
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE u.id = $1"))
-            .bind(id)
-            .fetch_optional(self.reader())
-            .await
-            .map_err(db)?;
-        Ok(row.map(User::from))
+        let query = sqlx::query_as(concat!(user_select!(), "WHERE u.id = $1")).bind(id);
+        Ok(self.user_row(query).await?.map(User::from))
     }
 
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE u.username = $1"))
-            .bind(text(username))
-            .fetch_optional(self.reader())
-            .await
-            .map_err(db)?;
-        Ok(row.map(User::from))
+        let query =
+            sqlx::query_as(concat!(user_select!(), "WHERE u.username = $1")).bind(text(username));
+        Ok(self.user_row(query).await?.map(User::from))
     }
 
     async fn local_credentials(
@@ -58,16 +67,13 @@ impl UserStore for Engine {
         email_lowercase: &str,
         username: &str,
     ) -> StoreResult<Option<UserCredentials>> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(
+        let query = sqlx::query_as(concat!(
             user_select!(),
             "WHERE u.provider = 'local' AND (u.email = $1 OR u.username = $2) ORDER BY u.id LIMIT 1"
         ))
         .bind(text(email_lowercase))
-        .bind(text(username))
-        .fetch_optional(self.reader())
-        .await
-        .map_err(db)?;
-        Ok(row.map(UserRow::credentials))
+        .bind(text(username));
+        Ok(self.user_row(query).await?.map(UserRow::credentials))
     }
 
     async fn identity_taken(&self, username: &str, email: &str) -> StoreResult<bool> {
@@ -88,12 +94,9 @@ impl UserStore for Engine {
     }
 
     async fn user_by_email(&self, email_lowercase: &str) -> StoreResult<Option<User>> {
-        let row: Option<UserRow> = sqlx::query_as(concat!(user_select!(), "WHERE u.email = $1"))
-            .bind(text(email_lowercase))
-            .fetch_optional(self.reader())
-            .await
-            .map_err(db)?;
-        Ok(row.map(User::from))
+        let query = sqlx::query_as(concat!(user_select!(), "WHERE u.email = $1"))
+            .bind(text(email_lowercase));
+        Ok(self.user_row(query).await?.map(User::from))
     }
 
     async fn set_confirmed(&self, user_id: i64, now: Millis) -> StoreResult<()> {
@@ -171,10 +174,7 @@ impl UserStore for Engine {
                 .await
                 .map_err(db)?;
         }
-        record(&mut tx, &Invalidation::User(user_id), now)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        commit_user_change(tx, user_id, now).await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -275,25 +275,19 @@ impl UserStore for Engine {
     async fn insert_imported_user(&self, u: &ImportedUser) -> StoreResult<()> {
         reserve_user_id(self, u.strapi_id).await?;
         let mut tx = self.writer().begin().await.map_err(db)?;
-        sqlx::query(
-            "INSERT INTO users (id, document_id, username, email, provider, password_hash, \
-             confirmed, blocked, role_id, created_at, updated_at) \
+        let insert = sqlx::query(
+            "INSERT INTO users (username, email, provider, password_hash, confirmed, blocked, \
+             role_id, document_id, id, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(u.strapi_id)
-        .bind(text(&u.document_id))
-        .bind(text(&u.username))
-        .bind(text(&u.email))
-        .bind(text(&u.provider))
-        .bind(opt_text(&u.password_hash))
-        .bind(u.confirmed)
-        .bind(u.blocked)
-        .bind(u.role_id)
-        .bind(u.created_at)
-        .bind(u.updated_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        );
+        bind_account!(insert, u)
+            .bind(text(&u.document_id))
+            .bind(u.strapi_id)
+            .bind(u.created_at)
+            .bind(u.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         sqlx::query(
             "INSERT INTO strapi_users (user_id, strapi_id, password_digest, confirmed, blocked) \
              VALUES ($1, $1, $2, $3, $4)",
@@ -334,26 +328,20 @@ impl UserStore for Engine {
         now: Millis,
     ) -> StoreResult<bool> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let done = sqlx::query(
+        let update = sqlx::query(
             "UPDATE users SET username = $1, email = $2, provider = $3, password_hash = $4, \
              confirmed = $5, blocked = $6, role_id = $7, updated_at = $8, \
              security_stamp = security_stamp + 1, password_changed_at = \
              CASE WHEN password_hash IS NOT DISTINCT FROM $4 THEN password_changed_at ELSE $10 END \
              WHERE id = $9",
-        )
-        .bind(text(&u.username))
-        .bind(text(&u.email))
-        .bind(text(&u.provider))
-        .bind(opt_text(&u.password_hash))
-        .bind(u.confirmed)
-        .bind(u.blocked)
-        .bind(u.role_id)
-        .bind(u.updated_at)
-        .bind(user_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        );
+        let done = bind_account!(update, u)
+            .bind(u.updated_at)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         sqlx::query(
             "UPDATE strapi_users SET strapi_id = $1, password_digest = $2, confirmed = $3, \
              blocked = $4 WHERE user_id = $5",
@@ -366,15 +354,20 @@ impl UserStore for Engine {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        record(&mut tx, &Invalidation::User(user_id), now)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        commit_user_change(tx, user_id, now).await?;
         Ok(done.rows_affected() == 1)
     }
 }
 
 impl Engine {
+    /// The account `query` (a [`user_select!`] and its parameters) finds, if any.
+    async fn user_row(
+        &self,
+        query: sqlx::query::QueryAs<'_, Db, UserRow, <Db as sqlx::Database>::Arguments>,
+    ) -> StoreResult<Option<UserRow>> {
+        query.fetch_optional(self.reader()).await.map_err(db)
+    }
+
     /// The account just inserted with id `id`, as the callers of an insert return it.
     pub(super) async fn inserted_user(&self, id: i64) -> StoreResult<User> {
         self.user_by_id(id)
@@ -392,12 +385,22 @@ impl Engine {
     ) -> StoreResult<bool> {
         let mut tx = self.writer().begin().await.map_err(db)?;
         let done = update.execute(&mut *tx).await.map_err(db)?;
-        record(&mut tx, &Invalidation::User(user_id), now)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        commit_user_change(tx, user_id, now).await?;
         Ok(done.rows_affected() == 1)
     }
+}
+
+/// Records that account `user_id` changed at `now`, as the last step of `tx` (see `record`), and
+/// commits.
+async fn commit_user_change(
+    mut tx: sqlx::Transaction<'_, Db>,
+    user_id: i64,
+    now: Millis,
+) -> StoreResult<()> {
+    record(&mut tx, &Invalidation::User(user_id), now)
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)
 }
 
 /// Inserts an account; its id. (`fetch_all`: see the note on `RETURNING` in `SqliteStore`.)
@@ -405,22 +408,16 @@ pub(super) async fn insert_user<'e>(
     exec: impl sqlx::Executor<'e, Database = Db>,
     user: &NewUser,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO users (document_id, username, email, provider, password_hash, confirmed, \
-         blocked, role_id, created_at, updated_at) \
+    let insert = sqlx::query_scalar(
+        "INSERT INTO users (username, email, provider, password_hash, confirmed, blocked, \
+         role_id, document_id, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
-    )
-    .bind(text(&user.document_id))
-    .bind(text(&user.username))
-    .bind(text(&user.email))
-    .bind(text(&user.provider))
-    .bind(opt_text(&user.password_hash))
-    .bind(user.confirmed)
-    .bind(user.blocked)
-    .bind(user.role_id)
-    .bind(user.now)
-    .fetch_all(exec)
-    .await?
-    .pop()
-    .ok_or(sqlx::Error::RowNotFound)
+    );
+    bind_account!(insert, user)
+        .bind(text(&user.document_id))
+        .bind(user.now)
+        .fetch_all(exec)
+        .await?
+        .pop()
+        .ok_or(sqlx::Error::RowNotFound)
 }

@@ -2,8 +2,10 @@
 //! stamp as one statement, and a refresh-token rotation as one batch on the writer connection.
 
 use super::SqliteStore;
+use super::sessions::Rotation;
 use crate::store::sessions::session_select;
-use crate::store::{Millis, Session, StoreResult, db};
+use crate::store::{Session, StoreResult, db};
+use sqlx::sqlite::SqliteRow;
 
 /// The rest of a refresh-token rotation batch, after the statement that marks the old token ($3)
 /// used at $1 with nonce $2: the successor ($4) is inserted only where that statement acted (the
@@ -74,18 +76,13 @@ pub(super) async fn insert_session(
 /// [`SessionStore::rotate_fresh_refresh`](crate::store::SessionStore::rotate_fresh_refresh).
 pub(super) async fn rotate_fresh(
     store: &SqliteStore,
-    old_hash: &str,
-    nonce: &[u8],
-    new_hash: &str,
-    now: Millis,
-    idle_expires_at: Millis,
+    rotation: &Rotation<'_>,
 ) -> StoreResult<Option<Session>> {
     // As rotate, with the session's liveness in the first statement's condition and the session read
     // back in the same batch: one round trip for the whole of a normal refresh. The liveness check is
     // a correlated EXISTS on the session's key: an `IN (SELECT … FROM sessions)` scanned every
     // session on each refresh.
-    let mut conn = store.writer.acquire().await.map_err(db)?;
-    let done: Result<Option<Session>, _> = sqlx::query_as(concat!(
+    const BATCH: &str = concat!(
         "BEGIN IMMEDIATE; \
          UPDATE refresh_tokens SET used_at = $1, nonce = $2 WHERE hash = $3 AND used_at IS NULL \
            AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = refresh_tokens.session_id \
@@ -93,57 +90,49 @@ pub(super) async fn rotate_fresh(
         rotation_rest!(),
         session_select!(),
         "WHERE id = (SELECT session_id FROM refresh_tokens WHERE hash = $4 AND created_at = $1);"
-    ))
-    .bind(now)
-    .bind(nonce)
-    .bind(old_hash)
-    .bind(new_hash)
-    .bind(idle_expires_at)
-    .fetch_optional(&mut *conn)
-    .await;
-    match done {
-        Ok(session) => Ok(session),
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            Err(db(e))
-        }
-    }
+    );
+    run_batch(store, BATCH, rotation).await
 }
 
 /// [`SessionStore::rotate_refresh`](crate::store::SessionStore::rotate_refresh).
-pub(super) async fn rotate(
-    store: &SqliteStore,
-    old_hash: &str,
-    nonce: &[u8],
-    new_hash: &str,
-    now: Millis,
-    idle_expires_at: Millis,
-) -> StoreResult<bool> {
+pub(super) async fn rotate(store: &SqliteStore, rotation: &Rotation<'_>) -> StoreResult<bool> {
     // One round trip to the connection's thread instead of five (begin, three statements, commit):
     // under load the hops, not SQLite, were the cost of a refresh. Each step only acts if the one
     // before did: the successor is inserted only where this call marked the old token (its random
     // nonce is the proof), and the session moves only if the successor exists.
-    let mut conn = store.writer.acquire().await.map_err(db)?;
-    let done: Result<i64, _> = sqlx::query_scalar(concat!(
+    const BATCH: &str = concat!(
         "BEGIN IMMEDIATE; \
          UPDATE refresh_tokens SET used_at = $1, nonce = $2 WHERE hash = $3 AND used_at IS NULL; ",
         rotation_rest!(),
         "SELECT count(*) FROM refresh_tokens WHERE hash = $4 AND created_at = $1;"
-    ))
-    .bind(now)
-    .bind(nonce)
-    .bind(old_hash)
-    .bind(new_hash)
-    .bind(idle_expires_at)
-    .fetch_one(&mut *conn)
-    .await;
-    match done {
-        // The successor exists only if this call made it (its hash is fresh randomness).
-        Ok(found) => Ok(found == 1),
-        Err(e) => {
-            // Whatever failed, the connection must not stay inside the transaction.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            Err(db(e))
-        }
+    );
+    let found: Option<(i64,)> = run_batch(store, BATCH, rotation).await?;
+    // The successor exists only if this call made it (its hash is fresh randomness).
+    Ok(found == Some((1,)))
+}
+
+/// Runs a rotation batch (`$1` now, `$2` the nonce, `$3` the old hash, `$4` the new one, `$5` the
+/// idle deadline) on the writer connection; its last statement's row.
+async fn run_batch<O>(
+    store: &SqliteStore,
+    batch: &'static str,
+    r: &Rotation<'_>,
+) -> StoreResult<Option<O>>
+where
+    O: for<'row> sqlx::FromRow<'row, SqliteRow> + Send + Unpin,
+{
+    let mut conn = store.writer.acquire().await.map_err(db)?;
+    let done = sqlx::query_as(batch)
+        .bind(r.now)
+        .bind(r.nonce)
+        .bind(r.old_hash)
+        .bind(r.new_hash)
+        .bind(r.idle_expires_at)
+        .fetch_optional(&mut *conn)
+        .await;
+    if done.is_err() {
+        // Whatever failed, the connection must not stay inside the transaction.
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
+    done.map_err(db)
 }

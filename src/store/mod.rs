@@ -18,8 +18,8 @@ mod limits;
 // text (`$1, $2 …`: sqlx-sqlite reads `$N` as the N-th argument). What does differ is a small surface
 // each engine module provides under the same names: `reader()`/`writer()` (SQLite's reader pool and
 // one writer connection; PostgreSQL's one pool), `text` (PostgreSQL cannot store NUL), `lock` (row
-// locks, PostgreSQL only), `record` and `subscribe` (the invalidation log), and the few statements
-// whose text differs. Where the logic itself differs (session rotation, the login throttle, the
+// locks, PostgreSQL only), `reserve_user_id` (an import's explicit ids), `record` and `subscribe`
+// (the invalidation log), `SHARED_BY_NODES`, and the few statements whose text differs. Where the logic itself differs (session rotation, the login throttle, the
 // LISTEN feed, connecting) it stays in the engine's own files. Writes with `RETURNING` are read with
 // `fetch_all` on both: SQLite needs it (see `SqliteStore`), and PostgreSQL does not mind.
 #[allow(

@@ -121,6 +121,20 @@ impl fmt::Display for Email {
     }
 }
 
+/// What every password field asks, chosen or typed at login: present, and at most
+/// [`PASSWORD_MAX_BYTES`], so an oversized body cannot make the server hash megabytes.
+fn bounded_password(raw: &str) -> Result<SecretString, String> {
+    if raw.is_empty() {
+        return Err("password is a required field".into());
+    }
+    if raw.len() > PASSWORD_MAX_BYTES {
+        return Err(format!(
+            "password must be at most {PASSWORD_MAX_BYTES} bytes"
+        ));
+    }
+    Ok(SecretString::from(raw))
+}
+
 /// A syntactically valid new password: present, at most [`PASSWORD_MAX_BYTES`], any Unicode. Whether
 /// it is good enough (length, breached lists, the account's own name) is the policy's call, in
 /// `auth::policy`, because that depends on configuration and on the account. Held as a secret so it
@@ -131,15 +145,7 @@ pub struct Password(SecretString);
 impl Password {
     /// Reads a password chosen by a user (register, reset, change, `keyway user add`).
     pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.is_empty() {
-            return Err("password is a required field".into());
-        }
-        if raw.len() > PASSWORD_MAX_BYTES {
-            return Err(format!(
-                "password must be at most {PASSWORD_MAX_BYTES} bytes"
-            ));
-        }
-        Ok(Self(SecretString::from(raw)))
+        bounded_password(raw).map(Self)
     }
 
     pub fn expose(&self) -> &str {
@@ -194,15 +200,7 @@ pub struct LoginPassword(SecretString);
 
 impl LoginPassword {
     pub fn parse(raw: &str) -> Result<Self, String> {
-        if raw.is_empty() {
-            return Err("password is a required field".into());
-        }
-        if raw.len() > PASSWORD_MAX_BYTES {
-            return Err(format!(
-                "password must be at most {PASSWORD_MAX_BYTES} bytes"
-            ));
-        }
-        Ok(Self(SecretString::from(raw)))
+        bounded_password(raw).map(Self)
     }
 
     pub fn expose(&self) -> &str {

@@ -18,16 +18,16 @@ pub const MSG_INVALID_CONFIRMATION: &str = "Invalid token";
 pub const MSG_CONFIRMATION_NOT_SENT: &str = "Error sending confirmation email";
 
 impl Auth {
+    /// The account the address belongs to, if any: who a mailed code would go to.
+    async fn account_with_email(&self, email: &Email) -> Result<Option<User>> {
+        self.store.user_by_email(email.as_str()).await.or_internal()
+    }
+
     /// `POST /api/auth/forgot-password`: always succeeds. A reset mail goes to the address only if it
     /// belongs to an account that is not blocked.
     #[tracing::instrument(skip_all)]
     pub async fn forgot_password(&self, email: &Email) -> Result<()> {
-        let Some(user) = self
-            .store
-            .user_by_email(email.as_str())
-            .await
-            .or_internal()?
-        else {
+        let Some(user) = self.account_with_email(email).await? else {
             return Ok(());
         };
         if !user.blocked {
@@ -121,12 +121,7 @@ impl Auth {
     /// when the address belongs to an unconfirmed, unblocked account. Always the same answer.
     #[tracing::instrument(skip_all)]
     pub async fn resend_confirmation(&self, email: &Email) -> Result<()> {
-        let Some(user) = self
-            .store
-            .user_by_email(email.as_str())
-            .await
-            .or_internal()?
-        else {
+        let Some(user) = self.account_with_email(email).await? else {
             return Ok(());
         };
         if !user.confirmed && !user.blocked {

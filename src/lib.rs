@@ -12,6 +12,7 @@ pub mod http;
 pub mod import;
 pub mod outbound;
 pub mod serve;
+pub mod settings;
 pub mod store;
 pub mod templates;
 

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-use keyway::config::{DatabaseArgs, Overrides};
+use keyway::config::{CommonArgs, ServeArgs};
 
 /// jemalloc instead of glibc's allocator: under load glibc's malloc and free took about a tenth of the
 /// CPU of a token check (perf, `GET /api/users/me`); jemalloc serves the same requests ~40 % faster
@@ -29,7 +29,7 @@ mod cli;
 )]
 struct Cli {
     #[command(flatten)]
-    database: DatabaseArgs,
+    common: CommonArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,7 +42,7 @@ enum Command {
         #[arg(long)]
         demo: bool,
         #[command(flatten)]
-        settings: Box<Overrides>,
+        settings: Box<ServeArgs>,
     },
     /// Apply the pending database migrations and exit. `serve` and the other commands apply them
     /// too; this lets a deployment migrate once, before starting new servers.
@@ -72,7 +72,7 @@ enum Command {
     /// line per check (ok, warn, fail); exit status 1 when any check fails.
     Doctor {
         #[command(flatten)]
-        settings: Box<Overrides>,
+        settings: Box<ServeArgs>,
     },
     /// Print the OpenAPI 3 description of the API (what /api/openapi.json serves).
     Openapi,
@@ -85,23 +85,16 @@ fn main() -> ExitCode {
     let mut cli = Cli::parse();
     // Held to the end of `main`: dropping it flushes the log lines still queued.
     let _log_guard = init_tracing();
-    // `serve` and `doctor` take every setting as a flag; the other commands read the same variables
-    // (an admin command still hashes with the configured parameters).
-    let settings = match &mut cli.command {
+    // `serve` and `doctor` take every setting as a flag; every command reads the same variables (an
+    // admin command still hashes with the configured parameters).
+    let flags = match &mut cli.command {
         Command::Serve { settings, .. } | Command::Doctor { settings } => {
-            Ok(std::mem::take(settings.as_mut()))
+            std::mem::take(settings.as_mut())
         }
-        _ => Overrides::from_environment(),
+        _ => ServeArgs::default(),
     };
-    let mut settings = match settings {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("keyway: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    cli.database.apply(&mut settings);
-    let mut config = match settings.resolve(&|k| std::env::var(k).ok()) {
+    let overrides = std::mem::take(&mut cli.common).overrides(flags);
+    let mut config = match overrides.resolve(&|k| std::env::var(k).ok()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("keyway: configuration error: {e}");

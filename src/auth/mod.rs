@@ -8,6 +8,7 @@ pub mod mail;
 pub mod password;
 pub mod policy;
 pub mod sessions;
+pub mod settings;
 pub mod sso;
 pub mod throttle;
 pub mod tokens;

@@ -8,6 +8,8 @@
 //! and faulting in 19 MiB per login cost about a sixth of a login's CPU, and per-thread allocator
 //! arenas made resident memory grow far past what the permits allow. Idle threads give it back.
 
+pub mod settings;
+
 use argon2::password_hash::phc::{Output, ParamsString, PasswordHash, Salt};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};

@@ -7,6 +7,8 @@
 //! recomputes and returns the same successor; after it, the token is treated as stolen and the whole
 //! session ends. Tokens themselves are never stored, only their SHA-256 hashes.
 
+pub mod settings;
+
 use crate::error::OrInternal;
 use hmac::{Hmac, KeyInit, Mac};
 use moka::sync::Cache;

@@ -23,6 +23,8 @@
 //! database fail to answer, the limits let the request through (logged): a login needs the database
 //! anyway, and refusing everyone would be the worse outage.
 
+pub mod settings;
+
 use moka::sync::Cache;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;

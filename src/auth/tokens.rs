@@ -14,6 +14,8 @@
 //! JWKS, only until the tokens it signed before the switch have expired; then the JWKS is empty,
 //! since no public key verifies anything Keyway issues. No key is generated in this mode.
 
+pub mod settings;
+
 use crate::error::OrInternal;
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};

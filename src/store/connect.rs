@@ -55,7 +55,7 @@ impl Default for DatabaseSettings {
 }
 
 /// libpq's `sslmode`, the same names and meanings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     /// Plain TCP only.

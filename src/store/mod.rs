@@ -28,6 +28,7 @@ mod limits;
 )]
 mod postgres;
 mod sessions;
+pub mod settings;
 #[allow(
     clippy::duplicate_mod,
     reason = "sql/ is compiled once per engine (above)"

@@ -1,7 +1,7 @@
 //! Arrows point down only: `http` (and the transport in `serve`) → `config` → `auth` core → `error` →
-//! `store` → plain values (`domain`, `outbound`, the template engine `templates`). A file may name its
-//! own layer and the ones below it; a name reaching up (`auth` importing `http`, `config` importing
-//! `serve`) fails here with the line.
+//! `store` → plain values (`domain`, `outbound`, the template engine `templates`, and `settings`,
+//! how a setting is declared). A file may name its own layer and the ones below it; a name reaching
+//! up (`auth` importing `http`, `config` importing `serve`) fails here with the line.
 //! The wiring (`lib.rs`, `main.rs`, `cli/`, `import/`) sits on top and may name anything.
 
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// The layer of a top-level module of the crate, lowest first; `None` for the wiring on top.
 fn layer(module: &str) -> Option<u8> {
     Some(match module {
-        "domain" | "outbound" | "templates" => 0,
+        "domain" | "outbound" | "templates" | "settings" => 0,
         "store" => 1,
         "error" => 2,
         "auth" => 3,

@@ -1,13 +1,14 @@
 //! Outgoing mail for the account lifecycle (email confirmation, password reset, password-changed
 //! notice): its settings and errors here, the SMTP endpoint parsed from `smtp_url` in `endpoint`,
 //! the texts (built-ins, overrides, rendering in plain text and HTML) in `templates`, and delivery
-//! with a few bounded retries in `delivery`.
+//! with a few bounded retries in `delivery`; the declared settings in `settings`.
 //!
 //! Nothing here logs a message body, a link or a code, except the development mode without SMTP,
 //! which writes the message to the log instead of sending it and says so.
 
 mod delivery;
 mod endpoint;
+pub mod settings;
 mod templates;
 
 pub use delivery::Mailer;

@@ -26,12 +26,14 @@
 //!
 //! Here: the settings, the configured providers and the callback rules. `flow.rs` has the three legs,
 //! `provider.rs` the OpenID Connect protocol work, `github.rs` GitHub's OAuth app and user API,
-//! `linking.rs` which account a sign-in becomes.
+//! `linking.rs` which account a sign-in becomes, `settings.rs` the declared settings and the
+//! providers' presets.
 
 mod flow;
 mod github;
 mod linking;
 mod provider;
+pub mod settings;
 
 use openidconnect::core::CoreProviderMetadata;
 use openidconnect::{HttpRequest, RedirectUrl};

@@ -38,8 +38,10 @@ pub use crate::auth::tokens::settings::MIN_JWT_SECRET_BYTES;
 pub use crate::settings::{canonical_net, parse_duration};
 pub use flags::{CommonArgs, ServeArgs};
 pub use layers::ConfigError;
-pub use pages::{CookieSection, CookieSecure, CookieSettings, PageSection, PageSettings};
-pub use transport::{ConnectionLimits, ForwardedHeader, MIN_HEADER_BYTES, TransportSection};
+use pages::{CookieSection, PageSection};
+pub use pages::{CookieSecure, CookieSettings, PageSettings};
+use transport::TransportSection;
+pub use transport::{ConnectionLimits, ForwardedHeader, MIN_HEADER_BYTES};
 
 #[derive(Clone)]
 pub struct Config {
@@ -97,8 +99,8 @@ macro_rules! sections {
 }
 
 sections!(
-    DatabaseSection,
     TransportSection,
+    DatabaseSection,
     TokenSection,
     SessionSection,
     CookieSection,

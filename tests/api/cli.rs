@@ -665,6 +665,38 @@ async fn an_unknown_key_in_keyway_toml_is_refused() {
     assert!(stderr(&out).contains("alow_register"), "{}", stderr(&out));
 }
 
+/// A refused value names its setting and where it came from: the file, the variable or the flag.
+#[tokio::test]
+async fn a_refused_setting_names_its_source() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("keyway.toml"), "rate_limit_max = 0\n").unwrap();
+    let out = run(serve(keyway(dir.path()), &[]), "").await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("rate_limit_max (from keyway.toml)"),
+        "{}",
+        stderr(&out)
+    );
+
+    let mut cmd = serve(keyway(dir.path()), &["--rate-limit-max", "5"]);
+    cmd.env("KEYWAY_JWT_TTL", "soon");
+    let out = run(cmd, "").await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("jwt_ttl (from KEYWAY_JWT_TTL)"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(serve(keyway(dir.path()), &["--idle-timeout", "0"]), "").await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("idle_timeout (from --idle-timeout)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[tokio::test]
 async fn allow_register_false_in_keyway_toml_disables_register() {
     let dir = tempdir();

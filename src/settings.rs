@@ -32,6 +32,8 @@ pub struct Setting {
     /// The default as the README's table shows it (`—`: none).
     pub default: &'static str,
     pub reach: Reach,
+    /// The field's type as written (`List` flags may be repeated).
+    pub ty: &'static str,
 }
 
 impl Setting {
@@ -121,6 +123,7 @@ macro_rules! section {
                     doc: concat!($($doc, "\n",)* ""),
                     default: $shown,
                     reach: $crate::settings::Reach::$reach,
+                    ty: stringify!($ty),
                 }, )*
             ];
         }

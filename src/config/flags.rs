@@ -15,13 +15,21 @@ fn arg(s: &'static Setting) -> Arg {
         .long(flag.trim_start_matches('-').to_owned())
         .value_name(s.key.to_uppercase())
         .help(s.help())
-        .action(ArgAction::Set)
+        .value_parser(clap::value_parser!(String))
+        // A list may be given as one comma-separated value or as the flag repeated.
+        .action(match s.ty {
+            "List" => ArgAction::Append,
+            _ => ArgAction::Set,
+        })
 }
 
 fn given(m: &ArgMatches, reach: Reach) -> Vec<(String, String)> {
     super::settings()
         .filter(|s| s.reach == reach)
-        .filter_map(|s| Some((s.key.to_owned(), m.get_one::<String>(s.key)?.clone())))
+        .filter_map(|s| {
+            let values: Vec<&str> = m.get_many::<String>(s.key)?.map(String::as_str).collect();
+            Some((s.key.to_owned(), values.join(",")))
+        })
         .collect()
 }
 

@@ -281,7 +281,9 @@ fn flags_are_parsed_into_overrides() {
     let cli = <Cli as clap::Parser>::try_parse_from([
         "keyway",
         "--relay-clients",
-        "192.0.2.10, ::ffff:192.0.2.11,",
+        "192.0.2.10,",
+        "--relay-clients",
+        "::ffff:192.0.2.11",
         "--database-pool-size",
         "3",
         "--rate-limit",
@@ -302,6 +304,10 @@ fn flags_are_parsed_into_overrides() {
     assert_eq!(c.auth.rate_limits.relay_clients, nets);
     assert_eq!(c.database.pool_size, Some(3));
     assert!(!c.auth.rate_limits.enabled);
+    // A flag that is no list is given once.
+    assert!(
+        <Cli as clap::Parser>::try_parse_from(["keyway", "--bind", "a", "--bind", "b"]).is_err()
+    );
     // Secrets have no flag.
     assert!(<Cli as clap::Parser>::try_parse_from(["keyway", "--jwt-secret", "x"]).is_err());
     assert!(<Cli as clap::Parser>::try_parse_from(["keyway", "--smtp-url", "x"]).is_err());

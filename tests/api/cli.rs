@@ -670,31 +670,25 @@ async fn an_unknown_key_in_keyway_toml_is_refused() {
 async fn a_refused_setting_names_its_source() {
     let dir = tempdir();
     std::fs::write(dir.path().join("keyway.toml"), "rate_limit_max = 0\n").unwrap();
-    let out = run(serve(keyway(dir.path()), &[]), "").await;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("rate_limit_max (from keyway.toml)"),
-        "{}",
-        stderr(&out)
-    );
-
+    let refused = |cmd: Command, said: &'static str| async move {
+        let out = run(cmd, "").await;
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{}", stderr(&out));
+    };
+    refused(
+        serve(keyway(dir.path()), &[]),
+        "rate_limit_max (from keyway.toml)",
+    )
+    .await;
+    // The flag mends the file's value; the variable's is refused next.
     let mut cmd = serve(keyway(dir.path()), &["--rate-limit-max", "5"]);
     cmd.env("KEYWAY_JWT_TTL", "soon");
-    let out = run(cmd, "").await;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("jwt_ttl (from KEYWAY_JWT_TTL)"),
-        "{}",
-        stderr(&out)
+    refused(cmd, "jwt_ttl (from KEYWAY_JWT_TTL)").await;
+    let cmd = serve(
+        keyway(dir.path()),
+        &["--rate-limit-max", "5", "--idle-timeout", "0"],
     );
-
-    let out = run(serve(keyway(dir.path()), &["--idle-timeout", "0"]), "").await;
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("idle_timeout (from --idle-timeout)"),
-        "{}",
-        stderr(&out)
-    );
+    refused(cmd, "idle_timeout (from --idle-timeout)").await;
 }
 
 #[tokio::test]

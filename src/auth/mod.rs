@@ -7,6 +7,7 @@ pub mod audit;
 pub mod mail;
 pub mod password;
 pub mod policy;
+mod register;
 pub mod sessions;
 pub mod settings;
 pub mod sso;
@@ -18,9 +19,9 @@ use secrecy::SecretString;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::domain::{Email, LoginIdentifier, LoginPassword, Password, Username};
+use crate::domain::{LoginIdentifier, LoginPassword, Password};
 use crate::error::{Error, Result};
-use crate::store::{Invalidation, Millis, NewUser, Revoke, Store, StoreError, User};
+use crate::store::{Invalidation, Millis, Revoke, Store, User};
 use mail::Mailer;
 use password::{Hasher, PasswordCheck};
 use sessions::{Caches, SessionSettings};
@@ -313,95 +314,6 @@ impl Auth {
                 Err(e) => tracing::warn!(user_id, error = %e, "password hash upgrade failed"),
             }
         });
-    }
-
-    pub fn ensure_registration_open(&self) -> Result<()> {
-        if self.settings.allow_register {
-            Ok(())
-        } else {
-            Err(Error::Application(MSG_REGISTER_DISABLED.into()))
-        }
-    }
-
-    /// `POST /api/auth/local/register`.
-    #[tracing::instrument(skip_all)]
-    pub async fn register(
-        &self,
-        username: Username,
-        email: Email,
-        password: Password,
-        client: ClientInfo,
-    ) -> Result<Issued> {
-        self.ensure_registration_open()?;
-        let role = self
-            .store
-            .role_by_name_or_kind(&self.settings.default_role)
-            .await
-            .or_internal()?
-            .ok_or_else(|| Error::Application("Impossible to find the default role".into()))?;
-        let confirmed = !self.settings.email_confirmation;
-        let ticket = self.caches.ticket();
-        let user = self
-            .create_account(username, email, password, role.id, confirmed, false)
-            .await?;
-        if !confirmed {
-            self.send_confirmation_now(&user).await?;
-            return Ok(Issued {
-                jwt: None,
-                refresh_token: None,
-                user,
-            });
-        }
-        let (jwt, refresh_token) = self.start_session(&user, ticket, None, client).await?;
-        Ok(Issued {
-            jwt: Some(jwt),
-            refresh_token,
-            user,
-        })
-    }
-
-    async fn create_account(
-        &self,
-        username: Username,
-        email: Email,
-        password: Password,
-        role_id: i64,
-        confirmed: bool,
-        blocked: bool,
-    ) -> Result<User> {
-        self.check_new_password(&password, &[username.as_str(), email.as_str()])
-            .await?;
-        // Strapi also refuses a username equal to someone's email and vice versa; the unique indexes
-        // cover the same-column cases even under concurrent registrations.
-        let taken = || Error::Application(MSG_TAKEN.into());
-        if self
-            .store
-            .identity_taken(username.as_str(), email.as_str())
-            .await
-            .or_internal()?
-        {
-            return Err(taken());
-        }
-        let hash = self
-            .hasher
-            .hash(SecretString::from(password.expose()))
-            .await?;
-        let new = NewUser {
-            document_id: document_id(),
-            username: username.as_str().to_owned(),
-            email: email.as_str().to_owned(),
-            provider: "local".into(),
-            password_hash: Some(hash),
-            confirmed,
-            blocked,
-            role_id,
-            now: self.clock.now_millis(),
-        };
-        match self.store.create_user(new).await {
-            Ok(user) => Ok(user),
-            Err(StoreError::Conflict) => Err(taken()),
-            Err(e) => Err(Error::internal(e)),
-        }
     }
 
     /// Resolves a bearer token to its caller: signature and claims first, then the user (deleted or

@@ -7,14 +7,15 @@
 //! recomputes and returns the same successor; after it, the token is treated as stolen and the whole
 //! session ends. Tokens themselves are never stored, only their SHA-256 hashes.
 
+mod caches;
 pub mod settings;
+
+pub use caches::{Caches, Ticket};
 
 use crate::error::OrInternal;
 use hmac::{Hmac, KeyInit, Mac};
-use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use super::{Auth, ClientInfo, MSG_BLOCKED, MSG_INVALID_LOGIN, Principal, random_id};
@@ -56,98 +57,6 @@ impl Default for SessionSettings {
             absolute_ttl: Duration::from_secs(30 * 86_400),
             refresh_grace: Duration::from_secs(10),
             cache_capacity: 100_000,
-        }
-    }
-}
-
-/// Bounded caches of session state and users. Every change that can invalidate an entry goes through
-/// [`Caches::apply`], fed both by this process's own changes and by the invalidation log other
-/// processes write. Entries also expire after a minute, a backstop should an invalidation be missed.
-///
-/// A copy read from the store is put in only through a [`Ticket`] taken before the read, and stays
-/// only if no invalidation came in since: otherwise a read that began before a change (a revocation,
-/// a block, made here or by another node) could put back the copy the change had just removed, and
-/// it would be believed until the backstop.
-pub struct Caches {
-    sessions: Cache<String, Arc<Session>>,
-    users: Cache<i64, Arc<User>>,
-    /// Moved on by every invalidation before it drops anything.
-    generation: AtomicU64,
-}
-
-/// The cache generation before a read from the store; see [`Caches`].
-#[derive(Debug, Clone, Copy)]
-pub struct Ticket(u64);
-
-impl Caches {
-    pub fn new(capacity: u64) -> Self {
-        let ttl = Duration::from_secs(60);
-        Self {
-            sessions: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
-            users: Cache::builder()
-                .max_capacity(capacity)
-                .time_to_live(ttl)
-                .build(),
-            generation: AtomicU64::new(0),
-        }
-    }
-
-    /// Take before reading what is to be cached.
-    pub fn ticket(&self) -> Ticket {
-        Ticket(self.generation.load(Ordering::SeqCst))
-    }
-
-    pub fn apply(&self, change: &Invalidation) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        match change {
-            Invalidation::Session(id) => self.sessions.invalidate(id),
-            Invalidation::User(id) => self.users.invalidate(id),
-            Invalidation::Keys => {}
-        }
-    }
-
-    /// Forgets everything: used when invalidations may have been missed.
-    /// Entries held now (sessions, users), pending evictions applied first: what a bound must hold.
-    pub fn entries(&self) -> (u64, u64) {
-        self.sessions.run_pending_tasks();
-        self.users.run_pending_tasks();
-        (self.sessions.entry_count(), self.users.entry_count())
-    }
-
-    pub fn clear(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        self.sessions.invalidate_all();
-        self.users.invalidate_all();
-    }
-
-    pub fn user(&self, id: i64) -> Option<Arc<User>> {
-        self.users.get(&id)
-    }
-
-    pub fn session(&self, id: &str) -> Option<Arc<Session>> {
-        self.sessions.get(id)
-    }
-
-    /// Caches `user`, read from the store after `ticket` was taken, unless an invalidation came in
-    /// since. Put first, check after: an invalidation that moves the generation after the check
-    /// drops the entry after it was put, so either way a copy it overtook does not stay.
-    pub fn put_user(&self, ticket: Ticket, user: Arc<User>) {
-        let id = user.id;
-        self.users.insert(id, user);
-        if self.generation.load(Ordering::SeqCst) != ticket.0 {
-            self.users.invalidate(&id);
-        }
-    }
-
-    /// [`Caches::put_user`] for a session.
-    pub fn put_session(&self, ticket: Ticket, session: Arc<Session>) {
-        let id = session.id.clone();
-        self.sessions.insert(id.clone(), session);
-        if self.generation.load(Ordering::SeqCst) != ticket.0 {
-            self.sessions.invalidate(&id);
         }
     }
 }
@@ -618,41 +527,6 @@ mod tests {
         assert_ne!(a, successor("token", b"nonce-2").unwrap());
         assert_ne!(a, successor("other", b"nonce-1").unwrap());
         assert_eq!(a.len(), 43, "256 bits, base64url");
-    }
-
-    fn a_session(id: &str) -> Arc<Session> {
-        Arc::new(Session {
-            id: id.into(),
-            user_id: 1,
-            device_id: "d".into(),
-            device_name: None,
-            created_at: 0,
-            last_active_at: 0,
-            idle_expires_at: 1,
-            expires_at: 1,
-            revoked_at: None,
-            revoked_reason: None,
-            user_agent: None,
-            ip: None,
-        })
-    }
-
-    #[test]
-    fn a_copy_read_before_an_invalidation_or_a_clear_is_not_kept() {
-        let caches = Caches::new(10);
-        let ticket = caches.ticket();
-        caches.put_session(ticket, a_session("kept"));
-        assert!(caches.session("kept").is_some(), "nothing came in between");
-
-        for overtaken in [
-            (|c: &Caches| c.apply(&Invalidation::Session("other".into()))) as fn(&Caches),
-            |c: &Caches| c.clear(),
-        ] {
-            let ticket = caches.ticket();
-            overtaken(&caches);
-            caches.put_session(ticket, a_session("stale"));
-            assert!(caches.session("stale").is_none());
-        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use anyhow::{anyhow, bail};
 use clap::Subcommand;
 use keyway::Config;
-use keyway::store::{NewRole, Role, RoleRemoval, Store};
+use keyway::store::{NewRole, RoleRemoval, Store, UserRole};
 
 /// The two roles every database starts with: `authenticated` is the default role of new accounts and
 /// `public` is Strapi's role of anonymous callers; Strapi clients expect both to exist.
@@ -136,7 +136,7 @@ pub async fn run(config: &Config, cmd: RoleCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn find(store: &dyn Store, role: &str) -> anyhow::Result<Role> {
+async fn find(store: &dyn Store, role: &str) -> anyhow::Result<UserRole> {
     store
         .role_by_name_or_kind(role)
         .await
@@ -167,6 +167,6 @@ fn checked_type(kind: &str) -> anyhow::Result<String> {
     Ok(kind.to_owned())
 }
 
-fn describe(r: &Role) -> String {
+fn describe(r: &UserRole) -> String {
     format!("role {} '{}' (type {})", r.id, r.name, r.kind)
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::extract::Authenticated;
-use crate::store::{Role, User, iso};
+use crate::store::{User, UserRole, iso};
 
 /// A user as Strapi 5 sends it, plus the populated `role` (as Strapi v3 did). Never a password hash or
 /// a token: this type has no field that could hold one.
@@ -37,8 +37,8 @@ pub struct RoleView<'a> {
     pub kind: &'a str,
 }
 
-impl<'a> From<&'a Role> for RoleView<'a> {
-    fn from(r: &'a Role) -> Self {
+impl<'a> From<&'a UserRole> for RoleView<'a> {
+    fn from(r: &'a UserRole) -> Self {
         Self {
             id: r.id,
             name: &r.name,

@@ -54,8 +54,8 @@ pub use sessions::{RefreshRecord, Revoke, Session, SessionStore};
 pub use sqlite::SqliteStore;
 pub use sso::{Identity, SsoStage, SsoState, SsoStore};
 pub use users::{
-    ImportedAccount, ImportedUser, NewRole, NewUser, Role, RoleRemoval, StrapiState, User,
-    UserCredentials, UserStore,
+    ImportedAccount, ImportedUser, NewRole, NewUser, RoleRemoval, StrapiState, User,
+    UserCredentials, UserRole, UserStore,
 };
 
 use async_trait::async_trait;

@@ -4,7 +4,7 @@ use super::{Millis, StoreResult};
 use async_trait::async_trait;
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct Role {
+pub struct UserRole {
     pub id: i64,
     pub name: String,
     pub description: String,
@@ -22,7 +22,7 @@ pub struct User {
     pub provider: String,
     pub confirmed: bool,
     pub blocked: bool,
-    pub role: Role,
+    pub role: UserRole,
     pub created_at: Millis,
     pub updated_at: Millis,
     /// The security stamp: a counter every change that must undo earlier decisions moves on (a
@@ -120,8 +120,8 @@ pub struct ImportedAccount {
 /// The accounts' and roles' part of [`Store`](super::Store).
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    async fn role_by_kind(&self, kind: &str) -> StoreResult<Option<Role>>;
-    async fn role_by_name_or_kind(&self, name: &str) -> StoreResult<Option<Role>>;
+    async fn role_by_kind(&self, kind: &str) -> StoreResult<Option<UserRole>>;
+    async fn role_by_name_or_kind(&self, name: &str) -> StoreResult<Option<UserRole>>;
     /// Inserts a user; [`StoreError::Conflict`] when the username or email is taken.
     async fn create_user(&self, user: NewUser) -> StoreResult<User>;
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
@@ -161,9 +161,9 @@ pub trait UserStore: Send + Sync {
     /// Records a user invalidation.
     async fn delete_user(&self, user_id: i64) -> StoreResult<bool>;
     /// Inserts a role; [`StoreError::Conflict`] when its name or type is taken.
-    async fn create_role(&self, role: &NewRole) -> StoreResult<Role>;
+    async fn create_role(&self, role: &NewRole) -> StoreResult<UserRole>;
     /// Every role, by id, with how many accounts have it.
-    async fn list_roles(&self) -> StoreResult<Vec<(Role, i64)>>;
+    async fn list_roles(&self) -> StoreResult<Vec<(UserRole, i64)>>;
     /// Renames a role (its type stays); false when no role has this id, [`StoreError::Conflict`]
     /// when another role has the name. Records a user invalidation for each account with the role,
     /// whose cached copies carry its name.
@@ -268,7 +268,7 @@ impl From<UserRow> for User {
             provider: r.provider,
             confirmed: r.confirmed,
             blocked: r.blocked,
-            role: Role {
+            role: UserRole {
                 id: r.role_id,
                 name: r.role_name,
                 description: r.role_description,
@@ -316,11 +316,11 @@ impl From<ImportedRow> for ImportedAccount {
 #[derive(sqlx::FromRow)]
 pub(super) struct RoleUse {
     #[sqlx(flatten)]
-    role: Role,
+    role: UserRole,
     users: i64,
 }
 
-impl From<RoleUse> for (Role, i64) {
+impl From<RoleUse> for (UserRole, i64) {
     fn from(r: RoleUse) -> Self {
         (r.role, r.users)
     }

@@ -3,8 +3,8 @@
 
 use crate::auth::password;
 use crate::store::{
-    ImportedAccount, ImportedUser, Millis, Revoke, Role, Store, StoreError, StoreResult,
-    StrapiState, User,
+    ImportedAccount, ImportedUser, Millis, Revoke, Store, StoreError, StoreResult, StrapiState,
+    User, UserRole,
 };
 
 use super::source::UserRow;
@@ -34,7 +34,7 @@ pub(super) fn has_verifiable_password(row: &UserRow) -> bool {
 pub(super) async fn import_user(
     store: &dyn Store,
     row: &UserRow,
-    role: &Role,
+    role: &UserRole,
     now: Millis,
 ) -> StoreResult<Outcome> {
     let (Some(username), Some(email)) = (nonblank(&row.username), nonblank(&row.email)) else {
@@ -264,7 +264,7 @@ mod tests {
                 provider: "local".into(),
                 confirmed,
                 blocked,
-                role: Role {
+                role: UserRole {
                     id: 1,
                     name: "Authenticated".into(),
                     description: String::new(),

@@ -29,7 +29,7 @@ pub mod source;
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::store::{Millis, NewRole, Role, Store, StoreError};
+use crate::store::{Millis, NewRole, Store, StoreError, UserRole};
 use accounts::{Outcome, has_verifiable_password, import_user, nonblank};
 pub use report::{Progress, Report, Skipped};
 use source::{RoleRow, UserRow};
@@ -214,9 +214,9 @@ async fn import_roles(
     by_kind: &BTreeMap<String, &RoleRow>,
     rows: &[RoleRow],
     report: &mut Report,
-) -> Result<HashMap<i64, Role>, ImportError> {
-    let label = |r: &Role| format!("{} ({})", r.name, r.kind);
-    let mut keyway: HashMap<&str, Role> = HashMap::new();
+) -> Result<HashMap<i64, UserRole>, ImportError> {
+    let label = |r: &UserRole| format!("{} ({})", r.name, r.kind);
+    let mut keyway: HashMap<&str, UserRole> = HashMap::new();
     for (kind, row) in by_kind {
         let role = match store.role_by_kind(kind).await? {
             Some(role) => {

@@ -7,8 +7,8 @@ use super::{
 };
 use crate::store::users::{ImportedRow, RoleUse, UserRow, imported_select, user_select};
 use crate::store::{
-    ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, Role, RoleRemoval,
-    RowLock, StoreError, StoreResult, User, UserCredentials, UserStore, db,
+    ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, RoleRemoval, RowLock,
+    StoreError, StoreResult, User, UserCredentials, UserRole, UserStore, db,
 };
 use async_trait::async_trait;
 
@@ -30,7 +30,7 @@ macro_rules! bind_account {
 
 #[async_trait]
 impl UserStore for Engine {
-    async fn role_by_kind(&self, kind: &str) -> StoreResult<Option<Role>> {
+    async fn role_by_kind(&self, kind: &str) -> StoreResult<Option<UserRole>> {
         sqlx::query_as("SELECT id, name, description, type FROM roles WHERE type = $1")
             .bind(text(kind))
             .fetch_optional(self.reader())
@@ -38,7 +38,7 @@ impl UserStore for Engine {
             .map_err(db)
     }
 
-    async fn role_by_name_or_kind(&self, name: &str) -> StoreResult<Option<Role>> {
+    async fn role_by_name_or_kind(&self, name: &str) -> StoreResult<Option<UserRole>> {
         sqlx::query_as(ROLE_BY_NAME_OR_KIND)
             .bind(text(name))
             .fetch_optional(self.reader())
@@ -178,7 +178,7 @@ impl UserStore for Engine {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn create_role(&self, role: &NewRole) -> StoreResult<Role> {
+    async fn create_role(&self, role: &NewRole) -> StoreResult<UserRole> {
         sqlx::query_as(
             "INSERT INTO roles (name, description, type) VALUES ($1, $2, $3) \
              RETURNING id, name, description, type",
@@ -193,7 +193,7 @@ impl UserStore for Engine {
         .ok_or_else(|| StoreError::Database("role vanished after insert".into()))
     }
 
-    async fn list_roles(&self) -> StoreResult<Vec<(Role, i64)>> {
+    async fn list_roles(&self) -> StoreResult<Vec<(UserRole, i64)>> {
         let rows: Vec<RoleUse> = sqlx::query_as(
             "SELECT r.id, r.name, r.description, r.type, \
              (SELECT count(*) FROM users u WHERE u.role_id = r.id) AS users \
@@ -202,7 +202,7 @@ impl UserStore for Engine {
         .fetch_all(self.reader())
         .await
         .map_err(db)?;
-        Ok(rows.into_iter().map(<(Role, i64)>::from).collect())
+        Ok(rows.into_iter().map(<(UserRole, i64)>::from).collect())
     }
 
     async fn rename_role(&self, role_id: i64, name: &str, now: Millis) -> StoreResult<bool> {

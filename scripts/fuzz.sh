@@ -6,8 +6,20 @@
 # It builds the targets with plain `cargo build` and the instrumentation flags `cargo fuzz build --dev
 # --sanitizer none` passes (cargo-fuzz 0.13, src/project.rs), so CI does not compile cargo-fuzz itself
 # first: that took two to four minutes of every run, for a tool that only drives cargo.
+#
+# `scripts/fuzz.sh build` only builds (CI starts that early, in the background); without an argument it
+# builds what is missing and runs every target.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
+
+MODE=${1:-run}
+case "$MODE" in
+  build | run) ;;
+  *)
+    echo "usage: scripts/fuzz.sh [build]" >&2
+    exit 2
+    ;;
+esac
 
 SECONDS_EACH=${FUZZ_SECONDS:-20}
 TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
@@ -45,6 +57,9 @@ done
 
 echo "== [$(date +%T)] cargo build (fuzz targets, instrumented, $TRIPLE)"
 cargo build --bins --target "$TRIPLE"
+if [ "$MODE" = build ]; then
+  exit 0
+fi
 
 # libFuzzer writes what it finds into the first corpus directory and only reads the others: a
 # scratch directory first, so a run never writes into the committed corpus.

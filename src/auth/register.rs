@@ -6,9 +6,18 @@ use secrecy::SecretString;
 use super::{Auth, ClientInfo, Issued, MSG_REGISTER_DISABLED, MSG_TAKEN, document_id};
 use crate::domain::{Email, Password, Username};
 use crate::error::{Error, OrInternal, Result};
-use crate::store::{NewUser, StoreError, User};
+use crate::store::{NewUser, StoreError, User, UserRole};
 
 impl Auth {
+    /// The role new accounts get (`default_role`); Strapi's message when it is missing.
+    pub(super) async fn default_role(&self) -> Result<UserRole> {
+        self.store
+            .role_by_name_or_kind(&self.settings.default_role)
+            .await
+            .or_internal()?
+            .ok_or_else(|| Error::Application("Impossible to find the default role".into()))
+    }
+
     /// Refused with Strapi's message when registration is off; asked before the body is read.
     pub fn ensure_registration_open(&self) -> Result<()> {
         if self.settings.allow_register {
@@ -28,12 +37,7 @@ impl Auth {
         client: ClientInfo,
     ) -> Result<Issued> {
         self.ensure_registration_open()?;
-        let role = self
-            .store
-            .role_by_name_or_kind(&self.settings.default_role)
-            .await
-            .or_internal()?
-            .ok_or_else(|| Error::Application("Impossible to find the default role".into()))?;
+        let role = self.default_role().await?;
         let confirmed = !self.settings.email_confirmation;
         let ticket = self.caches.ticket();
         let user = self

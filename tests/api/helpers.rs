@@ -263,6 +263,12 @@ impl TestApp {
             .expect("user created");
     }
 
+    /// The account named `name`, as the store has it now (it must exist).
+    pub async fn user(&self, name: &str) -> keyway::store::User {
+        let found = self.auth.admin().find_by_username(name).await.unwrap();
+        found.unwrap_or_else(|| panic!("no account named {name}"))
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Response {
         self.client
             .post(self.url(path))

@@ -118,13 +118,7 @@ fn kid_of(token: &str) -> String {
 }
 
 async fn user_id(app: &TestApp, name: &str) -> i64 {
-    app.auth
-        .admin()
-        .find_by_username(name)
-        .await
-        .unwrap()
-        .unwrap()
-        .id
+    app.user(name).await.id
 }
 
 // ---- forging ----

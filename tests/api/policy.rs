@@ -53,13 +53,7 @@ async fn reset(app: &TestApp, code: &str, new: &str) -> Response {
 
 /// A reset code for `name`, stored as the forgot-password mail would have (no SMTP needed here).
 pub(crate) async fn reset_code(app: &TestApp, name: &str) -> String {
-    let user = app
-        .auth
-        .admin()
-        .find_by_username(name)
-        .await
-        .unwrap()
-        .unwrap();
+    let user = app.user(name).await;
     let code = format!("reset-code-for-{name}-0123456789abcdef");
     let now = app.auth.now_millis();
     app.auth
@@ -242,13 +236,7 @@ async fn the_hosted_reset_form_explains_the_policy() {
 async fn login_is_not_subject_to_the_policy() {
     // An account whose password predates the policy keeps working.
     let app = TestApp::spawn().await.with_user("olga").await;
-    let user = app
-        .auth
-        .admin()
-        .find_by_username("olga")
-        .await
-        .unwrap()
-        .unwrap();
+    let user = app.user("olga").await;
     let hash = app
         .auth
         .hasher()

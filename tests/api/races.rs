@@ -72,13 +72,7 @@ fn assert_still_hashing(login: &JoinHandle<Response>) {
 }
 
 async fn live_sessions(app: &TestApp, name: &str) -> usize {
-    let user = app
-        .auth
-        .admin()
-        .find_by_username(name)
-        .await
-        .unwrap()
-        .unwrap();
+    let user = app.user(name).await;
     let now = chrono::Utc::now().timestamp_millis();
     let sessions = app.auth.store().sessions_of_user(user.id).await.unwrap();
     sessions.iter().filter(|s| s.is_live(now)).count()

@@ -108,12 +108,7 @@ impl Auth {
         if !self.settings.allow_register {
             return Err(Error::Application(MSG_REGISTER_UNAVAILABLE.into()));
         }
-        let role = self
-            .store
-            .role_by_name_or_kind(&self.settings.default_role)
-            .await
-            .or_internal()?
-            .ok_or_else(|| Error::Application("Impossible to find the default role".into()))?;
+        let role = self.default_role().await?;
         for attempt in 0..5 {
             let new = NewUser {
                 document_id: document_id(),

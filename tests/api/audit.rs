@@ -190,23 +190,6 @@ async fn the_trail_filters_by_user_and_time() {
     );
 }
 
-/// Polls `done` until it holds, failing after a generous deadline: the server's own maintenance
-/// loop does the work, on its own schedule.
-async fn eventually<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !done().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the running server never {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Retention is the running server's job: its maintenance loop (here ticking every 50 ms instead of
 /// every ten minutes) deletes events older than `audit_retention` and sessions ended over a day ago,
 /// and keeps everything younger — which the same pass saw and left.

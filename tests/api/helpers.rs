@@ -32,6 +32,23 @@ pub fn cheap_hash() -> HashParams {
     }
 }
 
+/// Polls `done` until it holds, failing after a generous deadline: for work the server does beside
+/// the request (its maintenance loop, a password hash upgrade), on its own schedule.
+pub async fn eventually<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the running server never {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The real time plus an offset the test controls, so lifetimes can pass without sleeping.
 #[derive(Default)]
 pub struct TestClock {

@@ -148,35 +148,125 @@ macro_rules! role_row {
     };
 }
 
-/// Runs the three queries of a version on `$conn` (an open read transaction) and decodes them.
-macro_rules! read_snapshot {
-    ($conn:expr, $version:expr, ($users:expr, $roles:expr, $links:expr)) => {{
-        let mut users = Vec::new();
-        for r in sqlx::query($users).fetch_all(&mut *$conn).await? {
-            users.push(user_row!(r));
-        }
-        let mut roles = Vec::new();
-        for r in sqlx::query($roles).fetch_all(&mut *$conn).await? {
-            roles.push(role_row!(r));
-        }
-        let mut links = Vec::new();
-        for r in sqlx::query($links).fetch_all(&mut *$conn).await? {
-            links.push(RoleLink {
-                user_id: r.try_get("user_id")?,
-                role_id: r.try_get("role_id")?,
-            });
-        }
-        Ok(Snapshot {
-            version: $version,
-            roles,
-            users,
-            links,
-        })
-    }};
+/// How one engine spells the few expressions the queries need; everything else is the same SQL.
+pub(super) struct Dialect {
+    /// An integer column as Keyway's `i64` (PostgreSQL's `serial` is a 32-bit INTEGER).
+    int: fn(&str) -> String,
+    /// A NULL of the text and of the integer columns (PostgreSQL wants the type of a bare NULL).
+    null_text: &'static str,
+    null_int: &'static str,
+    /// The integer 1, for "published" in the schemas without drafts.
+    one: &'static str,
+    /// Milliseconds since the epoch from a datetime column, NULL when unreadable.
+    millis: fn(&str) -> String,
+    /// A boolean column as 0 or 1; NULL (never set) is false, as Strapi reads it.
+    flag: fn(&str) -> String,
+    /// 1 for a published Strapi 5 row, 0 for a draft (which has no `published_at`).
+    published: &'static str,
 }
 
-// The engines' modules run these on their own queries.
-use {read_snapshot, role_row, user_row};
+/// The three queries of a snapshot.
+struct Queries {
+    users: String,
+    roles: String,
+    links: String,
+}
+
+/// The queries that read `version`'s schema, in `d`'s spelling. Each decodes with `user_row!`,
+/// `role_row!` or as a [`RoleLink`].
+fn queries(version: Version, d: &Dialect) -> Queries {
+    let (users, roles) = match version {
+        Version::V3 => ("\"users-permissions_user\"", "\"users-permissions_role\""),
+        Version::V4 | Version::V5 => ("up_users", "up_roles"),
+    };
+    let (document_id, published) = match version {
+        Version::V5 => ("document_id", d.published),
+        Version::V3 | Version::V4 => (d.null_text, d.one),
+    };
+    // Strapi 3 roles have no timestamps.
+    let role_updated = match version {
+        Version::V3 => d.null_int.to_owned(),
+        Version::V4 | Version::V5 => (d.millis)("updated_at"),
+    };
+    let links = match version {
+        Version::V3 => format!(
+            "SELECT {} AS user_id, {} AS role_id FROM {users} WHERE role IS NOT NULL ORDER BY id",
+            (d.int)("id"),
+            (d.int)("role"),
+        ),
+        Version::V4 | Version::V5 => format!(
+            "SELECT {} AS user_id, {} AS role_id FROM {} \
+             WHERE user_id IS NOT NULL AND role_id IS NOT NULL ORDER BY user_id, role_id",
+            (d.int)("user_id"),
+            (d.int)("role_id"),
+            if version == Version::V4 {
+                "up_users_role_links"
+            } else {
+                "up_users_role_lnk"
+            },
+        ),
+    };
+    Queries {
+        users: format!(
+            "SELECT {} AS id, {document_id} AS document_id, username, email, provider, password, \
+             {} AS confirmed, {} AS blocked, {} AS created_ms, {} AS updated_ms, \
+             {published} AS published FROM {users} ORDER BY id",
+            (d.int)("id"),
+            (d.flag)("confirmed"),
+            (d.flag)("blocked"),
+            (d.millis)("created_at"),
+            (d.millis)("updated_at"),
+        ),
+        roles: format!(
+            "SELECT {} AS id, {document_id} AS document_id, name, description, type, \
+             {published} AS published, {role_updated} AS updated_ms FROM {roles} ORDER BY id",
+            (d.int)("id"),
+        ),
+        links,
+    }
+}
+
+/// Runs `$queries` on `$conn` (an open read transaction) and decodes them: a macro, not a
+/// function, because the two engines' connections are different types.
+macro_rules! read_snapshot {
+    ($conn:expr, $version:expr, $queries:expr) => {
+        async {
+            use sqlx::{AssertSqlSafe, Row};
+            let q = $queries;
+            let mut users = Vec::new();
+            for r in sqlx::query(AssertSqlSafe(q.users))
+                .fetch_all(&mut *$conn)
+                .await?
+            {
+                users.push(user_row!(r));
+            }
+            let mut roles = Vec::new();
+            for r in sqlx::query(AssertSqlSafe(q.roles))
+                .fetch_all(&mut *$conn)
+                .await?
+            {
+                roles.push(role_row!(r));
+            }
+            let mut links = Vec::new();
+            for r in sqlx::query(AssertSqlSafe(q.links))
+                .fetch_all(&mut *$conn)
+                .await?
+            {
+                links.push(RoleLink {
+                    user_id: r.try_get("user_id")?,
+                    role_id: r.try_get("role_id")?,
+                });
+            }
+            Ok::<_, sqlx::Error>(Snapshot {
+                version: $version,
+                roles,
+                users,
+                links,
+            })
+        }
+        .await
+    };
+}
 
 /// Opens the database `url` names read-only, recognises its Strapi version and reads it.
 pub async fn read(url: &str) -> Result<Snapshot, SourceError> {
@@ -197,7 +287,8 @@ pub async fn read(url: &str) -> Result<Snapshot, SourceError> {
                     .await
                     .map_err(read_err)?;
             let version = recognise(&names.into_iter().collect(), &shown)?;
-            let snapshot = sqlite::snapshot(&mut tx, version).await.map_err(read_err)?;
+            let snapshot = read_snapshot!(tx, version, queries(version, &sqlite::DIALECT))
+                .map_err(read_err)?;
             // Read-only: ending the snapshot is all a rollback does.
             let _ = tx.rollback().await;
             let _ = conn.close().await;
@@ -219,8 +310,7 @@ pub async fn read(url: &str) -> Result<Snapshot, SourceError> {
             .await
             .map_err(read_err)?;
             let version = recognise(&names.into_iter().collect(), &shown)?;
-            let snapshot = postgres::snapshot(&mut tx, version)
-                .await
+            let snapshot = read_snapshot!(tx, version, queries(version, &postgres::DIALECT))
                 .map_err(read_err)?;
             let _ = tx.rollback().await;
             let _ = conn.close().await;

@@ -3,6 +3,31 @@
 //! unique-constraint violation becomes [`StoreError::Conflict`] so the core can answer "already taken"
 //! without a racy read-then-write.
 
+/// Declares the aggregates written once in `sql/` as modules of the engine module that invokes it
+/// (see below). A `#[path]` in a macro resolves against the invoking file, `<engine>/mod.rs`.
+macro_rules! sql_aggregates {
+    () => {
+        #[path = "../sql/audit.rs"]
+        mod audit;
+        #[path = "../sql/codes.rs"]
+        mod codes;
+        #[path = "../sql/invalidations.rs"]
+        mod invalidations;
+        #[path = "../sql/keys.rs"]
+        mod keys;
+        #[path = "../sql/limits.rs"]
+        mod limits;
+        #[path = "../sql/sessions.rs"]
+        mod sessions;
+        #[path = "../sql/sso.rs"]
+        mod sso;
+        #[path = "../sql/store.rs"]
+        mod store;
+        #[path = "../sql/users.rs"]
+        mod users;
+    };
+}
+
 mod audit;
 mod codes;
 mod connect;
@@ -11,7 +36,7 @@ mod keys;
 mod limits;
 // One implementation of each aggregate, compiled twice. `sql/<aggregate>.rs` holds
 // `impl <Aggregate>Store for Engine` written once; `sqlite/mod.rs` and `postgres/mod.rs` each include
-// every such file as a module of their own (`#[path = "../sql/users.rs"] mod users;`) and define
+// every such file as a module of their own (`sql_aggregates!()`, above) and define
 // `Engine` as their store type. Each copy is type-checked against one concrete engine, so sqlx is
 // used as with a single database — no `sqlx::Any` (no timestamps, no UUIDs), no generic
 // `DB: sqlx::Database` bounds — and the engines cannot drift apart. Both engines take the same SQL

@@ -6,27 +6,10 @@
 
 // The aggregates, each written once in `../sql/` and compiled here for `PgStore` (see
 // `store/mod.rs`), with what PostgreSQL does its own way beside them.
-#[path = "../sql/audit.rs"]
-mod audit;
-#[path = "../sql/codes.rs"]
-mod codes;
+sql_aggregates!();
 mod feed;
-#[path = "../sql/invalidations.rs"]
-mod invalidations;
-#[path = "../sql/keys.rs"]
-mod keys;
-#[path = "../sql/limits.rs"]
-mod limits;
 mod rotation;
-#[path = "../sql/sessions.rs"]
-mod sessions;
-#[path = "../sql/sso.rs"]
-mod sso;
-#[path = "../sql/store.rs"]
-mod store;
 mod throttle;
-#[path = "../sql/users.rs"]
-mod users;
 
 use super::{
     AppliedMigration, DatabaseSettings, POSTGRES_POOL_SIZE, RowLock, SslMode, StoreError,

@@ -3,26 +3,9 @@
 
 // The aggregates, each written once in `../sql/` and compiled here for `SqliteStore` (see
 // `store/mod.rs`), with what SQLite does its own way beside them.
-#[path = "../sql/audit.rs"]
-mod audit;
-#[path = "../sql/codes.rs"]
-mod codes;
-#[path = "../sql/invalidations.rs"]
-mod invalidations;
-#[path = "../sql/keys.rs"]
-mod keys;
-#[path = "../sql/limits.rs"]
-mod limits;
+sql_aggregates!();
 mod rotation;
-#[path = "../sql/sessions.rs"]
-mod sessions;
-#[path = "../sql/sso.rs"]
-mod sso;
-#[path = "../sql/store.rs"]
-mod store;
 mod throttle;
-#[path = "../sql/users.rs"]
-mod users;
 
 use super::{
     AppliedMigration, DatabaseSettings, Invalidation, InvalidationFeed, Millis, RowLock,

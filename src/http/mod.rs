@@ -146,12 +146,21 @@ pub fn limited_routes() -> Vec<String> {
 /// The OpenAPI description of every API route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (limited, open) = api_routes();
-    let mut doc = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    api_and_description(limited, open).1
+}
+
+/// The API's routes as one router, and the document that describes them: both come from the same
+/// route list, so neither can describe a route the other lacks.
+fn api_and_description(
+    limited: OpenApiRouter<AppState>,
+    open: OpenApiRouter<AppState>,
+) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (api, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(limited)
         .merge(open)
-        .into_openapi();
+        .split_for_parts();
     openapi::optional_bodies_are_absent_not_null(&mut doc);
-    doc
+    (api, doc)
 }
 
 /// `GET /api/openapi.json`: this API, described in OpenAPI 3.
@@ -178,11 +187,7 @@ pub fn router(state: AppState, body_limit_bytes: usize, extra: Router<AppState>)
     let base = state.pages.base_path.trim_end_matches('/').to_owned();
     let (limited, open) = api_routes();
     let limited = limited.route_layer(middleware::from_fn_with_state(state.clone(), limits::limit));
-    let (api, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .merge(limited)
-        .merge(open)
-        .split_for_parts();
-    openapi::optional_bodies_are_absent_not_null(&mut doc);
+    let (api, doc) = api_and_description(limited, open);
     // Serialized once, here, rather than on each request for it.
     let _ = state.openapi_json.set(
         doc.to_json()

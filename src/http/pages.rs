@@ -9,7 +9,7 @@
 //! JavaScript, and `Referrer-Policy: no-referrer` keeps the code in a reset link from leaking.
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -20,7 +20,7 @@ use minijinja::value::Value;
 
 use super::AppState;
 use super::body::{Fields, FromBody, Valid};
-use super::extract::Client;
+use super::extract::{Client, Query};
 use crate::error::Error;
 use crate::templates::pages::FRAME;
 
@@ -240,7 +240,12 @@ struct CodeQuery {
 }
 
 /// `GET …/reset-password?code=…`: the new-password form.
-async fn reset_form(State(state): State<AppState>, Query(q): Query<CodeQuery>) -> Response {
+async fn reset_form(
+    State(state): State<AppState>,
+    // Keyway's reader, not axum's: any query string reads (the first `code` wins), where axum's
+    // would answer a repeated parameter with its own plain-text rejection.
+    Query(q): Query<CodeQuery>,
+) -> Response {
     match q.code.filter(|c| !c.is_empty()) {
         Some(code) => reset_form_page(&state, StatusCode::OK, &code, None),
         None => invalid_link(&state),

@@ -754,6 +754,40 @@ async fn the_reset_page_escapes_what_it_echoes() {
     assert!(html.contains("&quot;&gt;&lt;script&gt;"));
 }
 
+/// A query string the form cannot use (the code twice, one badly encoded) still gets a page: the
+/// first code's form, or the invalid-link page, never a framework's plain-text rejection.
+#[tokio::test]
+async fn the_reset_page_reads_any_query_string() {
+    let app = TestApp::spawn().await;
+    let get = |query: &'static str| {
+        let app = &app;
+        async move {
+            let res = app
+                .client
+                .get(app.url(&format!("/reset-password{query}")))
+                .send()
+                .await
+                .unwrap();
+            let status = res.status();
+            let kind = res.headers()["content-type"].to_str().unwrap().to_owned();
+            (status, kind, res.text().await.unwrap())
+        }
+    };
+    let (status, kind, html) = get("?code=first&code=second").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(kind.starts_with("text/html"), "{kind}");
+    assert!(html.contains(r#"name="code" value="first""#), "{html}");
+    for query in ["?code=", "", "?code", "?other=1"] {
+        let (status, kind, html) = get(query).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {html}");
+        assert!(kind.starts_with("text/html"), "{query}: {kind}");
+        assert!(!html.contains("deserialize"), "{query}: {html}");
+    }
+    let (status, _, html) = get("?code=%FF%FE").await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(!html.contains("deserialize"), "{html}");
+}
+
 async fn post_form(app: &TestApp, body: &str) -> reqwest::Response {
     app.client
         .post(app.url("/reset-password"))

@@ -11,7 +11,7 @@ use super::AppState;
 use super::body::{Body, Fields, FromBody, Valid};
 use super::cookie;
 use super::csrf::NotCrossSite;
-use super::extract::{Authenticated, Client, MaybeAuthenticated};
+use super::extract::{Authenticated, Client, MaybeAuthenticated, Path};
 use super::openapi::{BodyErrors, CrossSite, OkResponse, RateLimited, TokenErrors};
 use super::users::UserView;
 use crate::auth::Issued;
@@ -458,7 +458,7 @@ pub async fn sessions(
 pub async fn end_session(
     State(state): State<AppState>,
     Authenticated(who): Authenticated,
-    axum::extract::Path(id): axum::extract::Path<String>,
+    Path(id): Path<String>,
 ) -> Result<Json<Data<Empty>>> {
     state.auth.end_session(&who, &id).await?;
     Ok(Json(Data { data: Empty {} }))

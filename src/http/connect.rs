@@ -3,7 +3,7 @@
 //! code, `/api/auth/:provider/callback` trades that code for `{jwt, user}`. The decisions are the
 //! core's (`auth::sso`); this file reads the query and the binding cookie and writes redirects.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,7 +14,7 @@ use super::AppState;
 use super::auth::deliver;
 use super::cookie;
 use super::csrf::NotCrossSite;
-use super::extract::{Client, Query};
+use super::extract::{Client, Path, Query};
 use super::openapi::{CrossSite, ErrorEnvelope, RateLimited};
 use crate::auth::random_id;
 use crate::auth::sso::CallbackParams;

@@ -1,5 +1,5 @@
 //! Extractors of the request's head: the bearer token and the authenticated user, who the client is,
-//! and the query string as a typed value. Each failure is an [`Error`], so every rejection uses the
+//! and the path parameters and query string as typed values. Each failure is an [`Error`], so every rejection uses the
 //! Strapi envelope. (The body's extractors are in `body.rs`.)
 
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -23,6 +23,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
         read_query(parts.uri.query().unwrap_or_default()).map(Query)
+    }
+}
+
+/// The route's path parameters as `T`. A segment that does not decode (percent-encoded bytes that
+/// are not UTF-8) names nothing that exists: 404 in the envelope, where axum's own `Path` would
+/// answer with its plain-text rejection.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|_| Error::NotFound("Not Found".into()))
     }
 }
 

@@ -20,7 +20,7 @@ use minijinja::value::Value;
 
 use super::AppState;
 use super::body::{Fields, FromBody, Valid};
-use super::extract::{Client, Query};
+use super::extract::{Client, Path, Query};
 use crate::error::Error;
 use crate::templates::pages::FRAME;
 
@@ -143,10 +143,7 @@ pub(super) async fn login(State(state): State<AppState>) -> Response {
 
 /// Where a provider's sign-in lands: the script trades the one-time code for a session (cookie mode,
 /// like the sign-in form) and goes on to the main page, or shows why it failed.
-async fn sso_redirect(
-    State(state): State<AppState>,
-    axum::extract::Path(provider): axum::extract::Path<String>,
-) -> Response {
+async fn sso_redirect(State(state): State<AppState>, Path(provider): Path<String>) -> Response {
     let Some((name, display_name)) = state.auth.sso().buttons().find(|(n, _)| *n == provider)
     else {
         return Error::NotFound("Not Found".into()).into_response();

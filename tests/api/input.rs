@@ -128,6 +128,31 @@ async fn unknown_routes_are_404_envelopes() {
     }
 }
 
+/// A path parameter that does not decode to UTF-8 names nothing that exists: the 404 envelope on
+/// every route that takes one, never the framework's plain-text "Invalid URL" rejection.
+#[tokio::test]
+async fn undecodable_path_parameters_are_404_envelopes() {
+    let app = TestApp::spawn().await.with_user("alice").await;
+    let token = app.token_for("alice").await;
+    for path in [
+        "/api/connect/%FF",
+        "/api/connect/%FF/callback",
+        "/api/auth/%C3%28/callback",
+        "/connect/%FF/redirect",
+    ] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        assert_error(res, 404, "NotFoundError", "Not Found").await;
+    }
+    let res = app
+        .client
+        .delete(app.url("/api/auth/sessions/%FF"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_error(res, 404, "NotFoundError", "Not Found").await;
+}
+
 #[tokio::test]
 async fn wrong_methods_are_405_envelopes() {
     let app = TestApp::spawn().await;

@@ -32,6 +32,7 @@ fn fixture(rt: &tokio::runtime::Runtime, algorithm: KeyAlgorithm) -> Fixture {
             .await
             .expect("auth builds");
         let issued = auth
+            .accounts()
             .register(
                 Username::parse("bench").expect("username"),
                 Email::parse("bench@example.com").expect("email"),

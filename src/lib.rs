@@ -112,7 +112,7 @@ impl Feed {
                 self.failed = false;
                 if feed.is_some() && self.feed.is_none() {
                     // Anything recorded before the feed opened came through no feed.
-                    auth.forget_everything().await;
+                    auth.sessions().forget_everything().await;
                 }
                 match feed {
                     Some(_) => status.listening(),
@@ -259,7 +259,7 @@ async fn maintain(auth: Arc<Auth>, status: Arc<FeedStatus>, poll: Duration, prun
     let mut prune = tokio::time::interval(prune_every);
     loop {
         tokio::select! {
-            _ = sync.tick() => seen = auth.sync_invalidations(seen).await,
+            _ = sync.tick() => seen = auth.sessions().sync_invalidations(seen).await,
             event = feed.next() => {
                 match event {
                     FeedEvent::Changed => {}
@@ -268,9 +268,9 @@ async fn maintain(auth: Arc<Auth>, status: Arc<FeedStatus>, poll: Duration, prun
                 }
                 if event != FeedEvent::Changed {
                     // Notices may have been missed while the connection was down.
-                    auth.forget_everything().await;
+                    auth.sessions().forget_everything().await;
                 }
-                seen = auth.sync_invalidations(seen).await;
+                seen = auth.sessions().sync_invalidations(seen).await;
             }
             _ = resubscribe.tick(), if feed.failed => feed.subscribe(&auth, &status).await,
             _ = prune.tick() => {

@@ -1,26 +1,52 @@
-//! Account lifecycle: email confirmation and forgotten passwords, by one-time codes sent by email.
+//! What a person does to their own account, as the [`Accounts`] service ([`Auth::accounts`]):
+//! email confirmation and forgotten passwords, by one-time codes sent by email, and changing the
+//! password (registration, the other way in, is in `register.rs`).
 //!
 //! Safer than Strapi's: codes are random (256 bits), stored only as SHA-256 hashes, work once, and
 //! expire (reset: 1 hour, confirmation: 24 hours by default). A reset ends every session of the
 //! account, and the owner is told by email. Nothing a caller sees, in answer or in timing, says whether
 //! an address is registered: mail goes out from a background task, after the answer.
 
+use secrecy::SecretString;
+
 use super::mail::{MailVars, Template};
-use super::sessions::hash_token;
-use super::{Auth, ClientInfo, Clock, Issued, MSG_BLOCKED, random_id};
-use crate::domain::{Email, Password};
+use super::password::PasswordCheck;
+use super::sessions::{Ticket, hash_token};
+use super::{
+    Auth, ClientInfo, Clock, Issued, MSG_BLOCKED, MSG_CURRENT_PASSWORD_INVALID,
+    MSG_PASSWORD_UNCHANGED, Principal, random_id, throttle_key,
+};
+use crate::domain::{Email, LoginPassword, Password};
 use crate::error::OrInternal;
 use crate::error::{Error, Result};
-use crate::store::{CodePurpose, Millis, Store, User};
+use crate::store::{CodePurpose, Millis, Revoke, Store, User};
 
 pub const MSG_INCORRECT_CODE: &str = "Incorrect code provided";
 pub const MSG_INVALID_CONFIRMATION: &str = "Invalid token";
 pub const MSG_CONFIRMATION_NOT_SENT: &str = "Error sending confirmation email";
 
+/// The accounts service of an [`Auth`]: registration, the mailed codes (confirmation, forgotten
+/// password) and password changes. Its methods are the self-service endpoints' core; an operator's
+/// changes are [`Auth::admin`]'s. `auth` is visible to `register.rs`, which adds registration.
+pub struct Accounts<'a> {
+    pub(super) auth: &'a Auth,
+}
+
 impl Auth {
+    /// Registration, email confirmation, forgotten, reset and changed passwords.
+    pub fn accounts(&self) -> Accounts<'_> {
+        Accounts { auth: self }
+    }
+}
+
+impl Accounts<'_> {
     /// The account the address belongs to, if any: who a mailed code would go to.
     async fn account_with_email(&self, email: &Email) -> Result<Option<User>> {
-        self.store.user_by_email(email.as_str()).await.or_internal()
+        self.auth
+            .store
+            .user_by_email(email.as_str())
+            .await
+            .or_internal()
     }
 
     /// `POST /api/auth/forgot-password`: always succeeds. A reset mail goes to the address only if it
@@ -50,20 +76,24 @@ impl Auth {
         // The policy needs the account (its name and address), and a refused password must leave the
         // code usable for a second try: look first, use after.
         let owner = self
+            .auth
             .store
             .code_owner(&hash, CodePurpose::ResetPassword, self.now())
             .await
             .or_internal()?
             .ok_or_else(incorrect)?;
         let user = self
+            .auth
             .store
             .user_by_id(owner)
             .await
             .or_internal()?
             .ok_or_else(incorrect)?;
-        self.check_new_password(&new, &[&user.username, &user.email])
+        self.auth
+            .check_new_password(&new, &[&user.username, &user.email])
             .await?;
         let user_id = self
+            .auth
             .store
             .consume_code(&hash, CodePurpose::ResetPassword, self.now())
             .await
@@ -80,20 +110,23 @@ impl Auth {
         let user = if user.confirmed {
             user
         } else {
-            self.store
+            self.auth
+                .store
                 .set_confirmed(user.id, self.now())
                 .await
                 .or_internal()?;
-            self.store
+            self.auth
+                .store
                 .user_by_id(user.id)
                 .await
                 .or_internal()?
                 .unwrap_or(user)
         };
-        self.audit("password_reset", Some(user.id), &client, None)
+        self.auth
+            .audit("password_reset", Some(user.id), &client, None)
             .await;
         self.mail_in_background(&user, Template::PasswordChanged, None, None);
-        let (jwt, refresh_token) = self.start_session(&user, ticket, None, client).await?;
+        let (jwt, refresh_token) = self.auth.start_session(&user, ticket, None, client).await?;
         Ok(Issued {
             jwt: Some(jwt),
             refresh_token,
@@ -101,19 +134,123 @@ impl Auth {
         })
     }
 
+    /// `POST /api/auth/change-password`: checks the current password, stores the new one, ends every
+    /// session of the account (a stolen token dies with the old password) and opens a fresh one.
+    #[tracing::instrument(skip_all)]
+    pub async fn change_password(
+        &self,
+        who: &Principal,
+        current: LoginPassword,
+        new: Password,
+        client: ClientInfo,
+    ) -> Result<Issued> {
+        let user = who.user.as_ref();
+        // Guessing the current password here is guessing the login password: the same allowance.
+        let account = throttle_key(Some(user), &user.username);
+        let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
+        let attempt = match self
+            .auth
+            .throttle
+            .attempt(&account, ip, self.auth.clock.now_millis())
+            .await
+        {
+            Ok(attempt) => attempt,
+            Err(wait) => {
+                self.auth
+                    .audit_refusal(
+                        account.as_str(),
+                        Some(user.id),
+                        &client,
+                        "change-password throttled",
+                    )
+                    .await;
+                return Err(Error::RateLimited(wait));
+            }
+        };
+        let creds = self
+            .auth
+            .store
+            .local_credentials(&user.email, &user.username)
+            .await
+            .or_internal()?
+            .filter(|c| c.user.id == user.id);
+        let stored = creds.and_then(|c| c.password_hash);
+        let verdict = self
+            .auth
+            .hasher
+            .verify(SecretString::from(current.expose()), stored)
+            .await?;
+        if verdict == PasswordCheck::Mismatch {
+            let detail = "wrong current password";
+            self.auth
+                .audit(
+                    "password_change_failure",
+                    Some(user.id),
+                    &client,
+                    Some(detail),
+                )
+                .await;
+            return Err(Error::Validation(MSG_CURRENT_PASSWORD_INVALID.into()));
+        }
+        self.auth.throttle.succeeded(&account, ip, attempt).await;
+        if current.expose() == new.expose() {
+            return Err(Error::Validation(MSG_PASSWORD_UNCHANGED.into()));
+        }
+        self.auth
+            .check_new_password(&new, &[&user.username, &user.email])
+            .await?;
+        let (user, ticket) = self.set_password(user, &new).await?;
+        self.auth
+            .audit("password_change", Some(user.id), &client, None)
+            .await;
+        self.mail_in_background(&user, Template::PasswordChanged, None, None);
+        let (jwt, refresh_token) = self.auth.start_session(&user, ticket, None, client).await?;
+        Ok(Issued {
+            jwt: Some(jwt),
+            refresh_token,
+            user,
+        })
+    }
+
+    /// Stores a new password hash and ends every session of the account; returns the account as it
+    /// is now (its new security stamp, for the session the caller opens next) and the cache ticket
+    /// it was read with. The seam every password change goes through (change, reset).
+    async fn set_password(&self, user: &User, new: &Password) -> Result<(User, Ticket)> {
+        let hash = self
+            .auth
+            .hasher
+            .hash(SecretString::from(new.expose()))
+            .await?;
+        self.auth
+            .store
+            .set_password_hash(user.id, &hash, self.auth.clock.now_millis())
+            .await
+            .or_internal()?;
+        self.auth.forget_user(user.id);
+        self.auth
+            .sessions()
+            .revoke(Revoke::AllOfUser(user.id), "password_changed")
+            .await?;
+        let ticket = self.auth.caches.ticket();
+        let now = self.auth.store.user_by_id(user.id).await.or_internal()?;
+        Ok((now.ok_or(Error::INVALID_USER)?, ticket))
+    }
+
     /// `GET /api/auth/email-confirmation?confirmation=…`: confirms the address the code was sent to.
     pub async fn confirm_email(&self, code: &str) -> Result<()> {
         let user_id = self
+            .auth
             .store
             .consume_code(&hash_token(code), CodePurpose::ConfirmEmail, self.now())
             .await
             .or_internal()?
             .ok_or_else(|| Error::Validation(MSG_INVALID_CONFIRMATION.into()))?;
-        self.store
+        self.auth
+            .store
             .set_confirmed(user_id, self.now())
             .await
             .or_internal()?;
-        self.forget_user(user_id);
+        self.auth.forget_user(user_id);
         Ok(())
     }
 
@@ -141,7 +278,8 @@ impl Auth {
             link: Some(self.confirmation_link(&code)),
             code: Some(code),
         };
-        self.mailer
+        self.auth
+            .mailer
             .send(&user.email, Template::EmailConfirmation, &vars)
             .await
             .map_err(|e| {
@@ -152,12 +290,12 @@ impl Auth {
 
     /// Where `GET /api/auth/email-confirmation` sends the browser after confirming.
     pub fn confirmation_redirect(&self) -> String {
-        match &self.settings.confirmation_redirect {
+        match &self.auth.settings.confirmation_redirect {
             Some(url) => url.clone(),
             None => format!(
                 "{}{}email-confirmed",
-                self.mailer.public_url(),
-                self.settings.pages_path
+                self.auth.mailer.public_url(),
+                self.auth.settings.pages_path
             ),
         }
     }
@@ -168,16 +306,16 @@ impl Auth {
 
     /// The mailed link for a code of `purpose`, up to the code itself.
     fn link_prefix(&self, purpose: CodePurpose) -> String {
-        match (purpose, &self.settings.reset_url) {
+        match (purpose, &self.auth.settings.reset_url) {
             (CodePurpose::ResetPassword, Some(url)) => format!("{url}?code="),
             (CodePurpose::ResetPassword, None) => format!(
                 "{}{}reset-password?code=",
-                self.mailer.public_url(),
-                self.settings.pages_path
+                self.auth.mailer.public_url(),
+                self.auth.settings.pages_path
             ),
             (CodePurpose::ConfirmEmail, _) => format!(
                 "{}/api/auth/email-confirmation?confirmation=",
-                self.mailer.public_url()
+                self.auth.mailer.public_url()
             ),
         }
     }
@@ -185,8 +323,8 @@ impl Auth {
     /// A fresh code for `purpose`, stored by its hash; the user's older codes of that purpose die.
     async fn issue_code(&self, user_id: i64, purpose: CodePurpose) -> Result<String> {
         store_code(
-            self.store.as_ref(),
-            self.clock.as_ref(),
+            self.auth.store.as_ref(),
+            self.auth.clock.as_ref(),
             self.code_ttl(purpose),
             user_id,
             purpose,
@@ -196,8 +334,8 @@ impl Auth {
 
     fn code_ttl(&self, purpose: CodePurpose) -> Millis {
         let ttl = match purpose {
-            CodePurpose::ResetPassword => self.settings.reset_code_ttl,
-            CodePurpose::ConfirmEmail => self.settings.confirmation_code_ttl,
+            CodePurpose::ResetPassword => self.auth.settings.reset_code_ttl,
+            CodePurpose::ConfirmEmail => self.auth.settings.confirmation_code_ttl,
         };
         ttl.as_millis() as Millis
     }
@@ -205,9 +343,9 @@ impl Auth {
     /// Issues a code and mails its link, both after the answer has gone: whether the address has an
     /// account then changes neither what the caller sees nor how long it waits.
     fn mail_code_in_background(&self, user: User, purpose: CodePurpose) {
-        let store = self.store.clone();
-        let clock = self.clock.clone();
-        let mailer = self.mailer.clone();
+        let store = self.auth.store.clone();
+        let clock = self.auth.clock.clone();
+        let mailer = self.auth.mailer.clone();
         let in_flight = mailer.track();
         let ttl = self.code_ttl(purpose);
         let prefix = self.link_prefix(purpose);
@@ -245,14 +383,14 @@ impl Auth {
 
     /// Sends after the answer has gone: the caller waits for neither the SMTP server nor its retries,
     /// and cannot time them. Failures are logged by the mailer.
-    pub(super) fn mail_in_background(
+    fn mail_in_background(
         &self,
         user: &User,
         template: Template,
         link: Option<String>,
         code: Option<String>,
     ) {
-        let mailer = self.mailer.clone();
+        let mailer = self.auth.mailer.clone();
         let in_flight = mailer.track();
         let to = user.email.clone();
         let vars = MailVars {
@@ -270,7 +408,7 @@ impl Auth {
     }
 
     fn now(&self) -> Millis {
-        self.clock.now_millis()
+        self.auth.clock.now_millis()
     }
 }
 

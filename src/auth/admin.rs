@@ -115,6 +115,7 @@ impl Admin<'_> {
             .await;
         if blocked {
             self.auth
+                .sessions()
                 .revoke(Revoke::AllOfUser(user.id), "blocked")
                 .await?;
         }

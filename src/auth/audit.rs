@@ -28,7 +28,7 @@ pub(super) fn refusal_dedup() -> Cache<String, Millis> {
 
 impl Auth {
     /// Records an event; failures are logged, never returned.
-    pub async fn audit(
+    pub(super) async fn audit(
         &self,
         kind: &str,
         user_id: Option<i64>,
@@ -52,7 +52,7 @@ impl Auth {
     }
 
     /// Records a refused request (rate limit, throttle) at most once a minute per `key`.
-    pub async fn audit_refusal(
+    pub(crate) async fn audit_refusal(
         &self,
         key: &str,
         user_id: Option<i64>,

@@ -1,5 +1,6 @@
 //! The authentication core: logins, registration, token checks and account administration. Plain Rust,
-//! no HTTP types: the `http` layer extracts and translates, this module decides.
+//! no HTTP types: the `http` layer extracts and translates, this module decides. Logins and token
+//! checks are [`Auth`]'s own methods; the rest are its services (see [`Auth`]), one file each.
 
 pub mod account;
 pub mod admin;
@@ -19,9 +20,9 @@ use secrecy::SecretString;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::domain::{LoginIdentifier, LoginPassword, Password};
+use crate::domain::{LoginIdentifier, LoginPassword};
 use crate::error::{Error, Result};
-use crate::store::{Invalidation, Millis, Revoke, Store, User};
+use crate::store::{Invalidation, Millis, Store, User};
 use mail::Mailer;
 use password::{Hasher, PasswordCheck};
 use sessions::{Caches, SessionSettings};
@@ -116,13 +117,19 @@ pub const MSG_CURRENT_PASSWORD_INVALID: &str = "The provided current password is
 pub const MSG_PASSWORD_UNCHANGED: &str =
     "Your new password must be different than your current password";
 
+/// The core. Its own public surface is small: construction, the hot path (`login`, `authenticate`)
+/// and a few getters for the HTTP layer, the CLI and the tests. Everything else is a service handed
+/// out as a borrowed view, one per group of callers, so each group sees only its operations:
+/// [`Auth::sessions`] (refresh, logout, a caller's sessions, revocation), [`Auth::accounts`]
+/// (registration, mailed codes, password changes), [`Auth::single_sign_on`] (the three legs of a
+/// provider sign-in) and [`Auth::admin`] (the operator's commands).
 pub struct Auth {
     store: Arc<dyn Store>,
     hasher: Hasher,
     keys: Keys,
     mailer: Mailer,
     settings: AuthSettings,
-    sessions: SessionSettings,
+    session_settings: SessionSettings,
     caches: Caches,
     policy: policy::PasswordPolicy,
     limiter: throttle::RateLimiter,
@@ -161,7 +168,7 @@ impl Auth {
             keys,
             mailer,
             settings,
-            sessions,
+            session_settings: sessions,
             clock,
         }
     }
@@ -171,25 +178,25 @@ impl Auth {
         Self { sso, ..self }
     }
 
-    pub fn session_settings(&self) -> &SessionSettings {
-        &self.sessions
-    }
-
     /// The route limiter (the HTTP layer asks it about every limited request).
-    pub fn limiter(&self) -> &throttle::RateLimiter {
+    pub(crate) fn limiter(&self) -> &throttle::RateLimiter {
         &self.limiter
     }
 
+    /// The signing keys: the JWKS the HTTP layer serves and the upkeep loop reloads; public for the
+    /// benchmarks and the tests, which issue and reload with them.
     pub fn keys(&self) -> &Keys {
         &self.keys
     }
 
+    /// The mailer: public for `keyway serve`, which warns when no SMTP server is configured, and
+    /// for the tests, which wait for background mail.
     pub fn mailer(&self) -> &Mailer {
         &self.mailer
     }
 
     /// The product name shown on pages and in mail.
-    pub fn app_name(&self) -> &str {
+    pub(crate) fn app_name(&self) -> &str {
         self.mailer.app_name()
     }
 
@@ -198,18 +205,25 @@ impl Auth {
         self.caches.apply(&Invalidation::User(user_id));
     }
 
+    /// Now, by the core's clock (a test's clock moves when the test says): public for the CLI
+    /// (`keyway audit --since 24h`), the tests and the benchmarks.
     pub fn now_millis(&self) -> Millis {
         self.clock.now_millis()
     }
 
-    pub fn settings(&self) -> &AuthSettings {
+    /// The accounts' settings: the pages read what they show (registration open, the password's
+    /// length), the upkeep loop the audit retention.
+    pub(crate) fn settings(&self) -> &AuthSettings {
         &self.settings
     }
 
+    /// The password hasher: public for the tests, which count its verifications.
     pub fn hasher(&self) -> &Hasher {
         &self.hasher
     }
 
+    /// The store behind the core: the serving process's upkeep (pruning, the invalidation feed) and
+    /// the health check use it; public for the tests, which read rows no service returns.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
@@ -345,94 +359,6 @@ impl Auth {
             user,
             session_id: verified.session_id,
         })
-    }
-
-    /// `POST /api/auth/change-password`: checks the current password, stores the new one, ends every
-    /// session of the account (a stolen token dies with the old password) and opens a fresh one.
-    #[tracing::instrument(skip_all)]
-    pub async fn change_password(
-        &self,
-        who: &Principal,
-        current: LoginPassword,
-        new: Password,
-        client: ClientInfo,
-    ) -> Result<Issued> {
-        let user = who.user.as_ref();
-        // Guessing the current password here is guessing the login password: the same allowance.
-        let account = throttle_key(Some(user), &user.username);
-        let ip = client.ip.as_deref().and_then(|ip| ip.parse().ok());
-        let attempt = match self
-            .throttle
-            .attempt(&account, ip, self.clock.now_millis())
-            .await
-        {
-            Ok(attempt) => attempt,
-            Err(wait) => {
-                self.audit_refusal(
-                    account.as_str(),
-                    Some(user.id),
-                    &client,
-                    "change-password throttled",
-                )
-                .await;
-                return Err(Error::RateLimited(wait));
-            }
-        };
-        let creds = self
-            .store
-            .local_credentials(&user.email, &user.username)
-            .await
-            .or_internal()?
-            .filter(|c| c.user.id == user.id);
-        let stored = creds.and_then(|c| c.password_hash);
-        let verdict = self
-            .hasher
-            .verify(SecretString::from(current.expose()), stored)
-            .await?;
-        if verdict == PasswordCheck::Mismatch {
-            let detail = "wrong current password";
-            self.audit(
-                "password_change_failure",
-                Some(user.id),
-                &client,
-                Some(detail),
-            )
-            .await;
-            return Err(Error::Validation(MSG_CURRENT_PASSWORD_INVALID.into()));
-        }
-        self.throttle.succeeded(&account, ip, attempt).await;
-        if current.expose() == new.expose() {
-            return Err(Error::Validation(MSG_PASSWORD_UNCHANGED.into()));
-        }
-        self.check_new_password(&new, &[&user.username, &user.email])
-            .await?;
-        let (user, ticket) = self.set_password(user, &new).await?;
-        self.audit("password_change", Some(user.id), &client, None)
-            .await;
-        self.mail_in_background(&user, mail::Template::PasswordChanged, None, None);
-        let (jwt, refresh_token) = self.start_session(&user, ticket, None, client).await?;
-        Ok(Issued {
-            jwt: Some(jwt),
-            refresh_token,
-            user,
-        })
-    }
-
-    /// Stores a new password hash and ends every session of the account; returns the account as it
-    /// is now (its new security stamp, for the session the caller opens next) and the cache ticket
-    /// it was read with. The seam every password change goes through (change, reset).
-    async fn set_password(&self, user: &User, new: &Password) -> Result<(User, sessions::Ticket)> {
-        let hash = self.hasher.hash(SecretString::from(new.expose())).await?;
-        self.store
-            .set_password_hash(user.id, &hash, self.clock.now_millis())
-            .await
-            .or_internal()?;
-        self.forget_user(user.id);
-        self.revoke(Revoke::AllOfUser(user.id), "password_changed")
-            .await?;
-        let ticket = self.caches.ticket();
-        let now = self.store.user_by_id(user.id).await.or_internal()?;
-        Ok((now.ok_or(Error::INVALID_USER)?, ticket))
     }
 
     /// Whether the account may use its tokens: not blocked, and confirmed when confirmation is on.

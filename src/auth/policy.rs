@@ -151,6 +151,8 @@ impl PasswordPolicy {
 }
 
 impl Auth {
+    /// The rules for new passwords: the HTTP bodies parse with them, and so does `keyway user add`
+    /// (the CLI, another crate, hence `pub`).
     pub fn password_policy(&self) -> &PasswordPolicy {
         &self.policy
     }

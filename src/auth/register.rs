@@ -1,26 +1,19 @@
-//! New accounts: `POST /api/auth/local/register`, and the one way every account is made (an
-//! operator's too), so the same rules and the same conflict answer apply to all of them.
+//! New accounts: `POST /api/auth/local/register` (an [`Accounts`] method, beside the mailed codes'
+//! in `account.rs`), and the one way every account is made (an operator's too, and single sign-on's
+//! role), so the same rules and the same conflict answer apply to all of them.
 
 use secrecy::SecretString;
 
+use super::account::Accounts;
 use super::{Auth, ClientInfo, Issued, MSG_REGISTER_DISABLED, MSG_TAKEN, document_id};
 use crate::domain::{Email, Password, Username};
 use crate::error::{Error, OrInternal, Result};
 use crate::store::{NewUser, StoreError, User, UserRole};
 
-impl Auth {
-    /// The role new accounts get (`default_role`); Strapi's message when it is missing.
-    pub(super) async fn default_role(&self) -> Result<UserRole> {
-        self.store
-            .role_by_name_or_kind(&self.settings.default_role)
-            .await
-            .or_internal()?
-            .ok_or_else(|| Error::Application("Impossible to find the default role".into()))
-    }
-
+impl Accounts<'_> {
     /// Refused with Strapi's message when registration is off; asked before the body is read.
     pub fn ensure_registration_open(&self) -> Result<()> {
-        if self.settings.allow_register {
+        if self.auth.settings.allow_register {
             Ok(())
         } else {
             Err(Error::Application(MSG_REGISTER_DISABLED.into()))
@@ -37,10 +30,11 @@ impl Auth {
         client: ClientInfo,
     ) -> Result<Issued> {
         self.ensure_registration_open()?;
-        let role = self.default_role().await?;
-        let confirmed = !self.settings.email_confirmation;
-        let ticket = self.caches.ticket();
+        let role = self.auth.default_role().await?;
+        let confirmed = !self.auth.settings.email_confirmation;
+        let ticket = self.auth.caches.ticket();
         let user = self
+            .auth
             .create_account(username, email, password, role.id, confirmed, false)
             .await?;
         if !confirmed {
@@ -51,12 +45,23 @@ impl Auth {
                 user,
             });
         }
-        let (jwt, refresh_token) = self.start_session(&user, ticket, None, client).await?;
+        let (jwt, refresh_token) = self.auth.start_session(&user, ticket, None, client).await?;
         Ok(Issued {
             jwt: Some(jwt),
             refresh_token,
             user,
         })
+    }
+}
+
+impl Auth {
+    /// The role new accounts get (`default_role`); Strapi's message when it is missing.
+    pub(super) async fn default_role(&self) -> Result<UserRole> {
+        self.store
+            .role_by_name_or_kind(&self.settings.default_role)
+            .await
+            .or_internal()?
+            .ok_or_else(|| Error::Application("Impossible to find the default role".into()))
     }
 
     pub(super) async fn create_account(

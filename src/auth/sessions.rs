@@ -102,7 +102,20 @@ fn invalid_refresh() -> Error {
     Error::Unauthorized(MSG_INVALID_REFRESH)
 }
 
+/// The sessions service of an [`Auth`]: what a signed-in caller does with its sessions (refresh,
+/// logout, list, end one), the one place sessions end ([`Sessions::revoke`]), and the serving
+/// process's upkeep of the caches. Opening a session is not here: every sign-in (login,
+/// registration, reset, single sign-on) opens one through `Auth::start_session`, under its rules.
+pub struct Sessions<'a> {
+    auth: &'a Auth,
+}
+
 impl Auth {
+    /// Refresh, logout, the caller's sessions, revocation and the caches' upkeep.
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions { auth: self }
+    }
+
     /// Opens a session for `user` and returns its access token and, in refresh mode, its first
     /// refresh token. `user` is the copy the decision was taken on, read after `ticket` was taken:
     /// the session opens only if the account still has its security stamp and is not blocked, so a
@@ -117,7 +130,7 @@ impl Auth {
         client: ClientInfo,
     ) -> Result<(String, Option<String>)> {
         let now = self.clock.now_millis();
-        let s = &self.sessions;
+        let s = &self.session_settings;
         let device_id = device_id
             .filter(|d| !d.is_empty())
             .map(|d| stored_device_id(&d))
@@ -169,30 +182,67 @@ impl Auth {
         Ok((jwt, refresh))
     }
 
+    /// The session behind an access token, from the cache when it is there.
+    pub(super) async fn session(&self, id: &str) -> Result<Option<Arc<Session>>> {
+        if let Some(s) = self.caches.session(id) {
+            return Ok(Some(s));
+        }
+        let ticket = self.caches.ticket();
+        let Some(s) = self.store.session(id).await.or_internal()? else {
+            return Ok(None);
+        };
+        let s = Arc::new(s);
+        self.caches.put_session(ticket, s.clone());
+        Ok(Some(s))
+    }
+
+    /// A user by id, from the cache when it is there.
+    pub(super) async fn user(&self, id: i64) -> Result<Option<Arc<User>>> {
+        if let Some(u) = self.caches.user(id) {
+            return Ok(Some(u));
+        }
+        let ticket = self.caches.ticket();
+        let Some(u) = self.store.user_by_id(id).await.or_internal()? else {
+            return Ok(None);
+        };
+        let u = Arc::new(u);
+        self.caches.put_user(ticket, u.clone());
+        Ok(Some(u))
+    }
+}
+
+impl Sessions<'_> {
+    /// The session lifetimes and modes (the refresh cookie's lifetime follows them).
+    pub(crate) fn settings(&self) -> &SessionSettings {
+        &self.auth.session_settings
+    }
+
     /// `POST /api/auth/refresh`: exchanges a refresh token for a new access token and its successor.
     #[tracing::instrument(skip_all)]
     pub async fn refresh(&self, token: &str, client: &ClientInfo) -> Result<Refreshed> {
-        let now = self.clock.now_millis();
+        let now = self.auth.clock.now_millis();
         let hash = hash_token(token);
-        let idle = now + self.sessions.idle_ttl.as_millis() as Millis;
+        let idle = now + self.auth.session_settings.idle_ttl.as_millis() as Millis;
 
         // The usual case first, in one step where the store can: an unused token of an open session.
         let mut nonce = [0u8; 32];
         rand::fill(&mut nonce);
         let next = successor(token, &nonce)?;
         if let Some(session) = self
+            .auth
             .store
             .rotate_fresh_refresh(&hash, &nonce, &hash_token(&next), now, idle)
             .await
             .or_internal()?
         {
-            let user = self.user(session.user_id).await?;
-            if user.as_ref().is_none_or(|u| !self.may_act(u)) {
+            let user = self.auth.user(session.user_id).await?;
+            if user.as_ref().is_none_or(|u| !self.auth.may_act(u)) {
                 return Err(invalid_refresh());
             }
-            let jwt = self
-                .keys
-                .issue(session.user_id, &session.id, now, session.expires_at)?;
+            let jwt =
+                self.auth
+                    .keys
+                    .issue(session.user_id, &session.id, now, session.expires_at)?;
             return Ok(Refreshed {
                 jwt,
                 refresh_token: next,
@@ -201,6 +251,7 @@ impl Auth {
 
         // Anything else: a replay inside or past the grace window, an ended session, a stranger.
         let (record, session) = self
+            .auth
             .store
             .refresh_token_and_session(&hash)
             .await
@@ -209,14 +260,15 @@ impl Auth {
         if !session.is_live(now) || session.idle_expires_at <= now {
             return Err(invalid_refresh());
         }
-        let user = self.user(session.user_id).await?;
-        if user.as_ref().is_none_or(|u| !self.may_act(u)) {
+        let user = self.auth.user(session.user_id).await?;
+        if user.as_ref().is_none_or(|u| !self.auth.may_act(u)) {
             return Err(invalid_refresh());
         }
 
         let next = match (&record.used_at, &record.nonce) {
             (None, _) => {
                 let rotated = self
+                    .auth
                     .store
                     .rotate_refresh(&hash, &nonce, &hash_token(&next), now, idle)
                     .await
@@ -225,7 +277,7 @@ impl Auth {
                     next
                 } else {
                     // A concurrent refresh used it first: answer as a replay would be.
-                    let again = self.store.refresh_token(&hash).await.or_internal()?;
+                    let again = self.auth.store.refresh_token(&hash).await.or_internal()?;
                     let used = again.and_then(|r| r.used_at.zip(r.nonce));
                     self.replayed(token, &session, used, now, client).await?
                 }
@@ -237,6 +289,7 @@ impl Auth {
             (Some(_), None) => return Err(invalid_refresh()),
         };
         let jwt = self
+            .auth
             .keys
             .issue(session.user_id, &session.id, now, session.expires_at)?;
         Ok(Refreshed {
@@ -255,7 +308,7 @@ impl Auth {
         now: Millis,
         client: &ClientInfo,
     ) -> Result<String> {
-        let grace = self.sessions.refresh_grace.as_millis() as Millis;
+        let grace = self.auth.session_settings.refresh_grace.as_millis() as Millis;
         match used {
             Some((used_at, nonce)) if now - used_at <= grace => successor(token, &nonce),
             _ => {
@@ -267,13 +320,14 @@ impl Auth {
                 self.revoke(Revoke::Session(session.id.clone()), "refresh_token_reuse")
                     .await?;
                 let detail = format!("session {} ended", session.id);
-                self.audit(
-                    "refresh_token_reuse",
-                    Some(session.user_id),
-                    client,
-                    Some(&detail),
-                )
-                .await;
+                self.auth
+                    .audit(
+                        "refresh_token_reuse",
+                        Some(session.user_id),
+                        client,
+                        Some(&detail),
+                    )
+                    .await;
                 Err(invalid_refresh())
             }
         }
@@ -304,12 +358,18 @@ impl Auth {
             }
             (LogoutScope::RefreshToken(token), _) => {
                 let session = match self
+                    .auth
                     .store
                     .refresh_token(&hash_token(&token))
                     .await
                     .or_internal()?
                 {
-                    Some(record) => self.store.session(&record.session_id).await.or_internal()?,
+                    Some(record) => self
+                        .auth
+                        .store
+                        .session(&record.session_id)
+                        .await
+                        .or_internal()?,
                     None => None,
                 };
                 match (session, caller) {
@@ -330,15 +390,17 @@ impl Auth {
         };
         let ended = self.revoke(which, "logout").await?;
         let detail = format!("{} session(s) ended", ended.len());
-        self.audit("logout", Some(user_id), client, Some(&detail))
+        self.auth
+            .audit("logout", Some(user_id), client, Some(&detail))
             .await;
         Ok(())
     }
 
     /// The caller's open sessions, the current one first, then the most recently active.
-    pub async fn list_sessions(&self, who: &Principal) -> Result<Vec<SessionSummary>> {
-        let now = self.clock.now_millis();
+    pub async fn list(&self, who: &Principal) -> Result<Vec<SessionSummary>> {
+        let now = self.auth.clock.now_millis();
         let mut out: Vec<SessionSummary> = self
+            .auth
             .store
             .sessions_of_user(who.user.id)
             .await
@@ -363,9 +425,9 @@ impl Auth {
     }
 
     /// `DELETE /api/auth/sessions/:id`: another user's or an unknown session is "not found".
-    pub async fn end_session(&self, who: &Principal, session_id: &str) -> Result<()> {
-        let now = self.clock.now_millis();
-        match self.store.session(session_id).await.or_internal()? {
+    pub async fn end(&self, who: &Principal, session_id: &str) -> Result<()> {
+        let now = self.auth.clock.now_millis();
+        match self.auth.store.session(session_id).await.or_internal()? {
             Some(s) if s.user_id == who.user.id && s.is_live(now) => {
                 self.revoke(Revoke::Session(s.id), "ended_by_user").await?;
                 Ok(())
@@ -378,56 +440,30 @@ impl Auth {
     /// process's cache forgets the sessions at once, so their tokens fail on the very next request.
     pub async fn revoke(&self, which: Revoke, reason: &str) -> Result<Vec<String>> {
         let ids = self
+            .auth
             .store
-            .revoke_sessions(which, reason, self.clock.now_millis())
+            .revoke_sessions(which, reason, self.auth.clock.now_millis())
             .await
             .or_internal()?;
         for id in &ids {
-            self.caches.apply(&Invalidation::Session(id.clone()));
+            self.auth.caches.apply(&Invalidation::Session(id.clone()));
         }
         Ok(ids)
     }
 
-    /// The session behind an access token, from the cache when it is there.
-    pub(super) async fn session(&self, id: &str) -> Result<Option<Arc<Session>>> {
-        if let Some(s) = self.caches.session(id) {
-            return Ok(Some(s));
-        }
-        let ticket = self.caches.ticket();
-        let Some(s) = self.store.session(id).await.or_internal()? else {
-            return Ok(None);
-        };
-        let s = Arc::new(s);
-        self.caches.put_session(ticket, s.clone());
-        Ok(Some(s))
-    }
-
-    /// A user by id, from the cache when it is there.
-    pub(super) async fn user(&self, id: i64) -> Result<Option<Arc<User>>> {
-        if let Some(u) = self.caches.user(id) {
-            return Ok(Some(u));
-        }
-        let ticket = self.caches.ticket();
-        let Some(u) = self.store.user_by_id(id).await.or_internal()? else {
-            return Ok(None);
-        };
-        let u = Arc::new(u);
-        self.caches.put_user(ticket, u.clone());
-        Ok(Some(u))
-    }
-
     /// Entries in the session and user caches: each stays within `cache_capacity`.
     pub fn cached_entries(&self) -> (u64, u64) {
-        self.caches.entries()
+        self.auth.caches.entries()
     }
 
     /// Drops everything cached about sessions and users and re-reads the signing keys: for when
     /// changes made elsewhere may have gone unnoticed (a lost database connection).
-    pub async fn forget_everything(&self) {
-        self.caches.clear();
+    pub(crate) async fn forget_everything(&self) {
+        self.auth.caches.clear();
         if let Err(e) = self
+            .auth
             .keys
-            .reload(self.store.as_ref(), self.clock.now_millis())
+            .reload(self.auth.store.as_ref(), self.auth.clock.now_millis())
             .await
         {
             tracing::warn!(error = %e, "reloading signing keys failed");
@@ -436,27 +472,28 @@ impl Auth {
 
     /// Applies changes other processes recorded since `after`; returns the newest sequence seen.
     /// On failure the caches are cleared, since what they hold can no longer be trusted.
-    pub async fn sync_invalidations(&self, after: i64) -> i64 {
-        match self.store.invalidations_since(after).await {
+    pub(crate) async fn sync_invalidations(&self, after: i64) -> i64 {
+        match self.auth.store.invalidations_since(after).await {
             Ok(changes) => {
                 let mut last = after;
                 for (seq, change) in changes {
                     if change == Invalidation::Keys
                         && let Err(e) = self
+                            .auth
                             .keys
-                            .reload(self.store.as_ref(), self.clock.now_millis())
+                            .reload(self.auth.store.as_ref(), self.auth.clock.now_millis())
                             .await
                     {
                         tracing::warn!(error = %e, "reloading signing keys failed");
                     }
-                    self.caches.apply(&change);
+                    self.auth.caches.apply(&change);
                     last = seq;
                 }
                 last
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read invalidations: clearing caches");
-                self.caches.clear();
+                self.auth.caches.clear();
                 after
             }
         }

@@ -47,7 +47,7 @@ pub async fn forgot_password(
     // Strapi's schema here refuses other keys; send-email-confirmation's does not.
     Valid(NoUnknown(body)): Valid<NoUnknown<EmailRequest>>,
 ) -> Result<Json<OkResponse>> {
-    state.auth.forgot_password(&body.email).await?;
+    state.auth.accounts().forgot_password(&body.email).await?;
     Ok(Json(OkResponse { ok: true }))
 }
 
@@ -96,6 +96,7 @@ pub async fn reset_password(
     let body: ResetPasswordRequest = body.read(state.auth.password_policy())?;
     let issued = state
         .auth
+        .accounts()
         .reset_password(&body.code, body.password, client)
         .await?;
     Ok(Json(Grant::of(&issued, false)).into_response())
@@ -130,8 +131,8 @@ pub async fn email_confirmation(
                 None,
             )])
         })?;
-    state.auth.confirm_email(&code).await?;
-    let location = HeaderValue::from_str(&state.auth.confirmation_redirect())
+    state.auth.accounts().confirm_email(&code).await?;
+    let location = HeaderValue::from_str(&state.auth.accounts().confirmation_redirect())
         .map_err(|_| Error::internal("confirmation redirect is not a valid header value"))?;
     Ok((StatusCode::FOUND, [(header::LOCATION, location)]).into_response())
 }
@@ -152,7 +153,11 @@ pub async fn send_email_confirmation(
     State(state): State<AppState>,
     Valid(body): Valid<EmailRequest>,
 ) -> Result<Json<Sent>> {
-    state.auth.resend_confirmation(&body.email).await?;
+    state
+        .auth
+        .accounts()
+        .resend_confirmation(&body.email)
+        .await?;
     Ok(Json(Sent {
         email: Some(body.as_sent),
         sent: true,

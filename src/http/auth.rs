@@ -151,10 +151,11 @@ pub async fn register(
     body: Body,
 ) -> Result<Response> {
     // Strapi answers "disabled" before looking at the body.
-    state.auth.ensure_registration_open()?;
+    state.auth.accounts().ensure_registration_open()?;
     let body: RegisterRequest = body.read(state.auth.password_policy())?;
     let issued = state
         .auth
+        .accounts()
         .register(body.username, body.email, body.password, client)
         .await?;
     Ok(deliver(&state, &issued, false))
@@ -167,7 +168,7 @@ pub(super) fn deliver(state: &AppState, issued: &Issued, in_cookie: bool) -> Res
         let c = cookie::set(
             &state.cookie,
             refresh,
-            state.auth.session_settings().absolute_ttl,
+            state.auth.sessions().settings().absolute_ttl,
         );
         response.headers_mut().insert(header::SET_COOKIE, c);
     }
@@ -237,6 +238,7 @@ pub async fn change_password(
     let body: ChangePasswordRequest = body.read((state.auth.password_policy(), account))?;
     let issued = state
         .auth
+        .accounts()
         .change_password(&who, body.current_password, body.password, client)
         .await?;
     Ok(Json(Grant::of(&issued, false)).into_response())
@@ -278,7 +280,7 @@ pub async fn refresh(
         (None, Some(t)) if !t.is_empty() => t,
         _ => return Err(Error::BadRequest(MSG_MISSING_REFRESH.into())),
     };
-    let refreshed = state.auth.refresh(&token, &client).await?;
+    let refreshed = state.auth.sessions().refresh(&token, &client).await?;
     let mut response = Json(Refreshed {
         jwt: &refreshed.jwt,
         refresh_token: Some(refreshed.refresh_token.as_str()).filter(|_| !in_cookie),
@@ -288,7 +290,7 @@ pub async fn refresh(
         let c = cookie::set(
             &state.cookie,
             &refreshed.refresh_token,
-            state.auth.session_settings().absolute_ttl,
+            state.auth.sessions().settings().absolute_ttl,
         );
         response.headers_mut().insert(header::SET_COOKIE, c);
     }
@@ -354,7 +356,11 @@ pub async fn logout(
             _ => LogoutScope::Current,
         },
     };
-    state.auth.logout(who.as_ref(), scope, &client).await?;
+    state
+        .auth
+        .sessions()
+        .logout(who.as_ref(), scope, &client)
+        .await?;
     let mut response = Json(OkResponse { ok: true }).into_response();
     if from_cookie.is_some() || cookie::wanted(&state.cookie, &headers) {
         let clear = cookie::clear(&state.cookie);
@@ -434,7 +440,7 @@ pub async fn sessions(
     State(state): State<AppState>,
     Authenticated(who): Authenticated,
 ) -> Result<Json<Data<Vec<SessionView>>>> {
-    let list = state.auth.list_sessions(&who).await?;
+    let list = state.auth.sessions().list(&who).await?;
     let data = list
         .into_iter()
         .map(|s| SessionView {
@@ -460,6 +466,6 @@ pub async fn end_session(
     Authenticated(who): Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<Data<Empty>>> {
-    state.auth.end_session(&who, &id).await?;
+    state.auth.sessions().end(&who, &id).await?;
     Ok(Json(Data { data: Empty {} }))
 }

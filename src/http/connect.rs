@@ -79,7 +79,8 @@ pub async fn connect(
     let browser = binding(&headers).unwrap_or_else(|| random_id(32));
     let location = state
         .auth
-        .sso_begin(&provider, query.callback.as_deref(), &browser)
+        .single_sign_on()
+        .begin(&provider, query.callback.as_deref(), &browser)
         .await?;
     let mut response = redirect(&location)?;
     response.headers_mut().insert(
@@ -130,7 +131,8 @@ pub async fn provider_callback(
     };
     let location = state
         .auth
-        .sso_callback(&provider, callback, binding(&headers).as_deref(), &client)
+        .single_sign_on()
+        .callback(&provider, callback, binding(&headers).as_deref(), &client)
         .await?;
     redirect(&location)
 }
@@ -161,7 +163,8 @@ pub async fn finish(
 ) -> Result<Response> {
     let issued = state
         .auth
-        .sso_finish(
+        .single_sign_on()
+        .finish(
             &provider,
             query.code.as_deref(),
             binding(&headers).as_deref(),

@@ -124,7 +124,7 @@ pub(super) async fn login(State(state): State<AppState>) -> Response {
     // they work without the script.
     let sso_providers: Vec<Value> = state
         .auth
-        .sso()
+        .single_sign_on()
         .buttons()
         .map(|(name, display_name)| context! { name, display_name })
         .collect();
@@ -144,7 +144,11 @@ pub(super) async fn login(State(state): State<AppState>) -> Response {
 /// Where a provider's sign-in lands: the script trades the one-time code for a session (cookie mode,
 /// like the sign-in form) and goes on to the main page, or shows why it failed.
 async fn sso_redirect(State(state): State<AppState>, Path(provider): Path<String>) -> Response {
-    let Some((name, display_name)) = state.auth.sso().buttons().find(|(n, _)| *n == provider)
+    let Some((name, display_name)) = state
+        .auth
+        .single_sign_on()
+        .buttons()
+        .find(|(n, _)| *n == provider)
     else {
         return Error::NotFound("Not Found".into()).into_response();
     };
@@ -331,7 +335,12 @@ async fn reset_submit(
             return reset_form_page(&state, StatusCode::BAD_REQUEST, code, Some(&message));
         }
     };
-    match state.auth.reset_password(code, password, client).await {
+    match state
+        .auth
+        .accounts()
+        .reset_password(code, password, client)
+        .await
+    {
         Ok(_) => {
             let page = Page {
                 file: "reset-done.html",

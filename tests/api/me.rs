@@ -296,6 +296,7 @@ async fn a_token_whose_session_is_revoked_is_refused_on_the_next_request() {
     assert_eq!(app.me(&token).await.status(), StatusCode::OK, "cached now");
     let sid = jwt_payload(&token)["sid"].as_str().unwrap().to_owned();
     app.auth
+        .sessions()
         .revoke(keyway::store::Revoke::Session(sid), "test")
         .await
         .unwrap();

@@ -947,7 +947,7 @@ async fn the_caches_stay_within_their_bound_and_what_falls_out_is_read_again() {
             assert_eq!(app.me(jwt).await.status(), StatusCode::OK, "round {round}");
         }
     }
-    let (sessions, users) = app.auth.cached_entries();
+    let (sessions, users) = app.auth.sessions().cached_entries();
     assert!(
         sessions <= CAPACITY && users <= CAPACITY,
         "cached {sessions} sessions and {users} users with a bound of {CAPACITY}"

@@ -1,17 +1,26 @@
-//! The three legs of a sign-in, as `Auth` methods: begin (to the provider), callback (back from it,
-//! to the front end with a one-time code) and finish (the code traded for a session).
+//! The three legs of a sign-in, as methods of the [`SingleSignOn`] service
+//! ([`Auth::single_sign_on`]): begin (to the provider), callback (back from it, to the front end
+//! with a one-time code) and finish (the code traded for a session).
 
 use openidconnect::PkceCodeChallenge;
 use subtle::ConstantTimeEq;
 
 use super::{
     AUTHORIZE_TTL, Asserted, CallbackParams, FINISH_TTL, MAX_PARAM, MSG_NO_PROVIDER_SESSION,
-    Pending, Sso, millis,
+    Pending, millis,
 };
 use crate::auth::sessions::hash_token;
 use crate::auth::{Auth, ClientInfo, Issued, MSG_BLOCKED, random_id};
 use crate::error::{Error, OrInternal, Result};
 use crate::store::{SsoStage, SsoState};
+
+/// The single sign-on service of an [`Auth`]: what the connect routes and the provider callback
+/// ask of the core. The configured providers ([`Sso`](super::Sso)) stay inside the core; the
+/// hosted pages see only their buttons. `auth` is visible to `linking.rs`, which decides the
+/// account a sign-in becomes.
+pub struct SingleSignOn<'a> {
+    pub(super) auth: &'a Auth,
+}
 
 /// `url` with `pairs` added to its query.
 fn with_query(mut url: url::Url, pairs: &[(&str, &str)]) -> String {
@@ -36,27 +45,31 @@ fn same_browser(stored_hash: &str, browser: Option<&str>) -> bool {
 }
 
 impl Auth {
-    pub fn sso(&self) -> &Sso {
-        &self.sso
+    /// Single sign-on through the configured providers: the three legs of a sign-in.
+    pub fn single_sign_on(&self) -> SingleSignOn<'_> {
+        SingleSignOn { auth: self }
+    }
+}
+
+impl<'a> SingleSignOn<'a> {
+    /// `(name, display name)` of each configured provider, in configuration order: the hosted
+    /// login page's buttons.
+    pub(crate) fn buttons(&self) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+        self.auth.sso.buttons()
     }
 
     /// `GET /api/connect/:provider`: where to send the browser. `browser` is the value of the cookie
     /// that binds this sign-in to the browser. A provider that cannot be reached sends the browser
     /// back to the front end with the error, as the callback would.
     #[tracing::instrument(skip_all, fields(provider = name))]
-    pub async fn sso_begin(
-        &self,
-        name: &str,
-        callback: Option<&str>,
-        browser: &str,
-    ) -> Result<String> {
-        let provider = self.sso.provider(name)?;
-        let callback = self.sso.callback(provider, callback)?;
+    pub async fn begin(&self, name: &str, callback: Option<&str>, browser: &str) -> Result<String> {
+        let provider = self.auth.sso.provider(name)?;
+        let callback = self.auth.sso.callback(provider, callback)?;
         let state = random_id(32);
         let nonce = random_id(32);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let url = match provider
-            .authorization_url(&self.sso, state.clone(), nonce.clone(), challenge)
+            .authorization_url(&self.auth.sso, state.clone(), nonce.clone(), challenge)
             .await
         {
             Ok(url) => url,
@@ -76,14 +89,15 @@ impl Auth {
             nonce,
             callback: callback.into(),
         };
-        self.store
+        self.auth
+            .store
             .put_sso_state(&SsoState {
                 hash: hash_token(&state),
                 stage: SsoStage::Authorize,
                 provider: name.to_owned(),
                 browser: hash_token(browser),
                 payload: serde_json::to_string(&pending).map_err(Error::internal)?,
-                expires_at: self.now_millis() + millis(AUTHORIZE_TTL),
+                expires_at: self.auth.now_millis() + millis(AUTHORIZE_TTL),
             })
             .await
             .or_internal()?;
@@ -93,14 +107,14 @@ impl Auth {
     /// `GET /api/connect/:provider/callback`: where to send the browser next, always the front end,
     /// with `?code=` on success and `?error=&error_description=` otherwise.
     #[tracing::instrument(skip_all, fields(provider = name))]
-    pub async fn sso_callback(
+    pub async fn callback(
         &self,
         name: &str,
         params: CallbackParams,
         browser: Option<&str>,
         client: &ClientInfo,
     ) -> Result<String> {
-        let provider = self.sso.provider(name)?;
+        let provider = self.auth.sso.provider(name)?;
         let fallback = provider.settings.callback.clone();
         let state = params
             .state
@@ -108,14 +122,20 @@ impl Auth {
             .filter(|s| !s.is_empty() && s.len() <= MAX_PARAM);
         let taken = match state {
             Some(state) => self
+                .auth
                 .store
-                .take_sso_state(&hash_token(state), SsoStage::Authorize, self.now_millis())
+                .take_sso_state(
+                    &hash_token(state),
+                    SsoStage::Authorize,
+                    self.auth.now_millis(),
+                )
                 .await
                 .or_internal()?,
             None => None,
         };
         let Some(taken) = taken.filter(|t| t.provider == name) else {
-            self.audit("sso_failure", None, client, Some("unknown or used state"))
+            self.auth
+                .audit("sso_failure", None, client, Some("unknown or used state"))
                 .await;
             return Ok(with_query(
                 fallback,
@@ -131,7 +151,8 @@ impl Auth {
         let pending: Pending = serde_json::from_str(&taken.payload).map_err(Error::internal)?;
         let callback = url::Url::parse(&pending.callback).unwrap_or(fallback);
         if !same_browser(&taken.browser, browser) {
-            self.audit("sso_failure", None, client, Some("another browser"))
+            self.auth
+                .audit("sso_failure", None, client, Some("another browser"))
                 .await;
             return Ok(with_query(
                 callback,
@@ -174,12 +195,14 @@ impl Auth {
                 ],
             ));
         };
-        let asserted = match provider.identify(&self.sso, code, &pending).await {
+        let asserted = match provider.identify(&self.auth.sso, code, &pending).await {
             Ok(asserted) => asserted,
             Err(e) => {
                 tracing::warn!(error = %e, "single sign-on refused");
                 let detail = format!("{name}: {}", e.description());
-                self.audit("sso_failure", None, client, Some(&detail)).await;
+                self.auth
+                    .audit("sso_failure", None, client, Some(&detail))
+                    .await;
                 return Ok(with_query(
                     callback,
                     &[
@@ -190,14 +213,15 @@ impl Auth {
             }
         };
         let code = random_id(32);
-        self.store
+        self.auth
+            .store
             .put_sso_state(&SsoState {
                 hash: hash_token(&code),
                 stage: SsoStage::Finish,
                 provider: name.to_owned(),
                 browser: taken.browser,
                 payload: serde_json::to_string(&asserted).map_err(Error::internal)?,
-                expires_at: self.now_millis() + millis(FINISH_TTL),
+                expires_at: self.auth.now_millis() + millis(FINISH_TTL),
             })
             .await
             .or_internal()?;
@@ -206,7 +230,7 @@ impl Auth {
 
     /// `GET /api/auth/:provider/callback?code=`: the session for the person the provider vouched for.
     #[tracing::instrument(skip_all, fields(provider = name))]
-    pub async fn sso_finish(
+    pub async fn finish(
         &self,
         name: &str,
         code: Option<&str>,
@@ -216,29 +240,32 @@ impl Auth {
         // Strapi answers this for any provider, configured or not, and so does Keyway: without a
         // configured provider there can be no completed sign-in either.
         let refused = || Error::Application(MSG_NO_PROVIDER_SESSION.into());
-        self.sso.provider(name).map_err(|_| refused())?;
+        self.auth.sso.provider(name).map_err(|_| refused())?;
         let code = code
             .filter(|c| !c.is_empty() && c.len() <= MAX_PARAM)
             .ok_or_else(refused)?;
         let taken = self
+            .auth
             .store
-            .take_sso_state(&hash_token(code), SsoStage::Finish, self.now_millis())
+            .take_sso_state(&hash_token(code), SsoStage::Finish, self.auth.now_millis())
             .await
             .or_internal()?
             .filter(|t| t.provider == name && same_browser(&t.browser, browser))
             .ok_or_else(refused)?;
         let asserted: Asserted = serde_json::from_str(&taken.payload).map_err(Error::internal)?;
-        let ticket = self.caches.ticket();
+        let ticket = self.auth.caches.ticket();
         let user = self.sso_account(name, &asserted, &client).await?;
         if user.blocked {
-            self.audit("login_failure", Some(user.id), &client, Some("blocked"))
+            self.auth
+                .audit("login_failure", Some(user.id), &client, Some("blocked"))
                 .await;
             return Err(Error::Application(MSG_BLOCKED.into()));
         }
         let detail = format!("single sign-on with {name}");
-        self.audit("login_success", Some(user.id), &client, Some(&detail))
+        self.auth
+            .audit("login_success", Some(user.id), &client, Some(&detail))
             .await;
-        let (jwt, refresh_token) = self.start_session(&user, ticket, None, client).await?;
+        let (jwt, refresh_token) = self.auth.start_session(&user, ticket, None, client).await?;
         Ok(Issued {
             jwt: Some(jwt),
             refresh_token,

@@ -3,8 +3,9 @@
 
 use super::{
     Asserted, MSG_EMAIL_TAKEN, MSG_NO_EMAIL, MSG_NO_PROVIDER_SESSION, MSG_REGISTER_UNAVAILABLE,
+    SingleSignOn,
 };
-use crate::auth::{Auth, ClientInfo, MSG_BLOCKED, document_id};
+use crate::auth::{ClientInfo, MSG_BLOCKED, document_id};
 use crate::domain::Email;
 use crate::error::{Error, OrInternal, Result};
 use crate::store::{Identity, NewUser, StoreError, User};
@@ -34,7 +35,7 @@ fn username_candidate(asserted: &Asserted, attempt: u32) -> String {
     name
 }
 
-impl Auth {
+impl SingleSignOn<'_> {
     /// The account of the person the provider vouched for: the linked one, else an existing account
     /// with the same verified email when linking is allowed and its address was proven here, else a
     /// new one when registration is open.
@@ -55,7 +56,7 @@ impl Auth {
             .filter(|_| asserted.email_verified)
             .and_then(|e| Email::parse(e).ok())
             .ok_or_else(|| Error::Application(MSG_NO_EMAIL.into()))?;
-        let now = self.now_millis();
+        let now = self.auth.now_millis();
         let identity = Identity {
             provider: name.to_owned(),
             subject: asserted.subject.clone(),
@@ -64,6 +65,7 @@ impl Auth {
             created_at: now,
         };
         if let Some(existing) = self
+            .auth
             .store
             .user_by_email(email.as_str())
             .await
@@ -74,16 +76,17 @@ impl Auth {
             }
             // Linking needs the account's own address proven too: else it may be a squatter's,
             // registered with the victim's address, whose password would keep working.
-            let proven = existing.confirmed && self.settings.email_confirmation;
-            if !(self.sso.link_verified_email && proven) {
-                if self.sso.link_verified_email {
-                    self.audit(
-                        "sso_failure",
-                        Some(existing.id),
-                        client,
-                        Some("unproven address"),
-                    )
-                    .await;
+            let proven = existing.confirmed && self.auth.settings.email_confirmation;
+            if !(self.auth.sso.link_verified_email && proven) {
+                if self.auth.sso.link_verified_email {
+                    self.auth
+                        .audit(
+                            "sso_failure",
+                            Some(existing.id),
+                            client,
+                            Some("unproven address"),
+                        )
+                        .await;
                 }
                 return Err(Error::Application(MSG_EMAIL_TAKEN.into()));
             }
@@ -91,24 +94,26 @@ impl Auth {
                 user_id: existing.id,
                 ..identity
             };
-            match self.store.link_identity(&identity).await {
+            match self.auth.store.link_identity(&identity).await {
                 // A twin sign-in linked it first: same outcome.
                 Ok(()) | Err(StoreError::Conflict) => {}
                 Err(e) => return Err(Error::internal(e)),
             }
-            self.audit("sso_linked", Some(existing.id), client, Some(name))
+            self.auth
+                .audit("sso_linked", Some(existing.id), client, Some(name))
                 .await;
             return self
+                .auth
                 .store
                 .user_by_id(existing.id)
                 .await
                 .or_internal()?
                 .ok_or_else(|| Error::Application(MSG_NO_PROVIDER_SESSION.into()));
         }
-        if !self.settings.allow_register {
+        if !self.auth.settings.allow_register {
             return Err(Error::Application(MSG_REGISTER_UNAVAILABLE.into()));
         }
-        let role = self.default_role().await?;
+        let role = self.auth.default_role().await?;
         for attempt in 0..5 {
             let new = NewUser {
                 document_id: document_id(),
@@ -122,9 +127,15 @@ impl Auth {
                 role_id: role.id,
                 now,
             };
-            match self.store.create_user_with_identity(new, &identity).await {
+            match self
+                .auth
+                .store
+                .create_user_with_identity(new, &identity)
+                .await
+            {
                 Ok(user) => {
-                    self.audit("sso_registered", Some(user.id), client, Some(name))
+                    self.auth
+                        .audit("sso_registered", Some(user.id), client, Some(name))
                         .await;
                     return Ok(user);
                 }
@@ -134,6 +145,7 @@ impl Auth {
                         return Ok(user);
                     }
                     if self
+                        .auth
                         .store
                         .user_by_email(email.as_str())
                         .await
@@ -152,12 +164,13 @@ impl Auth {
 
     async fn linked_user(&self, provider: &str, subject: &str) -> Result<Option<User>> {
         match self
+            .auth
             .store
             .identity_owner(provider, subject)
             .await
             .or_internal()?
         {
-            Some(id) => self.store.user_by_id(id).await.or_internal(),
+            Some(id) => self.auth.store.user_by_id(id).await.or_internal(),
             None => Ok(None),
         }
     }

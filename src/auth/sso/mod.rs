@@ -1,16 +1,17 @@
 //! Single sign-on: "Continue with Google" and friends, in the shape of Strapi ≥ 5.53's connect flow.
 //!
-//! 1. [`Auth::sso_begin`] (`GET /api/connect/:provider`) sends the browser to the provider with an
-//!    authorization-code request: PKCE (S256), a `state` and, for OpenID Connect, a `nonce`. What the
-//!    callback needs is stored by the hash of `state`, bound to the browser by the hash of a cookie.
-//! 2. [`Auth::sso_callback`] (`GET /api/connect/:provider/callback`) takes that record out (once),
-//!    checks the browser, trades the code for tokens, verifies who the provider vouches for (an
-//!    OpenID Connect `id_token`: signature against the provider's keys, `iss`, `aud`, `exp`, `nonce`;
-//!    GitHub: its user API) and sends the browser to the front end with a one-time code. No provider
-//!    token ever travels in a URL.
-//! 3. [`Auth::sso_finish`] (`GET /api/auth/:provider/callback?code=`) trades that code, from the same
-//!    browser, for a session: the account linked to the identity, else one linked or created by the
-//!    rules below, then `{jwt, user}` like a login.
+//! 1. [`SingleSignOn::begin`] (`GET /api/connect/:provider`) sends the browser to the provider with
+//!    an authorization-code request: PKCE (S256), a `state` and, for OpenID Connect, a `nonce`. What
+//!    the callback needs is stored by the hash of `state`, bound to the browser by the hash of a
+//!    cookie.
+//! 2. [`SingleSignOn::callback`] (`GET /api/connect/:provider/callback`) takes that record out
+//!    (once), checks the browser, trades the code for tokens, verifies who the provider vouches for
+//!    (an OpenID Connect `id_token`: signature against the provider's keys, `iss`, `aud`, `exp`,
+//!    `nonce`; GitHub: its user API) and sends the browser to the front end with a one-time code. No
+//!    provider token ever travels in a URL.
+//! 3. [`SingleSignOn::finish`] (`GET /api/auth/:provider/callback?code=`) trades that code, from the
+//!    same browser, for a session: the account linked to the identity, else one linked or created by
+//!    the rules below, then `{jwt, user}` like a login.
 //!
 //! Accounts: an identity (provider, subject) belongs to one account. A first sign-in uses only an
 //! email the provider says it verified (else it is refused), and creates an account whose `provider`
@@ -25,6 +26,7 @@
 //! [`crate::outbound::HttpClient`], which never follows redirects.
 //!
 //! Here: the settings, the configured providers and the callback rules. `flow.rs` has the three legs,
+//! as the methods of the [`SingleSignOn`] service ([`crate::auth::Auth::single_sign_on`]),
 //! `provider.rs` the OpenID Connect protocol work, `github.rs` GitHub's OAuth app and user API,
 //! `linking.rs` which account a sign-in becomes, `settings.rs` the declared settings and the
 //! providers' presets.
@@ -34,6 +36,8 @@ mod github;
 mod linking;
 mod provider;
 pub mod settings;
+
+pub use flow::SingleSignOn;
 
 use openidconnect::core::CoreProviderMetadata;
 use openidconnect::{HttpRequest, RedirectUrl};

@@ -98,14 +98,8 @@ fn secure(settings: &CookieSettings) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::test_headers as headers;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
 
     #[test]
     fn cookie_mode_by_header_or_setting() {

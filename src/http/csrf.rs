@@ -71,18 +71,13 @@ fn is_json(content_type: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     fn allowed_with(pairs: &[(&'static str, &str)]) -> bool {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap());
-        }
         let trusted = [
             "https://auth.example.com".to_owned(),
             "https://app.example.com".to_owned(),
         ];
-        allowed(&h, &trusted)
+        allowed(&crate::http::test_headers(pairs), &trusted)
     }
 
     const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");

@@ -254,6 +254,16 @@ pub fn router(state: AppState, body_limit_bytes: usize, extra: Router<AppState>)
     .with_state(state)
 }
 
+/// A header map of `pairs`, in order (a name may repeat), for the unit tests of header readers.
+#[cfg(test)]
+fn test_headers(pairs: &[(&'static str, &str)]) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, HeaderValue::from_str(v).unwrap());
+    }
+    h
+}
+
 #[cfg(test)]
 mod tests {
     use super::body::assert_reader_matches_schema as agree;

@@ -122,16 +122,8 @@ impl Accounts<'_> {
                 .or_internal()?
                 .unwrap_or(user)
         };
-        self.auth
-            .audit("password_reset", Some(user.id), &client, None)
-            .await;
-        self.mail_in_background(&user, Template::PasswordChanged, None, None);
-        let (jwt, refresh_token) = self.auth.start_session(&user, ticket, None, client).await?;
-        Ok(Issued {
-            jwt: Some(jwt),
-            refresh_token,
-            user,
-        })
+        self.signed_in_with_new_password(user, ticket, "password_reset", client)
+            .await
     }
 
     /// `POST /api/auth/change-password`: checks the current password, stores the new one, ends every
@@ -200,16 +192,8 @@ impl Accounts<'_> {
             .check_new_password(&new, &[&user.username, &user.email])
             .await?;
         let (user, ticket) = self.set_password(user, &new).await?;
-        self.auth
-            .audit("password_change", Some(user.id), &client, None)
-            .await;
-        self.mail_in_background(&user, Template::PasswordChanged, None, None);
-        let (jwt, refresh_token) = self.auth.start_session(&user, ticket, None, client).await?;
-        Ok(Issued {
-            jwt: Some(jwt),
-            refresh_token,
-            user,
-        })
+        self.signed_in_with_new_password(user, ticket, "password_change", client)
+            .await
     }
 
     /// Stores a new password hash and ends every session of the account; returns the account as it
@@ -234,6 +218,25 @@ impl Accounts<'_> {
         let ticket = self.auth.caches.ticket();
         let now = self.auth.store.user_by_id(user.id).await.or_internal()?;
         Ok((now.ok_or(Error::INVALID_USER)?, ticket))
+    }
+
+    /// How every password change (change, reset) ends once the hash is stored: recorded as `event`,
+    /// the owner told by mail, and a session opened for the caller — the only one left.
+    async fn signed_in_with_new_password(
+        &self,
+        user: User,
+        ticket: Ticket,
+        event: &str,
+        client: ClientInfo,
+    ) -> Result<Issued> {
+        self.auth.audit(event, Some(user.id), &client, None).await;
+        self.mail_in_background(&user, Template::PasswordChanged, None, None);
+        let (jwt, refresh_token) = self.auth.start_session(&user, ticket, None, client).await?;
+        Ok(Issued {
+            jwt: Some(jwt),
+            refresh_token,
+            user,
+        })
     }
 
     /// `GET /api/auth/email-confirmation?confirmation=…`: confirms the address the code was sent to.

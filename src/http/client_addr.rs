@@ -110,9 +110,8 @@ fn parse_node(node: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::test_headers as headers;
     use crate::config::canonical_net;
-
+    use crate::http::test_headers as headers;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -100,7 +100,6 @@ mod tests {
     use super::*;
     use crate::http::test_headers as headers;
 
-
     #[test]
     fn cookie_mode_by_header_or_setting() {
         let s = CookieSettings::default();

@@ -28,6 +28,12 @@ fn with_query(mut url: url::Url, pairs: &[(&str, &str)]) -> String {
     url.into()
 }
 
+/// Where a refused sign-in sends the browser: `url` with the OAuth-style `error` and
+/// `error_description` the app's callback reads.
+fn refusal_url(url: url::Url, error: &str, description: &str) -> String {
+    with_query(url, &[("error", error), ("error_description", description)])
+}
+
 /// An OAuth error code as the provider sent it, if it looks like one (RFC 6749 allows only these
 /// characters); anything else becomes `oauth_error`.
 fn error_code(raw: &str) -> &str {
@@ -75,13 +81,7 @@ impl<'a> SingleSignOn<'a> {
             Ok(url) => url,
             Err(e) => {
                 tracing::warn!(error = %e, "single sign-on could not start");
-                return Ok(with_query(
-                    callback,
-                    &[
-                        ("error", "oauth_error"),
-                        ("error_description", e.description()),
-                    ],
-                ));
+                return Ok(refusal_url(callback, "oauth_error", e.description()));
             }
         };
         let pending = Pending {
@@ -137,15 +137,10 @@ impl<'a> SingleSignOn<'a> {
             self.auth
                 .audit("sso_failure", None, client, Some("unknown or used state"))
                 .await;
-            return Ok(with_query(
+            return Ok(refusal_url(
                 fallback,
-                &[
-                    ("error", "invalid_state"),
-                    (
-                        "error_description",
-                        "The sign-in expired or was already used",
-                    ),
-                ],
+                "invalid_state",
+                "The sign-in expired or was already used",
             ));
         };
         let pending: Pending = serde_json::from_str(&taken.payload).map_err(Error::internal)?;
@@ -154,15 +149,10 @@ impl<'a> SingleSignOn<'a> {
             self.auth
                 .audit("sso_failure", None, client, Some("another browser"))
                 .await;
-            return Ok(with_query(
+            return Ok(refusal_url(
                 callback,
-                &[
-                    ("error", "invalid_state"),
-                    (
-                        "error_description",
-                        "The sign-in was started in another browser",
-                    ),
-                ],
+                "invalid_state",
+                "The sign-in was started in another browser",
             ));
         }
         if let Some(error) = params.error.as_deref() {
@@ -175,24 +165,16 @@ impl<'a> SingleSignOn<'a> {
                 .filter(|c| !c.is_control())
                 .take(200)
                 .collect();
-            return Ok(with_query(
-                callback,
-                &[
-                    ("error", error_code(error)),
-                    ("error_description", &description),
-                ],
-            ));
+            return Ok(refusal_url(callback, error_code(error), &description));
         }
         let Some(code) = params
             .code
             .filter(|c| !c.is_empty() && c.len() <= MAX_PARAM)
         else {
-            return Ok(with_query(
+            return Ok(refusal_url(
                 callback,
-                &[
-                    ("error", "oauth_error"),
-                    ("error_description", "The sign-in provider sent no code"),
-                ],
+                "oauth_error",
+                "The sign-in provider sent no code",
             ));
         };
         let asserted = match provider.identify(&self.auth.sso, code, &pending).await {
@@ -203,13 +185,7 @@ impl<'a> SingleSignOn<'a> {
                 self.auth
                     .audit("sso_failure", None, client, Some(&detail))
                     .await;
-                return Ok(with_query(
-                    callback,
-                    &[
-                        ("error", "oauth_error"),
-                        ("error_description", e.description()),
-                    ],
-                ));
+                return Ok(refusal_url(callback, "oauth_error", e.description()));
             }
         };
         let code = random_id(32);
@@ -298,7 +274,7 @@ mod tests {
     fn query_pairs_are_appended_and_escaped() {
         let url = url::Url::parse("https://app.example/cb?keep=1").unwrap();
         assert_eq!(
-            with_query(url, &[("error", "x y"), ("error_description", "a&b")]),
+            refusal_url(url, "x y", "a&b"),
             "https://app.example/cb?keep=1&error=x+y&error_description=a%26b"
         );
     }

@@ -47,14 +47,39 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/assets/app.js", get(script))
 }
 
-/// One page to render: its template, the name the script knows it by, its title, and whether it
-/// runs the app script.
+/// One page to render: the name the script knows it by, its template (`<template>.html`, the name
+/// unless said otherwise), its title, and whether it runs the app script.
 struct Page {
-    file: &'static str,
     name: &'static str,
+    template: &'static str,
     title: &'static str,
     script: bool,
 }
+
+impl Page {
+    const fn new(name: &'static str, title: &'static str, script: bool) -> Self {
+        Self {
+            name,
+            template: name,
+            title,
+            script,
+        }
+    }
+}
+
+// The hosted pages. The reset pages run no script: they work without JavaScript.
+const LOGIN: Page = Page::new("login", "Sign in", true);
+const SSO: Page = Page {
+    template: "sso-redirect",
+    ..Page::new("sso", "Signing in", true)
+};
+const HOME: Page = Page::new("home", "Your account", true);
+const REGISTER: Page = Page::new("register", "Create an account", true);
+const FORGOT_PASSWORD: Page = Page::new("forgot-password", "Forgot your password?", true);
+const EMAIL_CONFIRMED: Page = Page::new("email-confirmed", "Email confirmed", false);
+const RESET_PASSWORD: Page = Page::new("reset-password", "Choose a new password", false);
+const RESET_INVALID: Page = Page::new("reset-invalid", "Link no longer works", false);
+const RESET_DONE: Page = Page::new("reset-done", "Password changed", false);
 
 /// The variables every template may use (`templates::pages` declares them).
 fn common(state: &AppState) -> Value {
@@ -67,9 +92,10 @@ fn common(state: &AppState) -> Value {
 
 /// Renders the page's template with `vars` and sets it into the frame.
 fn render(state: &AppState, status: StatusCode, page: Page, vars: Value) -> Response {
+    let file = format!("{}.html", page.template);
     let templates = &state.page_templates;
     let html = templates
-        .render(page.file, context! { ..vars, ..common(state) })
+        .render(&file, context! { ..vars, ..common(state) })
         .and_then(|body| {
             let frame = context! {
                 title => page.title,
@@ -85,7 +111,7 @@ fn render(state: &AppState, status: StatusCode, page: Page, vars: Value) -> Resp
     let html = match html {
         Ok(html) => html,
         // The templates were checked at start-up; what fails here is a bug, not the visitor's doing.
-        Err(e) => return Error::internal(format!("page {}: {e}", page.file)).into_response(),
+        Err(e) => return Error::internal(format!("page {file}: {e}")).into_response(),
     };
     let mut response = (status, axum::response::Html(html)).into_response();
     let h = response.headers_mut();
@@ -128,17 +154,11 @@ pub(super) async fn login(State(state): State<AppState>) -> Response {
         .buttons()
         .map(|(name, display_name)| context! { name, display_name })
         .collect();
-    let page = Page {
-        file: "login.html",
-        name: "login",
-        title: "Sign in",
-        script: true,
-    };
     let vars = context! {
         allow_register => state.auth.settings().allow_register,
         sso_providers,
     };
-    render(&state, StatusCode::OK, page, vars)
+    render(&state, StatusCode::OK, LOGIN, vars)
 }
 
 /// Where a provider's sign-in lands: the script trades the one-time code for a session (cookie mode,
@@ -152,48 +172,24 @@ async fn sso_redirect(State(state): State<AppState>, Path(provider): Path<String
     else {
         return Error::NotFound("Not Found".into()).into_response();
     };
-    let page = Page {
-        file: "sso-redirect.html",
-        name: "sso",
-        title: "Signing in",
-        script: true,
-    };
     let vars = context! { provider => name, display_name };
-    render(&state, StatusCode::OK, page, vars)
+    render(&state, StatusCode::OK, SSO, vars)
 }
 
 async fn home(State(state): State<AppState>) -> Response {
-    let page = Page {
-        file: "home.html",
-        name: "home",
-        title: "Your account",
-        script: true,
-    };
-    render(&state, StatusCode::OK, page, context! {})
+    render(&state, StatusCode::OK, HOME, context! {})
 }
 
 async fn register(State(state): State<AppState>) -> Response {
     if !state.auth.settings().allow_register {
         return Error::NotFound("Not Found".into()).into_response();
     }
-    let page = Page {
-        file: "register.html",
-        name: "register",
-        title: "Create an account",
-        script: true,
-    };
     let vars = context! { min_length => state.auth.settings().password_min_chars };
-    render(&state, StatusCode::OK, page, vars)
+    render(&state, StatusCode::OK, REGISTER, vars)
 }
 
 async fn forgot(State(state): State<AppState>) -> Response {
-    let page = Page {
-        file: "forgot-password.html",
-        name: "forgot-password",
-        title: "Forgot your password?",
-        script: true,
-    };
-    render(&state, StatusCode::OK, page, context! {})
+    render(&state, StatusCode::OK, FORGOT_PASSWORD, context! {})
 }
 
 async fn stylesheet() -> Response {
@@ -226,13 +222,7 @@ fn asset(content_type: &'static str, body: String) -> Response {
 
 /// Where the confirmation link lands after the redirect.
 async fn email_confirmed(State(state): State<AppState>) -> Response {
-    let page = Page {
-        file: "email-confirmed.html",
-        name: "email-confirmed",
-        title: "Email confirmed",
-        script: false,
-    };
-    render(&state, StatusCode::OK, page, context! {})
+    render(&state, StatusCode::OK, EMAIL_CONFIRMED, context! {})
 }
 
 #[derive(Deserialize)]
@@ -259,28 +249,16 @@ fn reset_form_page(
     code: &str,
     error: Option<&str>,
 ) -> Response {
-    let page = Page {
-        file: "reset-password.html",
-        name: "reset-password",
-        title: "Choose a new password",
-        script: false,
-    };
     let vars = context! {
         code,
         min_length => state.auth.settings().password_min_chars,
         error,
     };
-    render(state, status, page, vars)
+    render(state, status, RESET_PASSWORD, vars)
 }
 
 fn invalid_link(state: &AppState) -> Response {
-    let page = Page {
-        file: "reset-invalid.html",
-        name: "reset-invalid",
-        title: "Link no longer works",
-        script: false,
-    };
-    render(state, StatusCode::BAD_REQUEST, page, context! {})
+    render(state, StatusCode::BAD_REQUEST, RESET_INVALID, context! {})
 }
 
 /// The reset form's fields; the page answers for a missing or wrong one, so any of them may be empty.
@@ -341,15 +319,7 @@ async fn reset_submit(
         .reset_password(code, password, client)
         .await
     {
-        Ok(_) => {
-            let page = Page {
-                file: "reset-done.html",
-                name: "reset-done",
-                title: "Password changed",
-                script: false,
-            };
-            render(&state, StatusCode::OK, page, context! {})
-        }
+        Ok(_) => render(&state, StatusCode::OK, RESET_DONE, context! {}),
         Err(Error::Validation(_)) => invalid_link(&state),
         // The policy, with what only the core knows (the account's name, the online check).
         Err(Error::Fields(errors)) if !errors.is_empty() => {

@@ -78,6 +78,7 @@ pub async fn run(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
         ),
         other => super::core_error(other),
     };
+    let blocking = matches!(cmd, UserCommand::Block { .. });
     match cmd {
         UserCommand::Add {
             username,
@@ -166,21 +167,14 @@ pub async fn run(config: Config, cmd: UserCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        UserCommand::Block { user } => {
+        UserCommand::Block { user } | UserCommand::Unblock { user } => {
             let user = auth
                 .admin()
-                .set_blocked(&user, true)
+                .set_blocked(&user, blocking)
                 .await
                 .map_err(show_err)?;
-            println!("blocked {}", describe(&user));
-        }
-        UserCommand::Unblock { user } => {
-            let user = auth
-                .admin()
-                .set_blocked(&user, false)
-                .await
-                .map_err(show_err)?;
-            println!("unblocked {}", describe(&user));
+            let done = if blocking { "blocked" } else { "unblocked" };
+            println!("{done} {}", describe(&user));
         }
         UserCommand::Delete { user } => {
             let user = auth.admin().delete_user(&user).await.map_err(show_err)?;

@@ -134,26 +134,28 @@ impl<'a> SingleSignOn<'a> {
             None => None,
         };
         let Some(taken) = taken.filter(|t| t.provider == name) else {
-            self.auth
-                .audit("sso_failure", None, client, Some("unknown or used state"))
-                .await;
-            return Ok(refusal_url(
-                fallback,
-                "invalid_state",
-                "The sign-in expired or was already used",
-            ));
+            return Ok(self
+                .refused(
+                    client,
+                    "unknown or used state",
+                    fallback,
+                    "invalid_state",
+                    "The sign-in expired or was already used",
+                )
+                .await);
         };
         let pending: Pending = serde_json::from_str(&taken.payload).map_err(Error::internal)?;
         let callback = url::Url::parse(&pending.callback).unwrap_or(fallback);
         if !same_browser(&taken.browser, browser) {
-            self.auth
-                .audit("sso_failure", None, client, Some("another browser"))
-                .await;
-            return Ok(refusal_url(
-                callback,
-                "invalid_state",
-                "The sign-in was started in another browser",
-            ));
+            return Ok(self
+                .refused(
+                    client,
+                    "another browser",
+                    callback,
+                    "invalid_state",
+                    "The sign-in was started in another browser",
+                )
+                .await);
         }
         if let Some(error) = params.error.as_deref() {
             // The provider's own refusal (the user cancelled, consent denied…), passed on.
@@ -182,10 +184,9 @@ impl<'a> SingleSignOn<'a> {
             Err(e) => {
                 tracing::warn!(error = %e, "single sign-on refused");
                 let detail = format!("{name}: {}", e.description());
-                self.auth
-                    .audit("sso_failure", None, client, Some(&detail))
-                    .await;
-                return Ok(refusal_url(callback, "oauth_error", e.description()));
+                return Ok(self
+                    .refused(client, &detail, callback, "oauth_error", e.description())
+                    .await);
             }
         };
         let code = random_id(32);
@@ -202,6 +203,22 @@ impl<'a> SingleSignOn<'a> {
             .await
             .or_internal()?;
         Ok(with_query(callback, &[("code", &code)]))
+    }
+
+    /// A refused callback, recorded with why (`detail`, for the operator) before the browser is
+    /// sent to `url` with the OAuth-style error the app reads.
+    async fn refused(
+        &self,
+        client: &ClientInfo,
+        detail: &str,
+        url: url::Url,
+        error: &str,
+        description: &str,
+    ) -> String {
+        self.auth
+            .audit("sso_failure", None, client, Some(detail))
+            .await;
+        refusal_url(url, error, description)
     }
 
     /// `GET /api/auth/:provider/callback?code=`: the session for the person the provider vouched for.

@@ -184,30 +184,46 @@ impl Auth {
 
     /// The session behind an access token, from the cache when it is there.
     pub(super) async fn session(&self, id: &str) -> Result<Option<Arc<Session>>> {
-        if let Some(s) = self.caches.session(id) {
-            return Ok(Some(s));
-        }
-        let ticket = self.caches.ticket();
-        let Some(s) = self.store.session(id).await.or_internal()? else {
-            return Ok(None);
-        };
-        let s = Arc::new(s);
-        self.caches.put_session(ticket, s.clone());
-        Ok(Some(s))
+        self.read_through(
+            self.caches.session(id),
+            || self.store.session(id),
+            |t, s| self.caches.put_session(t, s),
+        )
+        .await
     }
 
     /// A user by id, from the cache when it is there.
     pub(super) async fn user(&self, id: i64) -> Result<Option<Arc<User>>> {
-        if let Some(u) = self.caches.user(id) {
-            return Ok(Some(u));
+        self.read_through(
+            self.caches.user(id),
+            || self.store.user_by_id(id),
+            |t, u| self.caches.put_user(t, u),
+        )
+        .await
+    }
+
+    /// `cached` if there was one; else what `load` reads, kept with a ticket taken before the read,
+    /// so an invalidation that lands while it is read keeps the stale value out of the cache. (`load`
+    /// is called only on a miss: a hit costs no store call, not even an unpolled one.)
+    async fn read_through<V, F>(
+        &self,
+        cached: Option<Arc<V>>,
+        load: impl FnOnce() -> F,
+        keep: impl FnOnce(Ticket, Arc<V>),
+    ) -> Result<Option<Arc<V>>>
+    where
+        F: Future<Output = crate::store::StoreResult<Option<V>>>,
+    {
+        if cached.is_some() {
+            return Ok(cached);
         }
         let ticket = self.caches.ticket();
-        let Some(u) = self.store.user_by_id(id).await.or_internal()? else {
+        let Some(value) = load().await.or_internal()? else {
             return Ok(None);
         };
-        let u = Arc::new(u);
-        self.caches.put_user(ticket, u.clone());
-        Ok(Some(u))
+        let value = Arc::new(value);
+        keep(ticket, value.clone());
+        Ok(Some(value))
     }
 }
 

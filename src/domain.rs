@@ -11,6 +11,48 @@ use std::fmt;
 /// that hashing it cannot be used to burn CPU. Nothing is ever truncated.
 pub const PASSWORD_MAX_BYTES: usize = 1024;
 
+/// What a validated string that is no secret offers besides its `parse`: the text (`as_str`), and
+/// `Debug` and `Display` that show it. One definition, so that every such type reads the same way.
+macro_rules! shown_text {
+    ($name:ident) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_tuple(stringify!($name)).field(&self.0).finish()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+/// What a password type offers besides its `parse`: the text, only through the explicit `expose`,
+/// and a `Debug` that shows a placeholder, so a password can never be printed or logged by accident.
+macro_rules! secret_text {
+    ($name:ident) => {
+        impl $name {
+            pub fn expose(&self) -> &str {
+                self.0.expose_secret()
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "([REDACTED])"))
+            }
+        }
+    };
+}
+
 /// A username: 3 to 255 characters, none of them control characters, no surrounding whitespace.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Username(String);
@@ -41,23 +83,9 @@ impl Username {
         }
         Ok(Self(raw.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Debug for Username {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Username").field(&self.0).finish()
-    }
-}
-
-impl fmt::Display for Username {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+shown_text!(Username);
 
 /// An email address, stored lower-cased (Strapi matches emails case-insensitively by lower-casing both
 /// sides). The check is deliberately structural — one `@`, a non-empty local part, a dotted domain of
@@ -103,23 +131,9 @@ impl Email {
         }
         Ok(Self(raw.to_lowercase()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Debug for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Email").field(&self.0).finish()
-    }
-}
-
-impl fmt::Display for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+shown_text!(Email);
 
 /// What every password field asks, chosen or typed at login: present, and at most
 /// [`PASSWORD_MAX_BYTES`], so an oversized body cannot make the server hash megabytes.
@@ -147,17 +161,9 @@ impl Password {
     pub fn parse(raw: &str) -> Result<Self, String> {
         bounded_password(raw).map(Self)
     }
-
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
 }
 
-impl fmt::Debug for Password {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Password([REDACTED])")
-    }
-}
+secret_text!(Password);
 
 /// What a login names its account by: a username or an email, as typed. Only bounded: no account has a
 /// longer one (usernames stop at 255 characters, emails at 254 bytes), so anything longer is refused
@@ -202,17 +208,9 @@ impl LoginPassword {
     pub fn parse(raw: &str) -> Result<Self, String> {
         bounded_password(raw).map(Self)
     }
-
-    pub fn expose(&self) -> &str {
-        self.0.expose_secret()
-    }
 }
 
-impl fmt::Debug for LoginPassword {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("LoginPassword([REDACTED])")
-    }
-}
+secret_text!(LoginPassword);
 
 #[cfg(test)]
 mod tests {

@@ -156,9 +156,27 @@ fn naming(url: &str, e: StoreError) -> StoreError {
 /// sqlx's bookkeeping table, the one `sqlx::migrate!` uses.
 const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
 
+/// Runs `migrator`'s pending migrations on `conn`; returns what it applied. Each engine calls it with
+/// its own migrations, after any preparation of its own.
+pub(super) async fn run_migrations<DB>(
+    migrator: &sqlx::migrate::Migrator,
+    conn: &mut sqlx::pool::PoolConnection<DB>,
+) -> StoreResult<Vec<AppliedMigration>>
+where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate,
+{
+    let before = applied_versions(&mut **conn).await?;
+    migrator
+        .run(&mut *conn)
+        .await
+        .map_err(|e| StoreError::Database(Box::new(e)))?;
+    Ok(newly_applied(migrator, &before))
+}
+
 /// Versions already recorded as applied. Taken under the migration lock so it cannot race another
 /// process creating the bookkeeping table (a no-op lock on SQLite, whose writers are serialized anyway).
-pub(super) async fn applied_versions<C>(conn: &mut C) -> StoreResult<HashSet<i64>>
+async fn applied_versions<C>(conn: &mut C) -> StoreResult<HashSet<i64>>
 where
     C: sqlx::migrate::Migrate + ?Sized,
 {
@@ -177,7 +195,7 @@ where
 }
 
 /// The up-migrations of `migrator` missing from `before`: what a run that started from `before` applied.
-pub(super) fn newly_applied(
+fn newly_applied(
     migrator: &sqlx::migrate::Migrator,
     before: &HashSet<i64>,
 ) -> Vec<AppliedMigration> {

@@ -64,11 +64,11 @@ mod users;
 
 pub use audit::{AuditEvent, AuditStore};
 pub use codes::{CodePurpose, CodeStore};
+use connect::run_migrations;
 pub use connect::{
     AppliedMigration, DEFAULT_STATEMENT_TIMEOUT, DatabaseSettings, POSTGRES_CONNECT_TIMEOUT,
     POSTGRES_POOL_SIZE, SQLITE_POOL_SIZE, SslMode, connect, migrate, redact_url,
 };
-use connect::{applied_versions, newly_applied};
 pub use invalidations::{
     FeedEvent, FeedState, FeedStatus, Invalidation, InvalidationFeed, InvalidationStore,
 };

@@ -1070,6 +1070,46 @@ async fn a_strapi_5_document_with_draft_and_published_rows_is_imported_once() {
 // ---- conflicts ----
 
 #[tokio::test]
+async fn a_username_or_email_taken_in_the_other_column_is_a_conflict() {
+    let app = keyway().await;
+    // Carol (id 1, carol@example.com), and an account whose username is an address.
+    app.create_user("carol", |_| {}).await;
+    app.auth
+        .admin()
+        .create_user(keyway::auth::admin::AdminNewUser {
+            username: keyway::domain::Username::parse("dan@example.org").unwrap(),
+            email: keyway::domain::Email::parse("dan@keyway.test").unwrap(),
+            password: keyway::domain::Password::parse(&password_of("dan")).unwrap(),
+            role: None,
+            confirmed: true,
+            blocked: false,
+        })
+        .await
+        .unwrap();
+    let db = StrapiDb::sqlite(Strapi::V4).await.with_roles().await;
+    // A username that is Carol's email, but for case (ASCII-folded, as at registration).
+    db.user(&StrapiUser {
+        username: Some("Carol@Example.com".into()),
+        ..StrapiUser::new(7, "c7")
+    })
+    .await;
+    db.user(&StrapiUser {
+        email: Some("dan@example.org".into()),
+        ..StrapiUser::new(8, "d8")
+    })
+    .await;
+    let out = import(&app, &db.url).await;
+    assert_exit(&out, 3);
+    let text = stdout(&out);
+    for said in [
+        "username 'Carol@Example.com' is the email of Keyway account 1 ('carol')",
+        "email 'dan@example.org' is the username of Keyway account 2 ('dan@example.org')",
+    ] {
+        assert!(text.contains(said), "{said}: {text}");
+    }
+}
+
+#[tokio::test]
 async fn accounts_made_in_keyway_are_reported_never_overwritten() {
     let app = keyway().await;
     // Keyway's own Alice, made before the import: she holds id 1 and the name alice.

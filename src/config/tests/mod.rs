@@ -31,13 +31,35 @@ fn file_with(text: &str) -> tempfile::NamedTempFile {
 
 /// The configuration from a file holding `text`, and nothing else.
 fn from_file(text: &str) -> Result<Config, ConfigError> {
-    Overrides::file(file_with(text).path()).resolve(&no_env)
+    from_file_and_flags(text, &[])
+}
+
+/// Asserts that a file holding any one of `files`, alone, is refused.
+fn refused_files(files: &[&str]) {
+    for bad in files {
+        assert!(from_file(bad).is_err(), "{bad} was accepted");
+    }
 }
 
 /// The configuration from an empty file plus `flags`.
 fn from_flags(flags: &[(&str, &str)]) -> Result<Config, ConfigError> {
-    let empty = file_with("");
-    let mut o = Overrides::file(empty.path());
+    from_file_and_flags("", flags)
+}
+
+/// Why a file holding `text` (and nothing else) is refused, as the error says it.
+fn file_refusal(text: &str) -> String {
+    from_file(text).unwrap_err().to_string()
+}
+
+/// Why an empty file plus `flags` is refused, as the error says it.
+fn flags_refusal(flags: &[(&str, &str)]) -> String {
+    from_flags(flags).unwrap_err().to_string()
+}
+
+/// The configuration from a file holding `text` plus `flags`, and no variables.
+fn from_file_and_flags(text: &str, flags: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let file = file_with(text);
+    let mut o = Overrides::file(file.path());
     for (k, v) in flags {
         o = o.flag(k, *v);
     }

@@ -4,7 +4,7 @@
 use crate::auth::password;
 use crate::store::{
     ImportedAccount, ImportedUser, Millis, Revoke, Store, StoreError, StoreResult, StrapiState,
-    User, UserRole,
+    UserRole,
 };
 
 use super::source::UserRow;
@@ -208,6 +208,22 @@ fn same_data(current: &ImportedAccount, values: &ImportedUser) -> bool {
         && u.role.id == values.role_id
 }
 
+/// Where [`taken_by_another`] looks an identity up.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Username,
+    Email,
+}
+
+impl Column {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Username => "username",
+            Self::Email => "email",
+        }
+    }
+}
+
 /// Which other account holds the username or the email, looked up in both columns: as at
 /// registration, an email may not be someone's username nor the other way round.
 async fn taken_by_another(
@@ -215,37 +231,36 @@ async fn taken_by_another(
     wanted: &ImportedUser,
     me: Option<i64>,
 ) -> StoreResult<Option<String>> {
-    let other = |found: Option<User>| found.filter(|u| Some(u.id) != me);
-    let account = |u: &User| format!("Keyway account {} ('{}')", u.id, u.username);
-    if let Some(u) = other(store.user_by_username(&wanted.username).await?) {
-        return Ok(Some(format!(
-            "username '{}' belongs to {}",
-            wanted.username,
-            account(&u)
-        )));
-    }
-    if let Some(u) = other(store.user_by_email(&wanted.email).await?) {
-        return Ok(Some(format!(
-            "email '{}' belongs to {}",
-            wanted.email,
-            account(&u)
-        )));
-    }
+    let username = (Column::Username, wanted.username.as_str());
+    let email = (Column::Email, wanted.email.as_str());
     // ASCII lower-casing, as the registration check (`Store::identity_taken`) does.
     let username_as_email = wanted.username.to_ascii_lowercase();
-    if let Some(u) = other(store.user_by_email(&username_as_email).await?) {
-        return Ok(Some(format!(
-            "username '{}' is the email of {}",
-            wanted.username,
-            account(&u)
-        )));
-    }
-    if let Some(u) = other(store.user_by_username(&wanted.email).await?) {
-        return Ok(Some(format!(
-            "email '{}' is the username of {}",
-            wanted.email,
-            account(&u)
-        )));
+    // (what is wanted, the key looked up, the column it is looked up in): each in its own column
+    // first, then in the other.
+    let lookups = [
+        (username, username.1, Column::Username),
+        (email, email.1, Column::Email),
+        (username, username_as_email.as_str(), Column::Email),
+        (email, email.1, Column::Username),
+    ];
+    for ((field, value), key, column) in lookups {
+        let found = match column {
+            Column::Username => store.user_by_username(key).await?,
+            Column::Email => store.user_by_email(key).await?,
+        };
+        if let Some(u) = found.filter(|u| Some(u.id) != me) {
+            let holds = if column == field {
+                "belongs to".to_owned()
+            } else {
+                format!("is the {} of", column.name())
+            };
+            return Ok(Some(format!(
+                "{} '{value}' {holds} Keyway account {} ('{}')",
+                field.name(),
+                u.id,
+                u.username
+            )));
+        }
     }
     Ok(None)
 }
@@ -253,6 +268,7 @@ async fn taken_by_another(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::User;
 
     fn account(hash: &str, confirmed: bool, blocked: bool, seen: &StrapiState) -> ImportedAccount {
         ImportedAccount {

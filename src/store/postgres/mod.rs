@@ -13,7 +13,7 @@ mod throttle;
 
 use super::{
     AppliedMigration, DatabaseSettings, POSTGRES_POOL_SIZE, RowLock, SslMode, StoreError,
-    StoreResult, applied_versions, db, newly_applied,
+    StoreResult, db, run_migrations,
 };
 use feed::{record, subscribe};
 use sqlx::migrate::Migrator;
@@ -200,15 +200,11 @@ async fn migrate(pool: &PgPool) -> StoreResult<Vec<AppliedMigration>> {
         .execute(&mut *conn)
         .await
         .map_err(db)?;
-    let before = applied_versions(&mut *conn).await?;
-    MIGRATOR
-        .run(&mut *conn)
-        .await
-        .map_err(|e| StoreError::Database(Box::new(e)))?;
+    let applied = run_migrations(&MIGRATOR, &mut conn).await?;
     // Back to the configured value (RESET returns to what the connection started with).
     sqlx::query("RESET statement_timeout")
         .execute(&mut *conn)
         .await
         .map_err(db)?;
-    Ok(newly_applied(&MIGRATOR, &before))
+    Ok(applied)
 }

@@ -2,9 +2,30 @@
 //! Issuing replaces the user's unused codes atomically (SQLite's one writer, a lock on the user's
 //! row on PostgreSQL); the conditional update is the claim on use.
 
-use super::{Engine, lock, text};
+use super::{Db, Engine, lock, text};
 use crate::store::{CodePurpose, CodeStore, Millis, RowLock, StoreResult, db};
 use async_trait::async_trait;
+
+/// What makes a code usable, the one rule for using it and for looking at its owner: this hash ($1)
+/// and purpose ($2), not used, not expired at $3. A macro so that the statements stay `&'static str`.
+macro_rules! usable_code {
+    () => {
+        "hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3"
+    };
+}
+
+/// `sql`, a statement on the [`usable_code!`] codes returning their user, with its parameters bound.
+fn usable<'q>(
+    sql: &'static str,
+    hash: &'q str,
+    purpose: CodePurpose,
+    now: Millis,
+) -> sqlx::query::QueryScalar<'q, Db, i64, <Db as sqlx::Database>::Arguments> {
+    sqlx::query_scalar(sql)
+        .bind(text(hash))
+        .bind(purpose.as_str())
+        .bind(now)
+}
 
 #[async_trait]
 impl CodeStore for Engine {
@@ -51,14 +72,16 @@ impl CodeStore for Engine {
     ) -> StoreResult<Option<i64>> {
         // As in rotate_refresh, the conditional update is the claim: of two concurrent uses, the second
         // re-checks `used_at IS NULL` after the first commits and gets no row.
-        sqlx::query_scalar(
-            "UPDATE one_time_codes SET used_at = $1 \
-             WHERE hash = $2 AND purpose = $3 AND used_at IS NULL AND expires_at > $1 \
-             RETURNING user_id",
+        usable(
+            concat!(
+                "UPDATE one_time_codes SET used_at = $3 WHERE ",
+                usable_code!(),
+                " RETURNING user_id"
+            ),
+            hash,
+            purpose,
+            now,
         )
-        .bind(now)
-        .bind(text(hash))
-        .bind(purpose.as_str())
         .fetch_all(self.writer())
         .await
         .map(|mut rows| rows.pop())
@@ -71,13 +94,12 @@ impl CodeStore for Engine {
         purpose: CodePurpose,
         now: Millis,
     ) -> StoreResult<Option<i64>> {
-        sqlx::query_scalar(
-            "SELECT user_id FROM one_time_codes \
-             WHERE hash = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3",
+        usable(
+            concat!("SELECT user_id FROM one_time_codes WHERE ", usable_code!()),
+            hash,
+            purpose,
+            now,
         )
-        .bind(text(hash))
-        .bind(purpose.as_str())
-        .bind(now)
         .fetch_optional(self.reader())
         .await
         .map_err(db)

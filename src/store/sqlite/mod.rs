@@ -9,7 +9,7 @@ mod throttle;
 
 use super::{
     AppliedMigration, DatabaseSettings, Invalidation, InvalidationFeed, Millis, RowLock,
-    SQLITE_POOL_SIZE, StoreError, StoreResult, applied_versions, db, newly_applied,
+    SQLITE_POOL_SIZE, StoreError, StoreResult, db, run_migrations,
 };
 use sqlx::Transaction;
 use sqlx::migrate::Migrator;
@@ -146,12 +146,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
 async fn migrate(pool: &SqlitePool) -> StoreResult<Vec<AppliedMigration>> {
     let mut conn = pool.acquire().await.map_err(db)?;
-    let before = applied_versions(&mut *conn).await?;
-    MIGRATOR
-        .run(&mut *conn)
-        .await
-        .map_err(|e| StoreError::Database(Box::new(e)))?;
-    Ok(newly_applied(&MIGRATOR, &before))
+    run_migrations(&MIGRATOR, &mut conn).await
 }
 
 // What the files in `../sql/` ask of an engine, under the same names in `postgres/mod.rs`.

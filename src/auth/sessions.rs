@@ -61,9 +61,10 @@ impl Default for SessionSettings {
     }
 }
 
-/// The outcome of a successful refresh.
+/// What a successful refresh hands out: a new access token and the refresh token that replaces the
+/// one spent.
 #[derive(Debug)]
-pub struct Refreshed {
+pub struct TokenPair {
     pub jwt: String,
     pub refresh_token: String,
 }
@@ -235,7 +236,7 @@ impl Sessions<'_> {
 
     /// `POST /api/auth/refresh`: exchanges a refresh token for a new access token and its successor.
     #[tracing::instrument(skip_all)]
-    pub async fn refresh(&self, token: &str, client: &ClientInfo) -> Result<Refreshed> {
+    pub async fn refresh(&self, token: &str, client: &ClientInfo) -> Result<TokenPair> {
         let now = self.auth.clock.now_millis();
         let hash = hash_token(token);
         let idle = now + self.auth.session_settings.idle_ttl.as_millis() as Millis;
@@ -259,7 +260,7 @@ impl Sessions<'_> {
                 self.auth
                     .keys
                     .issue(session.user_id, &session.id, now, session.expires_at)?;
-            return Ok(Refreshed {
+            return Ok(TokenPair {
                 jwt,
                 refresh_token: next,
             });
@@ -308,7 +309,7 @@ impl Sessions<'_> {
             .auth
             .keys
             .issue(session.user_id, &session.id, now, session.expires_at)?;
-        Ok(Refreshed {
+        Ok(TokenPair {
             jwt,
             refresh_token: next,
         })

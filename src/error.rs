@@ -65,6 +65,10 @@ pub enum Error {
     PayloadTooLarge,
     #[error("Service Unavailable")]
     Unavailable,
+    /// 408 `RequestTimeoutError`: the request took longer than `request_timeout` (a body that never
+    /// finishes arriving, a database that does not answer).
+    #[error("Request Timeout")]
+    RequestTimeout,
     /// 429 `RateLimitError`; the value is how many seconds to wait (`Retry-After`).
     #[error("Too many requests, please try again later.")]
     RateLimited(u64),

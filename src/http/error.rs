@@ -81,6 +81,12 @@ impl IntoResponse for Error {
                 "Service Unavailable".into(),
                 json!({}),
             ),
+            Error::RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "RequestTimeoutError",
+                "Request Timeout".into(),
+                json!({}),
+            ),
             Error::RateLimited(_) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "RateLimitError",

@@ -20,7 +20,7 @@ mod wellknown;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -29,7 +29,6 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi;
@@ -180,6 +179,19 @@ async fn openapi_json(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Answers 408 in the envelope when a request takes longer than `request_timeout`: a body that never
+/// finishes arriving, a handler waiting on a database that does not answer. Dropping the handler's
+/// future is what ends its work.
+async fn time_limit(
+    State(state): State<AppState>,
+    req: Request,
+    next: middleware::Next,
+) -> Response {
+    tokio::time::timeout(state.request_timeout, next.run(req))
+        .await
+        .unwrap_or_else(|_| Error::RequestTimeout.into_response())
+}
+
 /// Every route of the API, with the layers that apply to all of them. Pure: tests drive it in-process
 /// or over a socket. `extra` routes are served inside the same layers (request id, panic catching,
 /// headers, client address), so an embedder, or a test, sees what the API's own routes get.
@@ -221,10 +233,7 @@ pub fn router(state: AppState, body_limit_bytes: usize, extra: Router<AppState>)
     } else {
         Level::DEBUG
     };
-    app.layer(TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        state.request_timeout,
-    ))
+    app.layer(middleware::from_fn_with_state(state.clone(), time_limit))
     // Inside the header layers, so the answer to a panic carries them like any other.
     .layer(CatchPanicLayer::custom(|_| error::panic_response()))
     // Responses carry tokens and personal data: no cache may keep them.

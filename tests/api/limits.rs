@@ -523,13 +523,25 @@ async fn slow_requests_time_out() {
         )
         .await
         .unwrap();
-    let mut answer = vec![0u8; 512];
-    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+    // The whole answer: the server closes the connection after it.
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
         .await
         .expect("answered before the client gave up")
         .unwrap();
-    let head = String::from_utf8_lossy(&answer[..n]);
-    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // In the envelope, like every other error, with the headers every response carries.
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(
+        body,
+        serde_json::json!({"data": null, "error": {"status": 408, "name": "RequestTimeoutError",
+            "message": "Request Timeout", "details": {}}})
+    );
 }
 
 /// Sends `request` on a new connection and returns the start of the answer, or `None` when nothing

@@ -1,6 +1,6 @@
 //! Extractors of the request's head: the bearer token and the authenticated user, who the client is,
-//! and the path parameters and query string as typed values. Each failure is an [`Error`], so every rejection uses the
-//! Strapi envelope. (The body's extractors are in `body.rs`.)
+//! and the path parameters and query string as typed values. Each failure is an [`Error`], so every
+//! rejection uses the Strapi envelope. (The body's extractors are in `body.rs`.)
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::{HeaderMap, header, request::Parts};

@@ -175,9 +175,15 @@ struct Queries {
 /// The queries that read `version`'s schema, in `d`'s spelling. Each decodes with `user_row!`,
 /// `role_row!` or as a [`RoleLink`].
 fn queries(version: Version, d: &Dialect) -> Queries {
-    let (users, roles) = match version {
-        Version::V3 => ("\"users-permissions_user\"", "\"users-permissions_role\""),
-        Version::V4 | Version::V5 => ("up_users", "up_roles"),
+    // Strapi 3 keeps a user's role in a `role` column; 4 and 5 in a link table, renamed in 5.
+    let (users, roles, link_table) = match version {
+        Version::V3 => (
+            "\"users-permissions_user\"",
+            "\"users-permissions_role\"",
+            None,
+        ),
+        Version::V4 => ("up_users", "up_roles", Some("up_users_role_links")),
+        Version::V5 => ("up_users", "up_roles", Some("up_users_role_lnk")),
     };
     let (document_id, published) = match version {
         Version::V5 => ("document_id", d.published),
@@ -188,22 +194,17 @@ fn queries(version: Version, d: &Dialect) -> Queries {
         Version::V3 => d.null_int.to_owned(),
         Version::V4 | Version::V5 => (d.millis)("updated_at"),
     };
-    let links = match version {
-        Version::V3 => format!(
+    let links = match link_table {
+        None => format!(
             "SELECT {} AS user_id, {} AS role_id FROM {users} WHERE role IS NOT NULL ORDER BY id",
             (d.int)("id"),
             (d.int)("role"),
         ),
-        Version::V4 | Version::V5 => format!(
-            "SELECT {} AS user_id, {} AS role_id FROM {} \
+        Some(table) => format!(
+            "SELECT {} AS user_id, {} AS role_id FROM {table} \
              WHERE user_id IS NOT NULL AND role_id IS NOT NULL ORDER BY user_id, role_id",
             (d.int)("user_id"),
             (d.int)("role_id"),
-            if version == Version::V4 {
-                "up_users_role_links"
-            } else {
-                "up_users_role_lnk"
-            },
         ),
     };
     Queries {

@@ -19,7 +19,7 @@ use super::{
 use crate::domain::{Email, LoginPassword, Password};
 use crate::error::OrInternal;
 use crate::error::{Error, Result};
-use crate::store::{CodePurpose, Millis, Revoke, Store, User};
+use crate::store::{Code, CodePurpose, Millis, NewCode, Revoke, Store, User};
 
 pub const MSG_INCORRECT_CODE: &str = "Incorrect code provided";
 pub const MSG_INVALID_CONFIRMATION: &str = "Invalid token";
@@ -72,19 +72,17 @@ impl Accounts<'_> {
         client: ClientInfo,
     ) -> Result<Issued> {
         let incorrect = || Error::Validation(MSG_INCORRECT_CODE.into());
+        let store = &self.auth.store;
         let hash = hash_token(code);
+        let code = Code::new(&hash, CodePurpose::ResetPassword);
         // The policy needs the account (its name and address), and a refused password must leave the
         // code usable for a second try: look first, use after.
-        let owner = self
-            .auth
-            .store
-            .code_owner(&hash, CodePurpose::ResetPassword, self.now())
+        let owner = store
+            .code_owner(code, self.now())
             .await
             .or_internal()?
             .ok_or_else(incorrect)?;
-        let user = self
-            .auth
-            .store
+        let user = store
             .user_by_id(owner)
             .await
             .or_internal()?
@@ -92,10 +90,8 @@ impl Accounts<'_> {
         self.auth
             .check_new_password(&new, &[&user.username, &user.email])
             .await?;
-        let user_id = self
-            .auth
-            .store
-            .consume_code(&hash, CodePurpose::ResetPassword, self.now())
+        let user_id = store
+            .consume_code(code, self.now())
             .await
             .or_internal()?
             .ok_or_else(incorrect)?;
@@ -241,10 +237,11 @@ impl Accounts<'_> {
 
     /// `GET /api/auth/email-confirmation?confirmation=…`: confirms the address the code was sent to.
     pub async fn confirm_email(&self, code: &str) -> Result<()> {
+        let hash = hash_token(code);
         let user_id = self
             .auth
             .store
-            .consume_code(&hash_token(code), CodePurpose::ConfirmEmail, self.now())
+            .consume_code(Code::new(&hash, CodePurpose::ConfirmEmail), self.now())
             .await
             .or_internal()?
             .ok_or_else(|| Error::Validation(MSG_INVALID_CONFIRMATION.into()))?;
@@ -424,10 +421,14 @@ async fn store_code(
     purpose: CodePurpose,
 ) -> Result<String> {
     let code = random_id(32);
+    let hash = hash_token(&code);
     let now = clock.now_millis();
-    store
-        .create_code(&hash_token(&code), user_id, purpose, now, now + ttl)
-        .await
-        .or_internal()?;
+    let new = NewCode {
+        code: Code::new(&hash, purpose),
+        user_id,
+        created_at: now,
+        expires_at: now + ttl,
+    };
+    store.create_code(&new).await.or_internal()?;
     Ok(code)
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use crate::domain::{LoginIdentifier, LoginPassword};
 use crate::error::{Error, Result};
-use crate::store::{Invalidation, Millis, Store, User};
+use crate::store::{HashUpgrade, Invalidation, Millis, Store, User};
 use mail::Mailer;
 use password::{Hasher, PasswordCheck};
 use sessions::{Caches, SessionSettings};
@@ -316,10 +316,13 @@ impl Auth {
         tokio::spawn(async move {
             let result = async {
                 let hash = hasher.hash(password).await?;
-                store
-                    .replace_password_hash(user_id, &old, &hash, now)
-                    .await
-                    .or_internal()
+                let upgrade = HashUpgrade {
+                    user_id,
+                    old: &old,
+                    new: &hash,
+                    at: now,
+                };
+                store.replace_password_hash(&upgrade).await.or_internal()
             }
             .await;
             match result {

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use super::{Auth, ClientInfo, MSG_BLOCKED, MSG_INVALID_LOGIN, Principal, random_id};
 use crate::error::{Error, Result};
-use crate::store::{Invalidation, Millis, Revoke, Session, User};
+use crate::store::{Invalidation, Millis, Revoke, Rotation, Session, User};
 
 pub const MSG_MISSING_REFRESH: &str = "Missing refresh token";
 pub const MSG_INVALID_REFRESH: &str = "Invalid refresh token";
@@ -245,10 +245,18 @@ impl Sessions<'_> {
         let mut nonce = [0u8; 32];
         rand::fill(&mut nonce);
         let next = successor(token, &nonce)?;
+        let next_hash = hash_token(&next);
+        let exchange = Rotation {
+            old_hash: &hash,
+            nonce: &nonce,
+            new_hash: &next_hash,
+            now,
+            idle_expires_at: idle,
+        };
         if let Some(session) = self
             .auth
             .store
-            .rotate_fresh_refresh(&hash, &nonce, &hash_token(&next), now, idle)
+            .rotate_fresh_refresh(&exchange)
             .await
             .or_internal()?
         {
@@ -287,7 +295,7 @@ impl Sessions<'_> {
                 let rotated = self
                     .auth
                     .store
-                    .rotate_refresh(&hash, &nonce, &hash_token(&next), now, idle)
+                    .rotate_refresh(&exchange)
                     .await
                     .or_internal()?;
                 if rotated {

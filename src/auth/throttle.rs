@@ -38,7 +38,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use crate::store::{Millis, Store, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule};
+use crate::store::{
+    Millis, Store, THROTTLE_WINDOW_MS, ThrottleAttempt, ThrottleKeys, ThrottleRule, ThrottleSuccess,
+};
 
 #[derive(Debug, Clone)]
 pub struct ThrottleSettings {
@@ -188,7 +190,12 @@ impl AccountThrottle {
         };
         let ip_text = own.as_ref().map(|(ip, _)| ip.to_string());
         let keys = store_keys(account, ip_text.as_deref(), own.as_ref().map(|(_, k)| k));
-        match store.throttle_attempt(keys, now, self.rule()).await {
+        let attempt = ThrottleAttempt {
+            keys,
+            now,
+            rule: self.rule(),
+        };
+        match store.throttle_attempt(attempt).await {
             Ok(v) if v.wait_ms > 0 => Err(secs(v.wait_ms)),
             Ok(v) => Ok(Attempt {
                 bucket: Some(v.bucket),
@@ -225,11 +232,13 @@ impl AccountThrottle {
         let ip_text = own.as_ref().map(|(ip, _)| ip.to_string());
         let keys = store_keys(account, ip_text.as_deref(), own.as_ref().map(|(_, k)| k));
         let until = attempt.at + self.settings.trust_for.as_millis() as Millis;
-        let bucket = attempt.bucket.as_deref().unwrap_or_default();
-        if let Err(e) = store
-            .throttle_success(keys, bucket, attempt.at, until)
-            .await
-        {
+        let success = ThrottleSuccess {
+            keys,
+            bucket: attempt.bucket.as_deref().unwrap_or_default(),
+            at: attempt.at,
+            trusted_until: until,
+        };
+        if let Err(e) = store.throttle_success(success).await {
             tracing::warn!(error = %e, "cannot record a successful login for throttling");
         }
     }

@@ -50,6 +50,23 @@ pub struct ThrottleKeys<'a> {
     pub client: Option<(&'a str, &'a str)>,
 }
 
+/// A login attempt, to be decided under `rule` at `now`.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleAttempt<'a> {
+    pub keys: ThrottleKeys<'a>,
+    pub now: Millis,
+    pub rule: ThrottleRule,
+}
+
+/// A successful attempt: the one counted at `at` in `bucket`, and how long its client is trusted.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleSuccess<'a> {
+    pub keys: ThrottleKeys<'a>,
+    pub bucket: &'a str,
+    pub at: Millis,
+    pub trusted_until: Millis,
+}
+
 /// The answer to an attempt: the bucket it was decided in, and how long it must wait (0: it was
 /// counted there and may go ahead).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,19 +89,8 @@ pub trait LimitStore: Send + Sync {
     /// Decides on a login attempt under `rule` and, when it may go ahead, counts it: one atomic step,
     /// so concurrent attempts (on any node) each see the ones let through before them. It is decided
     /// in the client's own bucket while the client is trusted on the account, else in the account's.
-    async fn throttle_attempt(
-        &self,
-        keys: ThrottleKeys<'_>,
-        now: Millis,
-        rule: ThrottleRule,
-    ) -> StoreResult<ThrottleVerdict>;
+    async fn throttle_attempt(&self, attempt: ThrottleAttempt<'_>) -> StoreResult<ThrottleVerdict>;
     /// A successful attempt: takes back the one counted at `at` in `bucket`, trusts the client on the
     /// account until `trusted_until` and clears its own bucket.
-    async fn throttle_success(
-        &self,
-        keys: ThrottleKeys<'_>,
-        bucket: &str,
-        at: Millis,
-        trusted_until: Millis,
-    ) -> StoreResult<()>;
+    async fn throttle_success(&self, success: ThrottleSuccess<'_>) -> StoreResult<()>;
 }

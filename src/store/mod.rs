@@ -63,7 +63,7 @@ mod sso;
 mod users;
 
 pub use audit::{AuditEvent, AuditStore};
-pub use codes::{CodePurpose, CodeStore};
+pub use codes::{Code, CodePurpose, CodeStore, NewCode};
 use connect::run_migrations;
 pub use connect::{
     AppliedMigration, DEFAULT_STATEMENT_TIMEOUT, DatabaseSettings, POSTGRES_CONNECT_TIMEOUT,
@@ -73,13 +73,16 @@ pub use invalidations::{
     FeedEvent, FeedState, FeedStatus, Invalidation, InvalidationFeed, InvalidationStore,
 };
 pub use keys::{KeyStore, StoredKey};
-pub use limits::{LimitStore, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule, ThrottleVerdict};
+pub use limits::{
+    LimitStore, THROTTLE_WINDOW_MS, ThrottleAttempt, ThrottleKeys, ThrottleRule, ThrottleSuccess,
+    ThrottleVerdict,
+};
 pub use postgres::PgStore;
-pub use sessions::{RefreshRecord, Revoke, Session, SessionStore};
+pub use sessions::{RefreshRecord, Revoke, Rotation, Session, SessionStore};
 pub use sqlite::SqliteStore;
 pub use sso::{Identity, SsoStage, SsoState, SsoStore};
 pub use users::{
-    ImportedAccount, ImportedUser, NewRole, NewUser, RoleRemoval, StrapiState, User,
+    HashUpgrade, ImportedAccount, ImportedUser, NewRole, NewUser, RoleRemoval, StrapiState, User,
     UserCredentials, UserRole, UserStore,
 };
 
@@ -126,6 +129,14 @@ enum RowLock {
     UserForCodes,
     /// The role, against an assignment of it.
     Role,
+}
+
+/// An engine's connections: reads go to `reader`, writes to `writer`. PostgreSQL has one pool for
+/// both; SQLite a pool of readers and its one writer connection (see `SqliteStore`). The files in
+/// `sql/` reach them through `reader()` and `writer()`, defined once in `sql/store.rs`.
+struct Pools<DB: sqlx::Database> {
+    reader: sqlx::Pool<DB>,
+    writer: sqlx::Pool<DB>,
 }
 
 /// An engine error as the store reports it: a unique violation is a [`StoreError::Conflict`] on

@@ -3,6 +3,17 @@
 use super::{Millis, StoreResult};
 use async_trait::async_trait;
 
+/// A refresh-token exchange: `old_hash` marked used at `now` with `nonce` (the proof of which call
+/// used it), `new_hash` its successor, the session's idle deadline moved to `idle_expires_at`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation<'a> {
+    pub old_hash: &'a str,
+    pub nonce: &'a [u8],
+    pub new_hash: &'a str,
+    pub now: Millis,
+    pub idle_expires_at: Millis,
+}
+
 /// One login: every access token names its session (`sid`), and a token whose session is gone, revoked
 /// or expired is refused. A session is also the family of its refresh tokens.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -101,30 +112,16 @@ pub trait SessionStore: Send + Sync {
         };
         Ok(self.session(&record.session_id).await?.map(|s| (record, s)))
     }
-    /// The common refresh in one step: exchanges `old_hash` for `new_hash` as [`Store::rotate_refresh`]
+    /// The common refresh in one step: exchanges the token as [`Store::rotate_refresh`]
     /// does, but only if the token is unused and its session open and within its idle deadline at
     /// `now`; returns that session, as updated. `None` when anything else holds (a replay, an ended
     /// session, an unknown token) or when the engine has no such shortcut: the caller then takes the
     /// careful path, which tells those cases apart.
-    async fn rotate_fresh_refresh(
-        &self,
-        _old_hash: &str,
-        _nonce: &[u8],
-        _new_hash: &str,
-        _now: Millis,
-        _idle_expires_at: Millis,
-    ) -> StoreResult<Option<Session>> {
+    async fn rotate_fresh_refresh(&self, _: &Rotation<'_>) -> StoreResult<Option<Session>> {
         Ok(None)
     }
     /// Exchanges an unused refresh token for its successor, atomically: marks `old_hash` used with
     /// `nonce`, records `new_hash`, and moves the session's idle deadline. Returns false (changing
     /// nothing) when `old_hash` was already used, so two concurrent refreshes cannot both rotate.
-    async fn rotate_refresh(
-        &self,
-        old_hash: &str,
-        nonce: &[u8],
-        new_hash: &str,
-        now: Millis,
-        idle_expires_at: Millis,
-    ) -> StoreResult<bool>;
+    async fn rotate_refresh(&self, exchange: &Rotation<'_>) -> StoreResult<bool>;
 }

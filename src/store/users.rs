@@ -34,6 +34,15 @@ pub struct User {
     pub password_changed_at: Option<Millis>,
 }
 
+/// A stored password hash replaced by a stronger hash of the same password, at `at`.
+#[derive(Debug, Clone, Copy)]
+pub struct HashUpgrade<'a> {
+    pub user_id: i64,
+    pub old: &'a str,
+    pub new: &'a str,
+    pub at: Millis,
+}
+
 /// A user together with the stored password hash, for the few operations that verify a password.
 /// Kept apart from [`User`] so the hash cannot end up in a response by accident.
 #[derive(Clone)]
@@ -147,13 +156,7 @@ pub trait UserStore: Send + Sync {
     /// Replaces the hash only if it is still `old`; returns whether it did. For upgrades made in the
     /// background, which must never undo a password change that landed first. The password is the
     /// same, so the security stamp stays (a login checking the old hash meanwhile is still right).
-    async fn replace_password_hash(
-        &self,
-        user_id: i64,
-        old: &str,
-        new: &str,
-        now: Millis,
-    ) -> StoreResult<bool>;
+    async fn replace_password_hash(&self, upgrade: &HashUpgrade<'_>) -> StoreResult<bool>;
     /// Returns false when no such user exists. Moves the security stamp on. Records a user
     /// invalidation.
     async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool>;

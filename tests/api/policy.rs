@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use keyway::auth::policy::{BreachCheckSettings, MSG_BREACHED, MSG_LIKE_IDENTITY, MSG_TOO_COMMON};
 use keyway::auth::sessions::hash_token;
-use keyway::store::CodePurpose;
+use keyway::store::{Code, CodePurpose, NewCode};
 use reqwest::{Response, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -55,18 +55,15 @@ async fn reset(app: &TestApp, code: &str, new: &str) -> Response {
 pub(crate) async fn reset_code(app: &TestApp, name: &str) -> String {
     let user = app.user(name).await;
     let code = format!("reset-code-for-{name}-0123456789abcdef");
+    let hash = hash_token(&code);
     let now = app.auth.now_millis();
-    app.auth
-        .store()
-        .create_code(
-            &hash_token(&code),
-            user.id,
-            CodePurpose::ResetPassword,
-            now,
-            now + 3_600_000,
-        )
-        .await
-        .unwrap();
+    let new = NewCode {
+        code: Code::new(&hash, CodePurpose::ResetPassword),
+        user_id: user.id,
+        created_at: now,
+        expires_at: now + 3_600_000,
+    };
+    app.auth.store().create_code(&new).await.unwrap();
     code
 }
 

@@ -4,10 +4,10 @@
 //! PostgreSQL must be reachable (see `testdb.rs`); these tests fail rather than skip without it.
 
 use keyway::store::{
-    AuditEvent, CodePurpose, DatabaseSettings, Identity, ImportedUser, Invalidation, NewRole,
-    NewUser, PgStore, Revoke, RoleRemoval, Session, SqliteStore, SsoStage, SsoState, Store,
-    StoreError, StoredKey, StrapiState, ThrottleKeys, ThrottleRule, ThrottleVerdict, User,
-    UserStore,
+    AuditEvent, Code, CodePurpose, DatabaseSettings, HashUpgrade, Identity, ImportedUser,
+    Invalidation, NewCode, NewRole, NewUser, PgStore, Revoke, RoleRemoval, Rotation, Session,
+    SqliteStore, SsoStage, SsoState, Store, StoreError, StoredKey, StrapiState, ThrottleAttempt,
+    ThrottleKeys, ThrottleRule, ThrottleSuccess, ThrottleVerdict, User, UserStore,
 };
 use std::collections::HashSet;
 use std::future::Future;
@@ -28,7 +28,7 @@ enum Backing {
 async fn fresh_sqlite() -> (Arc<dyn Store>, Backing) {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("contract.db").display());
-    let store = SqliteStore::connect(&url, &DatabaseSettings::default())
+    let (store, _) = SqliteStore::open(&url, &DatabaseSettings::default())
         .await
         .expect("SQLite store opens");
     (Arc::new(store), Backing::Sqlite(dir))
@@ -36,7 +36,7 @@ async fn fresh_sqlite() -> (Arc<dyn Store>, Backing) {
 
 async fn fresh_postgres() -> (Arc<dyn Store>, Backing) {
     let db = PgDatabase::create().await;
-    let store = PgStore::connect(db.url_str(), &DatabaseSettings::default())
+    let (store, _) = PgStore::open(db.url_str(), &DatabaseSettings::default())
         .await
         .expect("PostgreSQL store opens");
     (Arc::new(store), Backing::Postgres(db))
@@ -98,6 +98,64 @@ fn session(id: &str, user_id: i64, device: &str, at: i64) -> Session {
         revoked_reason: None,
         user_agent: Some("test-agent/1.0".into()),
         ip: Some("203.0.113.9".into()),
+    }
+}
+
+fn rotation<'a>(
+    old_hash: &'a str,
+    nonce: &'a [u8],
+    new_hash: &'a str,
+    now: i64,
+    idle_expires_at: i64,
+) -> Rotation<'a> {
+    Rotation {
+        old_hash,
+        nonce,
+        new_hash,
+        now,
+        idle_expires_at,
+    }
+}
+
+fn new_code(
+    hash: &str,
+    user_id: i64,
+    purpose: CodePurpose,
+    created_at: i64,
+    expires_at: i64,
+) -> NewCode<'_> {
+    NewCode {
+        code: Code::new(hash, purpose),
+        user_id,
+        created_at,
+        expires_at,
+    }
+}
+
+fn attempt(keys: ThrottleKeys<'_>, now: i64, rule: ThrottleRule) -> ThrottleAttempt<'_> {
+    ThrottleAttempt { keys, now, rule }
+}
+
+fn success<'a>(
+    keys: ThrottleKeys<'a>,
+    bucket: &'a str,
+    at: i64,
+    trusted_until: i64,
+) -> ThrottleSuccess<'a> {
+    ThrottleSuccess {
+        keys,
+        bucket,
+        at,
+        trusted_until,
+    }
+}
+
+fn upgrade<'a>(user_id: i64, old: &'a str, new: &'a str, at: i64) -> HashUpgrade<'a> {
+    HashUpgrade {
+        user_id,
+        old,
+        new,
+        at,
     }
 }
 
@@ -728,13 +786,13 @@ async fn deleting_a_user_cascades_and_records_each_session() {
             .await
             .unwrap();
         store
-            .create_code(
+            .create_code(&new_code(
                 "f-code",
                 frank.id,
                 CodePurpose::ResetPassword,
                 NOW,
                 NOW + 60_000,
-            )
+            ))
             .await
             .unwrap();
 
@@ -746,7 +804,7 @@ async fn deleting_a_user_cascades_and_records_each_session() {
         assert_eq!(store.refresh_token("f1-r0").await.unwrap(), None);
         assert_eq!(
             store
-                .code_owner("f-code", CodePurpose::ResetPassword, NOW)
+                .code_owner(Code::new("f-code", CodePurpose::ResetPassword), NOW)
                 .await
                 .unwrap(),
             None
@@ -955,7 +1013,13 @@ async fn a_refresh_token_rotates_once() {
             .unwrap();
 
         let rotated = store
-            .rotate_refresh("r0", b"nonce-\x00\xff", "r1", NOW + 10, NOW + 5_000)
+            .rotate_refresh(&rotation(
+                "r0",
+                b"nonce-\x00\xff",
+                "r1",
+                NOW + 10,
+                NOW + 5_000,
+            ))
             .await
             .unwrap();
         assert!(rotated);
@@ -974,7 +1038,7 @@ async fn a_refresh_token_rotates_once() {
         );
 
         let replay = store
-            .rotate_refresh("r0", b"other", "r2", NOW + 20, NOW + 9_000)
+            .rotate_refresh(&rotation("r0", b"other", "r2", NOW + 20, NOW + 9_000))
             .await
             .unwrap();
         assert!(!replay, "a used token does not rotate again");
@@ -988,13 +1052,13 @@ async fn a_refresh_token_rotates_once() {
 
         assert!(
             !store
-                .rotate_refresh("unknown", b"n", "r3", NOW, NOW)
+                .rotate_refresh(&rotation("unknown", b"n", "r3", NOW, NOW))
                 .await
                 .unwrap()
         );
         assert!(
             store
-                .rotate_refresh("r1", b"n", "r4", NOW + 30, NOW + 6_000)
+                .rotate_refresh(&rotation("r1", b"n", "r4", NOW + 30, NOW + 6_000))
                 .await
                 .unwrap()
         );
@@ -1018,7 +1082,7 @@ async fn concurrent_rotations_of_one_token_have_one_winner() {
                     barrier.wait().await;
                     let next = format!("l-r1-{n}");
                     let won = store
-                        .rotate_refresh("l-r0", &[n as u8], &next, NOW + 1, NOW + 2)
+                        .rotate_refresh(&rotation("l-r0", &[n as u8], &next, NOW + 1, NOW + 2))
                         .await
                         .expect("a lost race is `false`, not an error");
                     (won, next)
@@ -1077,7 +1141,7 @@ async fn nul_characters_are_stored_and_matched_not_errors() {
         assert_eq!(store.refresh_token("r\0").await.unwrap(), None);
         assert_eq!(
             store
-                .consume_code("c\0", CodePurpose::ResetPassword, NOW)
+                .consume_code(Code::new("c\0", CodePurpose::ResetPassword), NOW)
                 .await
                 .unwrap(),
             None
@@ -1134,75 +1198,116 @@ async fn one_time_codes_work_once_for_their_purpose_until_they_expire() {
         let confirm = CodePurpose::ConfirmEmail;
         let exp = NOW + 60_000;
         store
-            .create_code("c1", mia.id, reset, NOW, exp)
+            .create_code(&new_code("c1", mia.id, reset, NOW, exp))
             .await
             .unwrap();
 
         assert_eq!(
-            store.code_owner("c1", reset, NOW).await.unwrap(),
+            store.code_owner(Code::new("c1", reset), NOW).await.unwrap(),
             Some(mia.id)
         );
         assert_eq!(
-            store.code_owner("c1", reset, NOW).await.unwrap(),
-            Some(mia.id)
-        );
-        assert_eq!(store.code_owner("c1", confirm, NOW).await.unwrap(), None);
-        assert_eq!(store.consume_code("c1", confirm, NOW).await.unwrap(), None);
-        assert_eq!(
-            store.code_owner("c1", reset, exp - 1).await.unwrap(),
+            store.code_owner(Code::new("c1", reset), NOW).await.unwrap(),
             Some(mia.id)
         );
         assert_eq!(
-            store.code_owner("c1", reset, exp).await.unwrap(),
+            store
+                .code_owner(Code::new("c1", confirm), NOW)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .consume_code(Code::new("c1", confirm), NOW)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .code_owner(Code::new("c1", reset), exp - 1)
+                .await
+                .unwrap(),
+            Some(mia.id)
+        );
+        assert_eq!(
+            store.code_owner(Code::new("c1", reset), exp).await.unwrap(),
             None,
             "expired"
         );
-        assert_eq!(store.consume_code("c1", reset, exp).await.unwrap(), None);
         assert_eq!(
-            store.consume_code("c1", reset, exp - 1).await.unwrap(),
+            store
+                .consume_code(Code::new("c1", reset), exp)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .consume_code(Code::new("c1", reset), exp - 1)
+                .await
+                .unwrap(),
             Some(mia.id)
         );
         assert_eq!(
-            store.consume_code("c1", reset, NOW).await.unwrap(),
+            store
+                .consume_code(Code::new("c1", reset), NOW)
+                .await
+                .unwrap(),
             None,
             "used"
         );
-        assert_eq!(store.code_owner("c1", reset, NOW).await.unwrap(), None);
-        assert_eq!(store.consume_code("none", reset, NOW).await.unwrap(), None);
+        assert_eq!(
+            store.code_owner(Code::new("c1", reset), NOW).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            store
+                .consume_code(Code::new("none", reset), NOW)
+                .await
+                .unwrap(),
+            None
+        );
 
         // A new code replaces the unused ones of its purpose, and only those.
         store
-            .create_code("c2", mia.id, reset, NOW, exp)
+            .create_code(&new_code("c2", mia.id, reset, NOW, exp))
             .await
             .unwrap();
         store
-            .create_code("k1", mia.id, confirm, NOW, exp)
+            .create_code(&new_code("k1", mia.id, confirm, NOW, exp))
             .await
             .unwrap();
         store
-            .create_code("c3", mia.id, reset, NOW + 1, exp)
+            .create_code(&new_code("c3", mia.id, reset, NOW + 1, exp))
             .await
             .unwrap();
         assert_eq!(
-            store.code_owner("c2", reset, NOW).await.unwrap(),
+            store.code_owner(Code::new("c2", reset), NOW).await.unwrap(),
             None,
             "replaced"
         );
         assert_eq!(
-            store.code_owner("c3", reset, NOW).await.unwrap(),
+            store.code_owner(Code::new("c3", reset), NOW).await.unwrap(),
             Some(mia.id)
         );
         assert_eq!(
-            store.code_owner("k1", confirm, NOW).await.unwrap(),
+            store
+                .code_owner(Code::new("k1", confirm), NOW)
+                .await
+                .unwrap(),
             Some(mia.id)
         );
         // The used code keeps its row, so its hash cannot be issued again.
         assert!(is_conflict(
-            store.create_code("c1", mia.id, reset, NOW, exp).await
+            store
+                .create_code(&new_code("c1", mia.id, reset, NOW, exp))
+                .await
         ));
         assert!(
             store
-                .create_code("c-ghost", 9_999, reset, NOW, exp)
+                .create_code(&new_code("c-ghost", 9_999, reset, NOW, exp))
                 .await
                 .is_err(),
             "a code needs its user"
@@ -1216,7 +1321,13 @@ async fn concurrent_uses_of_one_code_have_one_winner() {
     on_each_engine(|store| async move {
         let nia = user(&store, "nia").await;
         store
-            .create_code("n1", nia.id, CodePurpose::ResetPassword, NOW, NOW + 60_000)
+            .create_code(&new_code(
+                "n1",
+                nia.id,
+                CodePurpose::ResetPassword,
+                NOW,
+                NOW + 60_000,
+            ))
             .await
             .unwrap();
         let barrier = Arc::new(tokio::sync::Barrier::new(RACERS));
@@ -1226,7 +1337,7 @@ async fn concurrent_uses_of_one_code_have_one_winner() {
                 tokio::spawn(async move {
                     barrier.wait().await;
                     store
-                        .consume_code("n1", CodePurpose::ResetPassword, NOW + 1)
+                        .consume_code(Code::new("n1", CodePurpose::ResetPassword), NOW + 1)
                         .await
                         .expect("a lost race is `None`, not an error")
                 })
@@ -1252,13 +1363,13 @@ async fn concurrent_new_codes_leave_exactly_one_usable() {
                 tokio::spawn(async move {
                     barrier.wait().await;
                     store
-                        .create_code(
+                        .create_code(&new_code(
                             &format!("o{n}"),
                             olga.id,
                             CodePurpose::ResetPassword,
                             NOW,
                             NOW + 60_000,
-                        )
+                        ))
                         .await
                         .expect("issuing a code");
                 })
@@ -1270,7 +1381,7 @@ async fn concurrent_new_codes_leave_exactly_one_usable() {
         let mut usable = 0;
         for n in 0..RACERS {
             if store
-                .code_owner(&format!("o{n}"), CodePurpose::ResetPassword, NOW)
+                .code_owner(Code::new(&format!("o{n}"), CodePurpose::ResetPassword), NOW)
                 .await
                 .unwrap()
                 .is_some()
@@ -1493,11 +1604,23 @@ async fn pruning_deletes_what_can_no_longer_matter() {
         store.create_session(&revoked_new, None).await.unwrap();
         store.create_session(&live, Some("p-r-live")).await.unwrap();
         store
-            .create_code("p-old", pat.id, CodePurpose::ResetPassword, NOW, cut - 1)
+            .create_code(&new_code(
+                "p-old",
+                pat.id,
+                CodePurpose::ResetPassword,
+                NOW,
+                cut - 1,
+            ))
             .await
             .unwrap();
         store
-            .create_code("p-new", pat.id, CodePurpose::ConfirmEmail, NOW, cut)
+            .create_code(&new_code(
+                "p-new",
+                pat.id,
+                CodePurpose::ConfirmEmail,
+                NOW,
+                cut,
+            ))
             .await
             .unwrap();
         store
@@ -1518,12 +1641,24 @@ async fn pruning_deletes_what_can_no_longer_matter() {
         assert!(store.refresh_token("p-r-live").await.unwrap().is_some());
         // A pruned code's hash is free again; the other one is still there.
         store
-            .create_code("p-old", pat.id, CodePurpose::ResetPassword, NOW, cut + 1)
+            .create_code(&new_code(
+                "p-old",
+                pat.id,
+                CodePurpose::ResetPassword,
+                NOW,
+                cut + 1,
+            ))
             .await
             .unwrap();
         assert!(is_conflict(
             store
-                .create_code("p-new", pat.id, CodePurpose::ResetPassword, NOW, cut + 1)
+                .create_code(&new_code(
+                    "p-new",
+                    pat.id,
+                    CodePurpose::ResetPassword,
+                    NOW,
+                    cut + 1
+                ))
                 .await
         ));
         assert_eq!(changes_since(&store, 0).await, [Invalidation::User(2)]);
@@ -1618,7 +1753,7 @@ async fn keyway_connections(admin: &mut sqlx::PgConnection, db: &PgDatabase) -> 
 }
 
 async fn pg_store(db: &PgDatabase, settings: DatabaseSettings) -> Result<PgStore, StoreError> {
-    PgStore::connect(db.url_str(), &settings).await
+    Ok(PgStore::open(db.url_str(), &settings).await?.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1808,7 +1943,7 @@ const CLIENT: ThrottleKeys<'static> = ThrottleKeys {
 
 async fn wait_ms(store: &Arc<dyn Store>, keys: ThrottleKeys<'_>, now: i64) -> i64 {
     store
-        .throttle_attempt(keys, now, RULE)
+        .throttle_attempt(attempt(keys, now, RULE))
         .await
         .unwrap()
         .wait_ms
@@ -1819,7 +1954,10 @@ async fn throttle_attempts_are_decided_and_counted_in_one_step() {
     on_each_engine(|store| async move {
         // Two free, then a pause doubling from a second, after the newest counted attempt.
         assert_eq!(
-            store.throttle_attempt(ALONE, NOW, RULE).await.unwrap(),
+            store
+                .throttle_attempt(attempt(ALONE, NOW, RULE))
+                .await
+                .unwrap(),
             ThrottleVerdict {
                 bucket: "acc".into(),
                 wait_ms: 0
@@ -1852,19 +1990,25 @@ async fn throttle_attempts_are_decided_and_counted_in_one_step() {
 #[tokio::test]
 async fn a_success_is_taken_back_and_trusts_its_client_in_a_bucket_of_its_own() {
     on_each_engine(|store| async move {
-        let counted = store.throttle_attempt(CLIENT, NOW, RULE).await.unwrap();
+        let counted = store
+            .throttle_attempt(attempt(CLIENT, NOW, RULE))
+            .await
+            .unwrap();
         assert_eq!(counted.bucket, "acc", "not trusted yet");
         assert_eq!(wait_ms(&store, ALONE, NOW).await, 0);
         assert_eq!(wait_ms(&store, ALONE, NOW).await, 1_000, "two counted");
         store
-            .throttle_success(CLIENT, &counted.bucket, NOW, NOW + 60_000)
+            .throttle_success(success(CLIENT, &counted.bucket, NOW, NOW + 60_000))
             .await
             .unwrap();
         // Taken back: one counted, so one more is free on the account.
         assert_eq!(wait_ms(&store, ALONE, NOW).await, 0);
         assert_eq!(wait_ms(&store, ALONE, NOW).await, 1_000);
         // The client, trusted now, has its own bucket, untouched by the account's failures.
-        let own = store.throttle_attempt(CLIENT, NOW, RULE).await.unwrap();
+        let own = store
+            .throttle_attempt(attempt(CLIENT, NOW, RULE))
+            .await
+            .unwrap();
         assert_eq!(
             own,
             ThrottleVerdict {
@@ -1876,12 +2020,12 @@ async fn a_success_is_taken_back_and_trusts_its_client_in_a_bucket_of_its_own() 
         assert_eq!(wait_ms(&store, CLIENT, NOW).await, 1_000);
         // A success clears it, and renews the trust.
         let right = store
-            .throttle_attempt(CLIENT, NOW + 1_000, RULE)
+            .throttle_attempt(attempt(CLIENT, NOW + 1_000, RULE))
             .await
             .unwrap();
         assert_eq!(right.wait_ms, 0);
         store
-            .throttle_success(CLIENT, &right.bucket, NOW + 1_000, NOW + 120_000)
+            .throttle_success(success(CLIENT, &right.bucket, NOW + 1_000, NOW + 120_000))
             .await
             .unwrap();
         for _ in 0..2 {
@@ -1894,12 +2038,12 @@ async fn a_success_is_taken_back_and_trusts_its_client_in_a_bucket_of_its_own() 
             client: Some(("203.0.113.8", "own-8")),
         };
         let untrusted = store
-            .throttle_attempt(elsewhere, NOW + 1_000, RULE)
+            .throttle_attempt(attempt(elsewhere, NOW + 1_000, RULE))
             .await
             .unwrap();
         assert_eq!(untrusted.bucket, "acc");
         let later = store
-            .throttle_attempt(CLIENT, NOW + 120_000, RULE)
+            .throttle_attempt(attempt(CLIENT, NOW + 120_000, RULE))
             .await
             .unwrap();
         assert_eq!(later.bucket, "acc", "trust expired");
@@ -1935,7 +2079,7 @@ async fn concurrent_attempts_on_one_account_get_only_the_free_ones() {
                     client: Some((&ip, &own)),
                 };
                 store
-                    .throttle_attempt(keys, NOW, rule)
+                    .throttle_attempt(attempt(keys, NOW, rule))
                     .await
                     .unwrap()
                     .wait_ms
@@ -1976,7 +2120,7 @@ async fn a_hash_is_replaced_only_while_it_is_still_the_old_one() {
         };
         assert!(
             store
-                .replace_password_hash(u.id, "hash-of-erin", "upgraded", NOW + 1)
+                .replace_password_hash(&upgrade(u.id, "hash-of-erin", "upgraded", NOW + 1))
                 .await
                 .unwrap()
         );
@@ -1988,7 +2132,7 @@ async fn a_hash_is_replaced_only_while_it_is_still_the_old_one() {
             .unwrap();
         assert!(
             !store
-                .replace_password_hash(u.id, "upgraded", "stale-upgrade", NOW + 3)
+                .replace_password_hash(&upgrade(u.id, "upgraded", "stale-upgrade", NOW + 3))
                 .await
                 .unwrap()
         );
@@ -2007,7 +2151,13 @@ async fn the_one_step_refresh_rotates_only_a_fresh_token_of_an_open_session() {
             .unwrap();
         let later = NOW + 500;
         match store
-            .rotate_fresh_refresh("r-fresh", b"nonce-1", "r-next", later, later + 5_000)
+            .rotate_fresh_refresh(&rotation(
+                "r-fresh",
+                b"nonce-1",
+                "r-next",
+                later,
+                later + 5_000,
+            ))
             .await
             .unwrap()
         {
@@ -2028,7 +2178,13 @@ async fn the_one_step_refresh_rotates_only_a_fresh_token_of_an_open_session() {
         }
         // A used token, an ended session: not for the shortcut.
         let again = store
-            .rotate_fresh_refresh("r-fresh", b"nonce-2", "r-other", later, later + 5_000)
+            .rotate_fresh_refresh(&rotation(
+                "r-fresh",
+                b"nonce-2",
+                "r-other",
+                later,
+                later + 5_000,
+            ))
             .await
             .unwrap();
         assert_eq!(again, None, "a used token");
@@ -2037,7 +2193,13 @@ async fn the_one_step_refresh_rotates_only_a_fresh_token_of_an_open_session() {
             .await
             .unwrap();
         let ended = store
-            .rotate_fresh_refresh("r-next", b"nonce-3", "r-third", later, later + 5_000)
+            .rotate_fresh_refresh(&rotation(
+                "r-next",
+                b"nonce-3",
+                "r-third",
+                later,
+                later + 5_000,
+            ))
             .await
             .unwrap();
         assert_eq!(ended, None, "an ended session");
@@ -2191,7 +2353,7 @@ async fn the_security_stamp_moves_with_passwords_blocks_and_imports_only() {
         // An upgrade of the hash and a confirmation leave the password, and decisions on it, alone.
         assert!(
             store
-                .replace_password_hash(mia.id, "hash-of-mia", "rehashed", NOW + 1)
+                .replace_password_hash(&upgrade(mia.id, "hash-of-mia", "rehashed", NOW + 1))
                 .await
                 .unwrap()
         );

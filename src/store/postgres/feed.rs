@@ -9,9 +9,9 @@ use sqlx::{PgPool, Postgres, Transaction};
 /// [`InvalidationStore::subscribe`](crate::store::InvalidationStore::subscribe): a feed that hears
 /// every commit that records an invalidation, on any node.
 pub(super) async fn subscribe(store: &PgStore) -> StoreResult<Option<Box<dyn InvalidationFeed>>> {
-    let listener = listen(&store.pool).await.map_err(db)?;
+    let listener = listen(store.writer()).await.map_err(db)?;
     Ok(Some(Box::new(PgFeed {
-        pool: store.pool.clone(),
+        pool: store.writer().clone(),
         listener: Some(listener),
         retry_at: tokio::time::Instant::now(),
     })))

@@ -12,7 +12,7 @@ mod rotation;
 mod throttle;
 
 use super::{
-    AppliedMigration, DatabaseSettings, POSTGRES_POOL_SIZE, RowLock, SslMode, StoreError,
+    AppliedMigration, DatabaseSettings, POSTGRES_POOL_SIZE, Pools, RowLock, SslMode, StoreError,
     StoreResult, db, run_migrations,
 };
 use feed::{record, subscribe};
@@ -23,7 +23,9 @@ use std::borrow::Cow;
 use std::str::FromStr;
 
 pub struct PgStore {
-    pool: PgPool,
+    /// One pool for reads and writes: transactions run concurrently, and the row locks below, the
+    /// conditional updates and the invalidation log's advisory lock keep them apart where it matters.
+    pools: Pools<sqlx::Postgres>,
 }
 
 // What the files in `../sql/` ask of an engine, under the same names in `sqlite/mod.rs`.
@@ -35,19 +37,6 @@ type Db = sqlx::Postgres;
 /// Several nodes may share the database: rate limits and the login throttle keep their state in it
 /// ([`Store::shared_by_nodes`](super::Store::shared_by_nodes)).
 const SHARED_BY_NODES: bool = true;
-
-impl PgStore {
-    /// Where reads go: the one pool.
-    fn reader(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Where writes go: the same pool; transactions run concurrently, and the row locks below, the
-    /// conditional updates and the invalidation log's advisory lock keep them apart where it matters.
-    fn writer(&self) -> &PgPool {
-        &self.pool
-    }
-}
 
 /// PostgreSQL's TEXT cannot hold U+0000, which SQLite stores like any other character and which a
 /// client can send (a JSON `"\u0000"` in a device id or a login identifier). Every string bound to a
@@ -94,7 +83,7 @@ async fn lock(tx: &mut sqlx::Transaction<'_, Db>, row: RowLock, id: i64) -> Stor
 async fn reserve_user_id(store: &Engine, id: i64) -> StoreResult<()> {
     sqlx::query("SELECT setval('users_id_seq', GREATEST($1, last_value)) FROM users_id_seq")
         .bind(id)
-        .execute(&store.pool)
+        .execute(store.writer())
         .await
         .map_err(db)?;
     Ok(())
@@ -131,13 +120,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
 impl PgStore {
     /// Connects to the database and applies the embedded migrations (under sqlx's advisory lock, so
-    /// nodes starting together apply each migration once).
-    pub async fn connect(url: &str, settings: &DatabaseSettings) -> StoreResult<Self> {
-        Ok(Self::open(url, settings).await?.0)
-    }
-
-    /// [`connect`](Self::connect), also returning the migrations it applied.
-    pub(super) async fn open(
+    /// nodes starting together apply each migration once); returns the store and what it applied.
+    pub async fn open(
         url: &str,
         settings: &DatabaseSettings,
     ) -> StoreResult<(Self, Vec<AppliedMigration>)> {
@@ -186,7 +170,11 @@ impl PgStore {
             .await
             .map_err(db)?;
         let applied = migrate(&pool).await?;
-        Ok((Self { pool }, applied))
+        let pools = Pools {
+            reader: pool.clone(),
+            writer: pool,
+        };
+        Ok((Self { pools }, applied))
     }
 }
 

@@ -2,8 +2,8 @@
 //! claims, and a share lock on the user's row orders a new session against a block or password
 //! change.
 
-use super::sessions::Rotation;
 use super::{PgStore, opt_text, text};
+use crate::store::Rotation;
 use crate::store::{Millis, Session, StoreResult, db};
 
 /// Inserts a session and its first refresh token in one transaction; with `stamp`, only while the
@@ -18,7 +18,7 @@ pub(super) async fn insert_session(
     refresh_hash: Option<&str>,
     stamp: Option<i64>,
 ) -> StoreResult<bool> {
-    let mut tx = store.pool.begin().await.map_err(db)?;
+    let mut tx = store.writer().begin().await.map_err(db)?;
     if let Some(stamp) = stamp {
         let current = sqlx::query(
             "SELECT 1 FROM users WHERE id = $1 AND security_stamp = $2 AND NOT blocked FOR SHARE",
@@ -66,7 +66,7 @@ pub(super) async fn rotate_fresh(_: &PgStore, _: &Rotation<'_>) -> StoreResult<O
 
 /// [`SessionStore::rotate_refresh`](crate::store::SessionStore::rotate_refresh).
 pub(super) async fn rotate(store: &PgStore, r: &Rotation<'_>) -> StoreResult<bool> {
-    let mut tx = store.pool.begin().await.map_err(db)?;
+    let mut tx = store.writer().begin().await.map_err(db)?;
     // The claim is the conditional update itself: a concurrent rotation of the same token blocks on
     // the row lock, then re-evaluates `used_at IS NULL` against the committed row and matches
     // nothing. Reading first and writing after would let both pass.

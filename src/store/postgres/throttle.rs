@@ -3,16 +3,15 @@
 
 use super::{PgStore, text};
 use crate::store::{
-    Millis, StoreResult, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule, ThrottleVerdict, db,
+    StoreResult, THROTTLE_WINDOW_MS, ThrottleAttempt, ThrottleSuccess, ThrottleVerdict, db,
 };
 
 /// [`LimitStore::throttle_attempt`](crate::store::LimitStore::throttle_attempt).
 pub(super) async fn attempt(
     store: &PgStore,
-    keys: ThrottleKeys<'_>,
-    now: Millis,
-    rule: ThrottleRule,
+    a: ThrottleAttempt<'_>,
 ) -> StoreResult<ThrottleVerdict> {
+    let ThrottleAttempt { keys, now, rule } = a;
     // One upsert: ON CONFLICT locks the bucket's row and its SET reads the newest committed
     // version, so attempts racing on any number of nodes are decided one after the other, each
     // on the attempts counted before it. ThrottleRule::wait in SQL: attempts older than the
@@ -45,24 +44,18 @@ pub(super) async fn attempt(
     .bind(rule.max_pause_ms)
     .bind(i64::from(rule.hourly_cap.max(1)))
     .bind(THROTTLE_WINDOW_MS)
-    .fetch_one(&store.pool)
+    .fetch_one(store.writer())
     .await
     .map_err(db)?;
     Ok(ThrottleVerdict { bucket, wait_ms })
 }
 
 /// [`LimitStore::throttle_success`](crate::store::LimitStore::throttle_success).
-pub(super) async fn success(
-    store: &PgStore,
-    keys: ThrottleKeys<'_>,
-    bucket: &str,
-    at: Millis,
-    trusted_until: Millis,
-) -> StoreResult<()> {
+pub(super) async fn success(store: &PgStore, success: ThrottleSuccess<'_>) -> StoreResult<()> {
     // One statement: the trust, the client's own bucket cleared, and the attempt taken back
     // (one occurrence of its time) where that was another bucket. The guard keeps the DELETE
     // and the UPDATE off the same row, which one statement may not change twice.
-    let (ip, own) = keys.client.unzip();
+    let (ip, own) = success.keys.client.unzip();
     sqlx::query(
         "WITH trusted AS ( \
            INSERT INTO trusted_clients (account, ip, until) SELECT $1, $2, $6 WHERE $2 IS NOT NULL \
@@ -72,13 +65,13 @@ pub(super) async fn success(
          SET times = times[:array_position(times, $5) - 1] || times[array_position(times, $5) + 1:] \
          WHERE bucket = $4 AND bucket IS DISTINCT FROM $3 AND $5 = ANY(times)",
     )
-    .bind(text(keys.account))
+    .bind(text(success.keys.account))
     .bind(ip.map(text))
     .bind(own.map(text))
-    .bind(text(bucket))
-    .bind(at)
-    .bind(trusted_until)
-    .execute(&store.pool)
+    .bind(text(success.bucket))
+    .bind(success.at)
+    .bind(success.trusted_until)
+    .execute(store.writer())
     .await
     .map_err(db)?;
     Ok(())

@@ -3,7 +3,7 @@
 //! row on PostgreSQL); the conditional update is the claim on use.
 
 use super::{Db, Engine, lock, text};
-use crate::store::{CodePurpose, CodeStore, Millis, RowLock, StoreResult, db};
+use crate::store::{Code, CodeStore, Millis, NewCode, RowLock, StoreResult, db};
 use async_trait::async_trait;
 
 /// What makes a code usable, the one rule for using it and for looking at its owner: this hash ($1)
@@ -17,26 +17,24 @@ macro_rules! usable_code {
 /// `sql`, a statement on the [`usable_code!`] codes returning their user, with its parameters bound.
 fn usable<'q>(
     sql: &'static str,
-    hash: &'q str,
-    purpose: CodePurpose,
+    code: Code<'q>,
     now: Millis,
 ) -> sqlx::query::QueryScalar<'q, Db, i64, <Db as sqlx::Database>::Arguments> {
     sqlx::query_scalar(sql)
-        .bind(text(hash))
-        .bind(purpose.as_str())
+        .bind(text(code.hash))
+        .bind(code.purpose.as_str())
         .bind(now)
 }
 
 #[async_trait]
 impl CodeStore for Engine {
-    async fn create_code(
-        &self,
-        hash: &str,
-        user_id: i64,
-        purpose: CodePurpose,
-        now: Millis,
-        expires_at: Millis,
-    ) -> StoreResult<()> {
+    async fn create_code(&self, new: &NewCode<'_>) -> StoreResult<()> {
+        let NewCode {
+            code,
+            user_id,
+            created_at,
+            expires_at,
+        } = *new;
         let mut tx = self.writer().begin().await.map_err(db)?;
         // Serializes code issuing per user, as SQLite's single writer does: otherwise two concurrent
         // requests both delete the (same) old codes, both insert, and two codes stay usable.
@@ -45,7 +43,7 @@ impl CodeStore for Engine {
             "DELETE FROM one_time_codes WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL",
         )
         .bind(user_id)
-        .bind(purpose.as_str())
+        .bind(code.purpose.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -53,10 +51,10 @@ impl CodeStore for Engine {
             "INSERT INTO one_time_codes (hash, user_id, purpose, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(text(hash))
+        .bind(text(code.hash))
         .bind(user_id)
-        .bind(purpose.as_str())
-        .bind(now)
+        .bind(code.purpose.as_str())
+        .bind(created_at)
         .bind(expires_at)
         .execute(&mut *tx)
         .await
@@ -64,12 +62,7 @@ impl CodeStore for Engine {
         tx.commit().await.map_err(db)
     }
 
-    async fn consume_code(
-        &self,
-        hash: &str,
-        purpose: CodePurpose,
-        now: Millis,
-    ) -> StoreResult<Option<i64>> {
+    async fn consume_code(&self, code: Code<'_>, now: Millis) -> StoreResult<Option<i64>> {
         // As in rotate_refresh, the conditional update is the claim: of two concurrent uses, the second
         // re-checks `used_at IS NULL` after the first commits and gets no row.
         usable(
@@ -78,8 +71,7 @@ impl CodeStore for Engine {
                 usable_code!(),
                 " RETURNING user_id"
             ),
-            hash,
-            purpose,
+            code,
             now,
         )
         .fetch_all(self.writer())
@@ -88,16 +80,10 @@ impl CodeStore for Engine {
         .map_err(db)
     }
 
-    async fn code_owner(
-        &self,
-        hash: &str,
-        purpose: CodePurpose,
-        now: Millis,
-    ) -> StoreResult<Option<i64>> {
+    async fn code_owner(&self, code: Code<'_>, now: Millis) -> StoreResult<Option<i64>> {
         usable(
             concat!("SELECT user_id FROM one_time_codes WHERE ", usable_code!()),
-            hash,
-            purpose,
+            code,
             now,
         )
         .fetch_optional(self.reader())

@@ -4,7 +4,7 @@
 
 use super::{Engine, text, throttle};
 use crate::store::{
-    LimitStore, Millis, StoreError, StoreResult, ThrottleKeys, ThrottleRule, ThrottleVerdict, db,
+    LimitStore, Millis, StoreError, StoreResult, ThrottleAttempt, ThrottleSuccess, ThrottleVerdict, db,
 };
 use async_trait::async_trait;
 
@@ -37,22 +37,11 @@ impl LimitStore for Engine {
         Ok((started, u32::try_from(count).unwrap_or(u32::MAX)))
     }
 
-    async fn throttle_attempt(
-        &self,
-        keys: ThrottleKeys<'_>,
-        now: Millis,
-        rule: ThrottleRule,
-    ) -> StoreResult<ThrottleVerdict> {
-        throttle::attempt(self, keys, now, rule).await
+    async fn throttle_attempt(&self, attempt: ThrottleAttempt<'_>) -> StoreResult<ThrottleVerdict> {
+        throttle::attempt(self, attempt).await
     }
 
-    async fn throttle_success(
-        &self,
-        keys: ThrottleKeys<'_>,
-        bucket: &str,
-        at: Millis,
-        trusted_until: Millis,
-    ) -> StoreResult<()> {
-        throttle::success(self, keys, bucket, at, trusted_until).await
+    async fn throttle_success(&self, success: ThrottleSuccess<'_>) -> StoreResult<()> {
+        throttle::success(self, success).await
     }
 }

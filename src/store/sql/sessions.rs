@@ -6,7 +6,7 @@
 use super::{Db, Engine, record, rotation, text};
 use crate::store::sessions::session_select;
 use crate::store::{
-    Invalidation, Millis, RefreshRecord, Revoke, Session, SessionStore, StoreResult, db,
+    Invalidation, Millis, RefreshRecord, Revoke, Rotation, Session, SessionStore, StoreResult, db,
 };
 use async_trait::async_trait;
 
@@ -125,52 +125,13 @@ impl SessionStore for Engine {
         Ok(row.map(RefreshAndSession::split))
     }
 
-    async fn rotate_fresh_refresh(
-        &self,
-        old_hash: &str,
-        nonce: &[u8],
-        new_hash: &str,
-        now: Millis,
-        idle_expires_at: Millis,
-    ) -> StoreResult<Option<Session>> {
-        let exchange = Rotation {
-            old_hash,
-            nonce,
-            new_hash,
-            now,
-            idle_expires_at,
-        };
-        rotation::rotate_fresh(self, &exchange).await
+    async fn rotate_fresh_refresh(&self, exchange: &Rotation<'_>) -> StoreResult<Option<Session>> {
+        rotation::rotate_fresh(self, exchange).await
     }
 
-    async fn rotate_refresh(
-        &self,
-        old_hash: &str,
-        nonce: &[u8],
-        new_hash: &str,
-        now: Millis,
-        idle_expires_at: Millis,
-    ) -> StoreResult<bool> {
-        let exchange = Rotation {
-            old_hash,
-            nonce,
-            new_hash,
-            now,
-            idle_expires_at,
-        };
-        rotation::rotate(self, &exchange).await
+    async fn rotate_refresh(&self, exchange: &Rotation<'_>) -> StoreResult<bool> {
+        rotation::rotate(self, exchange).await
     }
-}
-
-/// A refresh-token exchange, as each engine's `rotation.rs` carries it out: `old_hash` marked used
-/// at `now` with `nonce`, `new_hash` its successor, the session's idle deadline moved to
-/// `idle_expires_at`.
-pub(super) struct Rotation<'a> {
-    pub(super) old_hash: &'a str,
-    pub(super) nonce: &'a [u8],
-    pub(super) new_hash: &'a str,
-    pub(super) now: Millis,
-    pub(super) idle_expires_at: Millis,
 }
 
 /// A refresh token joined with its session, the token's columns prefixed `r_`.

@@ -1,9 +1,21 @@
 //! The rest of [`Store`](crate::store::Store), on both engines (this file is compiled once per
 //! engine: see `store/mod.rs`).
 
-use super::{Engine, SHARED_BY_NODES};
+use super::{Db, Engine, SHARED_BY_NODES};
 use crate::store::{Millis, Store, StoreResult, db};
 use async_trait::async_trait;
+
+impl Engine {
+    /// Where reads go (see [`Pools`](crate::store::Pools)).
+    pub(super) fn reader(&self) -> &sqlx::Pool<Db> {
+        &self.pools.reader
+    }
+
+    /// Where writes go.
+    pub(super) fn writer(&self) -> &sqlx::Pool<Db> {
+        &self.pools.writer
+    }
+}
 
 #[async_trait]
 impl Store for Engine {

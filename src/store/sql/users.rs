@@ -7,7 +7,7 @@ use super::{
 };
 use crate::store::users::{ImportedRow, RoleUse, UserRow, imported_select, user_select};
 use crate::store::{
-    ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, RoleRemoval, RowLock,
+    HashUpgrade, ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, RoleRemoval, RowLock,
     StoreError, StoreResult, User, UserCredentials, UserRole, UserStore, db,
 };
 use async_trait::async_trait;
@@ -120,20 +120,14 @@ impl UserStore for Engine {
         Ok(())
     }
 
-    async fn replace_password_hash(
-        &self,
-        user_id: i64,
-        old: &str,
-        new: &str,
-        now: Millis,
-    ) -> StoreResult<bool> {
+    async fn replace_password_hash(&self, upgrade: &HashUpgrade<'_>) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash = $4",
         )
-        .bind(text(new))
-        .bind(now)
-        .bind(user_id)
-        .bind(text(old))
+        .bind(text(upgrade.new))
+        .bind(upgrade.at)
+        .bind(upgrade.user_id)
+        .bind(text(upgrade.old))
         .execute(self.writer())
         .await
         .map_err(db)?;

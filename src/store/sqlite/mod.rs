@@ -8,7 +8,7 @@ mod rotation;
 mod throttle;
 
 use super::{
-    AppliedMigration, DatabaseSettings, Invalidation, InvalidationFeed, Millis, RowLock,
+    AppliedMigration, DatabaseSettings, Invalidation, InvalidationFeed, Millis, Pools, RowLock,
     SQLITE_POOL_SIZE, StoreError, StoreResult, db, run_migrations,
 };
 use sqlx::Transaction;
@@ -32,18 +32,14 @@ use std::time::Duration;
 /// of what one connection does and put 200 ms into the p99. One writer connection turns that into an
 /// ordinary async queue.
 pub struct SqliteStore {
-    pool: SqlitePool,
-    writer: SqlitePool,
+    /// Readers, which WAL lets run beside the writer, and the one writer connection.
+    pools: Pools<sqlx::Sqlite>,
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database file and applies the embedded migrations.
-    pub async fn connect(url: &str, settings: &DatabaseSettings) -> StoreResult<Self> {
-        Ok(Self::open(url, settings).await?.0)
-    }
-
-    /// [`connect`](Self::connect), also returning the migrations it applied.
-    pub(super) async fn open(
+    /// Opens (creating if missing) the database file and applies the embedded migrations; returns
+    /// the store and what it applied.
+    pub async fn open(
         url: &str,
         settings: &DatabaseSettings,
     ) -> StoreResult<(Self, Vec<AppliedMigration>)> {
@@ -74,12 +70,13 @@ impl SqliteStore {
             .await
             .map_err(db)?;
         let applied = migrate(&writer).await?;
-        let pool = SqlitePoolOptions::new()
+        let reader = SqlitePoolOptions::new()
             .max_connections(settings.pool_size.unwrap_or(SQLITE_POOL_SIZE))
             .connect_with(options)
             .await
             .map_err(db)?;
-        Ok((Self { pool, writer }, applied))
+        let pools = Pools { reader, writer };
+        Ok((Self { pools }, applied))
     }
 }
 
@@ -159,18 +156,6 @@ type Db = sqlx::Sqlite;
 /// ([`Store::shared_by_nodes`](super::Store::shared_by_nodes)).
 const SHARED_BY_NODES: bool = false;
 
-impl SqliteStore {
-    /// Where reads go: the reader pool, which WAL lets run beside the writer.
-    fn reader(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// Where writes go: the one writer connection.
-    fn writer(&self) -> &SqlitePool {
-        &self.writer
-    }
-}
-
 /// A string as it is bound: SQLite stores any character, NUL included (PostgreSQL cannot; see its
 /// `text`).
 fn text(s: &str) -> &str {
@@ -235,7 +220,7 @@ mod tests {
     async fn wal_stays_bounded_under_returning_writes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wal.db");
-        let store = SqliteStore::connect(
+        let (store, _) = SqliteStore::open(
             &format!("sqlite://{}", path.display()),
             &DatabaseSettings::default(),
         )

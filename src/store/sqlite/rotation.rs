@@ -2,7 +2,7 @@
 //! stamp as one statement, and a refresh-token rotation as one batch on the writer connection.
 
 use super::SqliteStore;
-use super::sessions::Rotation;
+use crate::store::Rotation;
 use crate::store::sessions::session_select;
 use crate::store::{Session, StoreResult, db};
 use sqlx::sqlite::SqliteRow;
@@ -37,7 +37,7 @@ pub(super) async fn insert_session(
          last_active_at, idle_expires_at, expires_at, revoked_at, revoked_reason, user_agent, ip) \
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE $13 IS NULL OR EXISTS \
          (SELECT 1 FROM users WHERE id = $2 AND security_stamp = $13 AND blocked = 0)";
-    let mut tx = store.writer.begin().await.map_err(db)?;
+    let mut tx = store.writer().begin().await.map_err(db)?;
     let done = sqlx::query(INSERT)
         .bind(&s.id)
         .bind(s.user_id)
@@ -121,7 +121,7 @@ async fn run_batch<O>(
 where
     O: for<'row> sqlx::FromRow<'row, SqliteRow> + Send + Unpin,
 {
-    let mut conn = store.writer.acquire().await.map_err(db)?;
+    let mut conn = store.writer().acquire().await.map_err(db)?;
     let done = sqlx::query_as(batch)
         .bind(r.now)
         .bind(r.nonce)

@@ -3,23 +3,22 @@
 
 use super::SqliteStore;
 use crate::store::{
-    Millis, StoreResult, THROTTLE_WINDOW_MS, ThrottleKeys, ThrottleRule, ThrottleVerdict, db,
+    Millis, StoreResult, THROTTLE_WINDOW_MS, ThrottleAttempt, ThrottleSuccess, ThrottleVerdict, db,
 };
 use sqlx::{Sqlite, Transaction};
 
 /// [`LimitStore::throttle_attempt`](crate::store::LimitStore::throttle_attempt).
 pub(super) async fn attempt(
     store: &SqliteStore,
-    keys: ThrottleKeys<'_>,
-    now: Millis,
-    rule: ThrottleRule,
+    a: ThrottleAttempt<'_>,
 ) -> StoreResult<ThrottleVerdict> {
+    let ThrottleAttempt { keys, now, rule } = a;
     // One process on a SQLite file keeps this state in memory (shared_by_nodes is false); this is
     // the same contract for processes that share the file. BEGIN IMMEDIATE takes the write lock
     // before reading, so two deciders are one after the other; the transaction rolls back if this
     // future is dropped half-way.
     let mut tx = store
-        .writer
+        .writer()
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(db)?;
@@ -63,26 +62,20 @@ pub(super) async fn attempt(
 }
 
 /// [`LimitStore::throttle_success`](crate::store::LimitStore::throttle_success).
-pub(super) async fn success(
-    store: &SqliteStore,
-    keys: ThrottleKeys<'_>,
-    bucket: &str,
-    at: Millis,
-    trusted_until: Millis,
-) -> StoreResult<()> {
+pub(super) async fn success(store: &SqliteStore, success: ThrottleSuccess<'_>) -> StoreResult<()> {
     let mut tx = store
-        .writer
+        .writer()
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(db)?;
-    if let Some((ip, own)) = keys.client {
+    if let Some((ip, own)) = success.keys.client {
         sqlx::query(
             "INSERT INTO trusted_clients (account, ip, until) VALUES ($1, $2, $3) \
              ON CONFLICT (account, ip) DO UPDATE SET until = excluded.until",
         )
-        .bind(keys.account)
+        .bind(success.keys.account)
         .bind(ip)
-        .bind(trusted_until)
+        .bind(success.trusted_until)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -92,11 +85,11 @@ pub(super) async fn success(
             .await
             .map_err(db)?;
     }
-    let mut times = bucket_times(&mut tx, bucket).await?;
-    if let Some(i) = times.iter().position(|t| *t == at) {
+    let mut times = bucket_times(&mut tx, success.bucket).await?;
+    if let Some(i) = times.iter().position(|t| *t == success.at) {
         times.remove(i);
         sqlx::query("UPDATE throttle_buckets SET times = $2 WHERE bucket = $1")
-            .bind(bucket)
+            .bind(success.bucket)
             .bind(serde_json::Value::from(times).to_string())
             .execute(&mut *tx)
             .await

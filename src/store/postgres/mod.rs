@@ -18,6 +18,7 @@ use super::{
 use feed::{record, subscribe};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use store::Run;
 
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -83,9 +84,8 @@ async fn lock(tx: &mut sqlx::Transaction<'_, Db>, row: RowLock, id: i64) -> Stor
 async fn reserve_user_id(store: &Engine, id: i64) -> StoreResult<()> {
     sqlx::query("SELECT setval('users_id_seq', GREATEST($1, last_value)) FROM users_id_seq")
         .bind(id)
-        .execute(store.writer())
-        .await
-        .map_err(db)?;
+        .run(store.writer())
+        .await?;
     Ok(())
 }
 
@@ -185,14 +185,12 @@ async fn migrate(pool: &PgPool) -> StoreResult<Vec<AppliedMigration>> {
     // Migrations are exempt from the statement timeout: building an index on a big table, or waiting
     // for another node's migration lock, may rightly take longer than any request should.
     sqlx::query("SET statement_timeout = 0")
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        .run(&mut *conn)
+        .await?;
     let applied = run_migrations(&MIGRATOR, &mut conn).await?;
     // Back to the configured value (RESET returns to what the connection started with).
     sqlx::query("RESET statement_timeout")
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        .run(&mut *conn)
+        .await?;
     Ok(applied)
 }

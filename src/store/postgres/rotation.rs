@@ -2,6 +2,7 @@
 //! claims, and a share lock on the user's row orders a new session against a block or password
 //! change.
 
+use super::store::Run;
 use super::{PgStore, opt_text, text};
 use crate::store::Rotation;
 use crate::store::{Millis, Session, StoreResult, db};
@@ -49,9 +50,8 @@ pub(super) async fn insert_session(
     .bind(opt_text(&s.revoked_reason))
     .bind(opt_text(&s.user_agent))
     .bind(opt_text(&s.ip))
-    .execute(&mut *tx)
-    .await
-    .map_err(db)?;
+    .run(&mut *tx)
+    .await?;
     if let Some(hash) = refresh_hash {
         insert_refresh(&mut tx, hash, &s.id, s.created_at).await?;
     }
@@ -88,9 +88,8 @@ pub(super) async fn rotate(store: &PgStore, r: &Rotation<'_>) -> StoreResult<boo
         .bind(r.now)
         .bind(r.idle_expires_at)
         .bind(&session)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .run(&mut *tx)
+        .await?;
     tx.commit().await.map_err(db)?;
     Ok(true)
 }
@@ -106,8 +105,7 @@ async fn insert_refresh(
         .bind(text(hash))
         .bind(text(session_id))
         .bind(at)
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+        .run(&mut **tx)
+        .await?;
     Ok(())
 }

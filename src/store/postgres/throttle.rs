@@ -1,6 +1,7 @@
 //! The login throttle on PostgreSQL: each decision is one statement, whose row lock orders racing
 //! attempts on any number of nodes.
 
+use super::store::Run;
 use super::{PgStore, text};
 use crate::store::{
     StoreResult, THROTTLE_WINDOW_MS, ThrottleAttempt, ThrottleSuccess, ThrottleVerdict, db,
@@ -71,8 +72,6 @@ pub(super) async fn success(store: &PgStore, success: ThrottleSuccess<'_>) -> St
     .bind(text(success.bucket))
     .bind(success.at)
     .bind(success.trusted_until)
-    .execute(store.writer())
-    .await
-    .map_err(db)?;
+    .run(store.writer()).await?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The audit trail, on both engines (this file is compiled once per engine: see `store/mod.rs`).
 
+use super::store::Run;
 use super::{Engine, opt_text, text};
 use crate::store::{AuditEvent, AuditStore, Millis, StoreResult, db};
 use async_trait::async_trait;
@@ -17,9 +18,7 @@ impl AuditStore for Engine {
         .bind(opt_text(&e.ip))
         .bind(opt_text(&e.user_agent))
         .bind(opt_text(&e.detail))
-        .execute(self.writer())
-        .await
-        .map_err(db)?;
+        .run(self.writer()).await?;
         Ok(())
     }
 
@@ -50,9 +49,7 @@ impl AuditStore for Engine {
     async fn prune_audit(&self, before: Millis) -> StoreResult<()> {
         sqlx::query("DELETE FROM audit_events WHERE at < $1")
             .bind(before)
-            .execute(self.writer())
-            .await
-            .map_err(db)?;
+            .run(self.writer()).await?;
         Ok(())
     }
 }

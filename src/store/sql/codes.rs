@@ -2,6 +2,7 @@
 //! Issuing replaces the user's unused codes atomically (SQLite's one writer, a lock on the user's
 //! row on PostgreSQL); the conditional update is the claim on use.
 
+use super::store::Run;
 use super::{Db, Engine, lock, text};
 use crate::store::{Code, CodeStore, Millis, NewCode, RowLock, StoreResult, db};
 use async_trait::async_trait;
@@ -44,9 +45,7 @@ impl CodeStore for Engine {
         )
         .bind(user_id)
         .bind(code.purpose.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .run(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO one_time_codes (hash, user_id, purpose, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -56,9 +55,7 @@ impl CodeStore for Engine {
         .bind(code.purpose.as_str())
         .bind(created_at)
         .bind(expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .run(&mut *tx).await?;
         tx.commit().await.map_err(db)
     }
 

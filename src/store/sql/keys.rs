@@ -1,5 +1,6 @@
 //! Signing keys, on both engines (this file is compiled once per engine: see `store/mod.rs`).
 
+use super::store::Run;
 use super::{Engine, SIGNING_KEYS, record, text};
 use crate::store::{Invalidation, KeyStore, Millis, StoreResult, StoredKey, db};
 use async_trait::async_trait;
@@ -24,9 +25,7 @@ impl KeyStore for Engine {
         .bind(&key.private_der)
         .bind(&key.public_raw)
         .bind(key.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .run(&mut *tx).await?;
         record(&mut tx, &Invalidation::Keys, key.created_at)
             .await
             .map_err(db)?;
@@ -38,10 +37,7 @@ impl KeyStore for Engine {
         let retired =
             sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
                 .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?
-                .rows_affected();
+                .run(&mut *tx).await?;
         if retired > 0 {
             record(&mut tx, &Invalidation::Keys, now)
                 .await

@@ -1,6 +1,7 @@
 //! Single sign-on state and identities, on both engines (this file is compiled once per engine:
 //! see `store/mod.rs`).
 
+use super::store::Run;
 use super::users::insert_user;
 use super::{Db, Engine, opt_text, text};
 use crate::store::sso::TakenSsoState;
@@ -22,9 +23,7 @@ impl SsoStore for Engine {
         .bind(text(&state.browser))
         .bind(text(&state.payload))
         .bind(state.expires_at)
-        .execute(self.writer())
-        .await
-        .map_err(db)?;
+        .run(self.writer()).await?;
         Ok(())
     }
 

@@ -17,13 +17,23 @@ impl Engine {
     }
 }
 
+/// A statement run for its effect: the engine's error mapped in one place, and what it changed (rows
+/// affected) returned for the conditional updates that are claims.
+pub(super) trait Run {
+    async fn run<'c, E: sqlx::Executor<'c, Database = Db>>(self, on: E) -> StoreResult<u64>;
+}
+
+impl Run for sqlx::query::Query<'_, Db, <Db as sqlx::Database>::Arguments> {
+    async fn run<'c, E: sqlx::Executor<'c, Database = Db>>(self, on: E) -> StoreResult<u64> {
+        Ok(self.execute(on).await.map_err(db)?.rows_affected())
+    }
+}
+
 #[async_trait]
 impl Store for Engine {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
-            .execute(self.reader())
-            .await
-            .map_err(db)?;
+            .run(self.reader()).await?;
         Ok(())
     }
 
@@ -54,9 +64,7 @@ impl Store for Engine {
             for &sql in statements {
                 sqlx::query(sql)
                     .bind(before)
-                    .execute(self.writer())
-                    .await
-                    .map_err(db)?;
+                    .run(self.writer()).await?;
             }
         }
         Ok(())

@@ -2,6 +2,7 @@
 //! SQLite's one writer orders every change; on PostgreSQL a row lock stands in for it where a
 //! decision reads before it writes.
 
+use super::store::Run;
 use super::{
     Db, Engine, IDENTITY_TAKEN, ROLE_BY_NAME_OR_KIND, lock, opt_text, record, reserve_user_id, text,
 };
@@ -128,10 +129,8 @@ impl UserStore for Engine {
         .bind(upgrade.at)
         .bind(upgrade.user_id)
         .bind(text(upgrade.old))
-        .execute(self.writer())
-        .await
-        .map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        .run(self.writer()).await?;
+        Ok(done == 1)
     }
 
     async fn set_blocked(&self, user_id: i64, blocked: bool, now: Millis) -> StoreResult<bool> {
@@ -159,9 +158,7 @@ impl UserStore for Engine {
                 .map_err(db)?;
         let done = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut *tx).await?;
         let now = chrono::Utc::now().timestamp_millis();
         for sid in sessions {
             record(&mut tx, &Invalidation::Session(sid), now)
@@ -169,7 +166,7 @@ impl UserStore for Engine {
                 .map_err(db)?;
         }
         commit_user_change(tx, user_id, now).await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     async fn create_role(&self, role: &NewRole) -> StoreResult<UserRole> {
@@ -204,9 +201,7 @@ impl UserStore for Engine {
         let done = sqlx::query("UPDATE roles SET name = $1 WHERE id = $2")
             .bind(text(name))
             .bind(role_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut *tx).await?;
         let users: Vec<i64> = sqlx::query_scalar("SELECT id FROM users WHERE role_id = $1")
             .bind(role_id)
             .fetch_all(&mut *tx)
@@ -218,7 +213,7 @@ impl UserStore for Engine {
                 .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     async fn delete_role(&self, role_id: i64) -> StoreResult<RoleRemoval> {
@@ -237,11 +232,9 @@ impl UserStore for Engine {
         }
         let done = sqlx::query("DELETE FROM roles WHERE id = $1")
             .bind(role_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut *tx).await?;
         tx.commit().await.map_err(db)?;
-        Ok(if done.rows_affected() == 1 {
+        Ok(if done == 1 {
             RoleRemoval::Removed
         } else {
             RoleRemoval::NotFound
@@ -254,16 +247,14 @@ impl UserStore for Engine {
             .bind(role_id)
             .bind(now)
             .bind(user_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        if done.rows_affected() == 1 {
+            .run(&mut *tx).await?;
+        if done == 1 {
             record(&mut tx, &Invalidation::User(user_id), now)
                 .await
                 .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 
     async fn insert_imported_user(&self, u: &ImportedUser) -> StoreResult<()> {
@@ -279,9 +270,7 @@ impl UserStore for Engine {
             .bind(u.strapi_id)
             .bind(u.created_at)
             .bind(u.updated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO strapi_users (user_id, strapi_id, password_digest, confirmed, blocked) \
              VALUES ($1, $1, $2, $3, $4)",
@@ -290,9 +279,7 @@ impl UserStore for Engine {
         .bind(opt_text(&u.strapi.password_digest))
         .bind(u.strapi.confirmed)
         .bind(u.strapi.blocked)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .run(&mut *tx).await?;
         tx.commit().await.map_err(db)
     }
 
@@ -333,9 +320,7 @@ impl UserStore for Engine {
             .bind(u.updated_at)
             .bind(user_id)
             .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut *tx).await?;
         sqlx::query(
             "UPDATE strapi_users SET strapi_id = $1, password_digest = $2, confirmed = $3, \
              blocked = $4 WHERE user_id = $5",
@@ -345,11 +330,9 @@ impl UserStore for Engine {
         .bind(u.strapi.confirmed)
         .bind(u.strapi.blocked)
         .bind(user_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .run(&mut *tx).await?;
         commit_user_change(tx, user_id, now).await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 }
 
@@ -378,9 +361,9 @@ impl Engine {
         now: Millis,
     ) -> StoreResult<bool> {
         let mut tx = self.writer().begin().await.map_err(db)?;
-        let done = update.execute(&mut *tx).await.map_err(db)?;
+        let done = update.run(&mut *tx).await?;
         commit_user_change(tx, user_id, now).await?;
-        Ok(done.rows_affected() == 1)
+        Ok(done == 1)
     }
 }
 

@@ -2,6 +2,7 @@
 //! stamp as one statement, and a refresh-token rotation as one batch on the writer connection.
 
 use super::SqliteStore;
+use super::store::Run;
 use crate::store::Rotation;
 use crate::store::sessions::session_select;
 use crate::store::{Session, StoreResult, db};
@@ -52,10 +53,9 @@ pub(super) async fn insert_session(
         .bind(&s.user_agent)
         .bind(&s.ip)
         .bind(stamp)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-    if done.rows_affected() == 0 {
+        .run(&mut *tx)
+        .await?;
+    if done == 0 {
         return Ok(false);
     }
     if let Some(hash) = refresh_hash {
@@ -65,9 +65,8 @@ pub(super) async fn insert_session(
         .bind(hash)
         .bind(&s.id)
         .bind(s.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .run(&mut *tx)
+        .await?;
     }
     tx.commit().await.map_err(db)?;
     Ok(true)

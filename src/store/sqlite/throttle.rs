@@ -2,6 +2,7 @@
 //! decision is [`ThrottleRule::wait`] in Rust.
 
 use super::SqliteStore;
+use super::store::Run;
 use crate::store::{
     Millis, StoreResult, THROTTLE_WINDOW_MS, ThrottleAttempt, ThrottleSuccess, ThrottleVerdict, db,
 };
@@ -51,9 +52,8 @@ pub(super) async fn attempt(
     .bind(serde_json::Value::from(times).to_string())
     .bind(now)
     .bind(wait_ms)
-    .execute(&mut *tx)
-    .await
-    .map_err(db)?;
+    .run(&mut *tx)
+    .await?;
     tx.commit().await.map_err(db)?;
     Ok(ThrottleVerdict {
         bucket: bucket.to_owned(),
@@ -76,14 +76,12 @@ pub(super) async fn success(store: &SqliteStore, success: ThrottleSuccess<'_>) -
         .bind(success.keys.account)
         .bind(ip)
         .bind(success.trusted_until)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        .run(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM throttle_buckets WHERE bucket = $1")
             .bind(own)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut *tx)
+            .await?;
     }
     let mut times = bucket_times(&mut tx, success.bucket).await?;
     if let Some(i) = times.iter().position(|t| *t == success.at) {
@@ -91,9 +89,8 @@ pub(super) async fn success(store: &SqliteStore, success: ThrottleSuccess<'_>) -
         sqlx::query("UPDATE throttle_buckets SET times = $2 WHERE bucket = $1")
             .bind(success.bucket)
             .bind(serde_json::Value::from(times).to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .run(&mut *tx)
+            .await?;
     }
     tx.commit().await.map_err(db)
 }

@@ -111,12 +111,15 @@ pub async fn run(config: &Config) -> ExitCode {
         None => r.line(
             Level::Ok,
             "public_url",
-            format!("{} (bind {})", config.mail.public_url, config.bind),
+            format!(
+                "{} (bind {})",
+                config.mail.public_url, config.transport.bind
+            ),
         ),
         Some(why) => r.line(Level::Warn, "public_url", why),
     }
 
-    if config.trusted_proxies.is_empty() {
+    if config.transport.trusted_proxies.is_empty() {
         r.line(
             Level::Ok,
             "proxies",
@@ -124,6 +127,7 @@ pub async fn run(config: &Config) -> ExitCode {
         );
     } else {
         let list: Vec<String> = config
+            .transport
             .trusted_proxies
             .iter()
             .map(|n| n.to_string())
@@ -134,7 +138,7 @@ pub async fn run(config: &Config) -> ExitCode {
             format!(
                 "trusted_proxies {} report the client in {}",
                 list.join(", "),
-                match config.forwarded_header {
+                match config.transport.forwarded_header {
                     keyway::config::ForwardedHeader::XForwardedFor => "X-Forwarded-For",
                     keyway::config::ForwardedHeader::Forwarded => "Forwarded",
                 }
@@ -166,7 +170,7 @@ pub async fn run(config: &Config) -> ExitCode {
         );
     }
 
-    if config.cors_origins.is_empty() {
+    if config.transport.cors_origins.is_empty() {
         r.line(
             Level::Ok,
             "cors",
@@ -178,7 +182,7 @@ pub async fn run(config: &Config) -> ExitCode {
             "cors",
             format!(
                 "browser origins allowed: {}",
-                config.cors_origins.join(", ")
+                config.transport.cors_origins.join(", ")
             ),
         );
     }
@@ -194,7 +198,7 @@ pub async fn run(config: &Config) -> ExitCode {
 /// the difference: links in mails (reset, confirmation) would point elsewhere. `None` when it looks
 /// right, or when a proxy is configured (the public address is then the proxy's).
 pub fn public_url_mismatch(config: &Config) -> Option<String> {
-    if !config.trusted_proxies.is_empty() {
+    if !config.transport.trusted_proxies.is_empty() {
         return None;
     }
     let public = &config.mail.public_url;
@@ -207,7 +211,7 @@ pub fn public_url_mismatch(config: &Config) -> Option<String> {
         .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
         .map(|h| if h == "localhost" { "127.0.0.1" } else { h })
         .and_then(|h| h.parse().ok());
-    let bind = config.bind;
+    let bind = config.transport.bind;
     if port != Some(bind.port()) && bind.port() != 0 {
         return Some(format!(
             "public_url {public} names port {} but Keyway listens on {bind} and no trusted_proxies \

@@ -119,32 +119,26 @@ pub async fn run(config: &Config) -> ExitCode {
         Some(why) => r.line(Level::Warn, "public_url", why),
     }
 
-    if config.transport.trusted_proxies.is_empty() {
-        r.line(
-            Level::Ok,
-            "proxies",
-            "no trusted_proxies: clients are the connection's address (forwarding headers ignored)",
-        );
+    let transport = &config.transport;
+    let proxies = if transport.trusted_proxies.is_empty() {
+        "no trusted_proxies: clients are the connection's address (forwarding headers ignored)"
+            .into()
     } else {
-        let list: Vec<String> = config
-            .transport
+        let list: Vec<String> = transport
             .trusted_proxies
             .iter()
             .map(|n| n.to_string())
             .collect();
-        r.line(
-            Level::Ok,
-            "proxies",
-            format!(
-                "trusted_proxies {} report the client in {}",
-                list.join(", "),
-                match config.transport.forwarded_header {
-                    keyway::config::ForwardedHeader::XForwardedFor => "X-Forwarded-For",
-                    keyway::config::ForwardedHeader::Forwarded => "Forwarded",
-                }
-            ),
-        );
-    }
+        format!(
+            "trusted_proxies {} report the client in {}",
+            list.join(", "),
+            match transport.forwarded_header {
+                keyway::config::ForwardedHeader::XForwardedFor => "X-Forwarded-For",
+                keyway::config::ForwardedHeader::Forwarded => "Forwarded",
+            }
+        )
+    };
+    r.line(Level::Ok, "proxies", proxies);
 
     let limits = &config.auth.rate_limits;
     if !limits.relay_clients.is_empty() {
@@ -170,22 +164,15 @@ pub async fn run(config: &Config) -> ExitCode {
         );
     }
 
-    if config.transport.cors_origins.is_empty() {
-        r.line(
-            Level::Ok,
-            "cors",
-            "no browser origin may call the API (cors_origins empty)",
-        );
+    let cors = if transport.cors_origins.is_empty() {
+        "no browser origin may call the API (cors_origins empty)".into()
     } else {
-        r.line(
-            Level::Ok,
-            "cors",
-            format!(
-                "browser origins allowed: {}",
-                config.transport.cors_origins.join(", ")
-            ),
-        );
-    }
+        format!(
+            "browser origins allowed: {}",
+            transport.cors_origins.join(", ")
+        )
+    };
+    r.line(Level::Ok, "cors", cors);
 
     if r.failed {
         ExitCode::FAILURE

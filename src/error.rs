@@ -89,6 +89,19 @@ impl Error {
     pub const INVALID_USER: Self = Self::Unauthorized("Invalid credentials");
 }
 
+/// An error followed by its causes, `a: b: c`, for the log: the top message alone often hides what
+/// actually failed.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// How a store failure becomes an [`Error`]: never by `?` alone. A call that may conflict matches
 /// [`StoreError::Conflict`] and answers for it (a taken username is a 400, not a 500); every other
 /// call states with [`OrInternal::or_internal`] that any failure there, a conflict included, is the

@@ -173,7 +173,7 @@ impl App {
         let trusted_origins = public
             .map(|u| u.origin().ascii_serialization())
             .into_iter()
-            .chain(config.cors_origins.iter().cloned())
+            .chain(config.transport.cors_origins.iter().cloned())
             .collect();
         Ok(Self {
             listener,
@@ -183,18 +183,18 @@ impl App {
                 pages: Arc::new(config.pages.clone()),
                 page_templates: Arc::new(page_templates),
                 proxies: Arc::new(http::client_addr::Proxies {
-                    trusted: config.trusted_proxies.clone(),
-                    header: config.forwarded_header,
+                    trusted: config.transport.trusted_proxies.clone(),
+                    header: config.transport.forwarded_header,
                 }),
-                cors_origins: Arc::new(config.cors_origins.clone()),
+                cors_origins: Arc::new(config.transport.cors_origins.clone()),
                 trusted_origins: Arc::new(trusted_origins),
-                request_timeout: config.request_timeout,
-                access_log: config.access_log,
+                request_timeout: config.transport.request_timeout,
+                access_log: config.transport.access_log,
                 openapi_json: Default::default(),
                 feed: Default::default(),
             }),
             body_limit_bytes: config.body_limit_bytes,
-            connections: config.connections,
+            connections: config.transport.connections,
             invalidation_poll: config.invalidation_poll,
             prune_interval: PRUNE_INTERVAL,
             extra_routes: axum::Router::new(),

@@ -359,21 +359,39 @@ mod tests {
         SecretString::from(s)
     }
 
+    /// What `h` says of `password` against a stored hash.
+    async fn check(h: &Hasher, password: &str, stored: &str) -> PasswordCheck {
+        h.verify(secret(password), Some(stored.to_owned()))
+            .await
+            .unwrap()
+    }
+
+    /// `stored` verifies `password`, asking for a rehash or not, and not the near miss.
+    async fn assert_verifies_only(
+        h: &Hasher,
+        stored: &str,
+        password: &str,
+        near_miss: &str,
+        rehash: bool,
+    ) {
+        assert_eq!(
+            check(h, password, stored).await,
+            PasswordCheck::Match { rehash },
+            "{stored}"
+        );
+        assert_eq!(
+            check(h, near_miss, stored).await,
+            PasswordCheck::Mismatch,
+            "{stored}"
+        );
+    }
+
     #[tokio::test]
     async fn argon2id_round_trip() {
         let h = Hasher::new(cheap(), 2).await.unwrap();
         let stored = h.hash(secret("correct horse")).await.unwrap();
         assert!(stored.starts_with("$argon2id$v=19$m=256,t=1,p=1$"));
-        assert_eq!(
-            h.verify(secret("correct horse"), Some(stored.clone()))
-                .await
-                .unwrap(),
-            PasswordCheck::Match { rehash: false }
-        );
-        assert_eq!(
-            h.verify(secret("wrong horse"), Some(stored)).await.unwrap(),
-            PasswordCheck::Mismatch
-        );
+        assert_verifies_only(&h, &stored, "correct horse", "wrong horse", false).await;
     }
 
     #[tokio::test]
@@ -383,20 +401,9 @@ mod tests {
         // Ours, checked by the library.
         let ours = h.hash(secret("correct horse")).await.unwrap();
         let parsed = PasswordHash::new(&ours).unwrap();
-        assert!(
-            cheap()
-                .argon2()
-                .unwrap()
-                .verify_password(b"correct horse", &parsed)
-                .is_ok()
-        );
-        assert!(
-            cheap()
-                .argon2()
-                .unwrap()
-                .verify_password(b"correct horsf", &parsed)
-                .is_err()
-        );
+        let library = cheap().argon2().unwrap();
+        assert!(library.verify_password(b"correct horse", &parsed).is_ok());
+        assert!(library.verify_password(b"correct horsf", &parsed).is_err());
         // The library's (and other variants, other versions, bigger and smaller memory in turn on the
         // same thread), checked by ours.
         for (algorithm, version, m) in [
@@ -410,20 +417,7 @@ mod tests {
                 .hash_password(b"correct horse")
                 .unwrap()
                 .to_string();
-            assert_eq!(
-                h.verify(secret("correct horse"), Some(theirs.clone()))
-                    .await
-                    .unwrap(),
-                PasswordCheck::Match { rehash: true },
-                "{theirs}"
-            );
-            assert_eq!(
-                h.verify(secret("correct horsf"), Some(theirs.clone()))
-                    .await
-                    .unwrap(),
-                PasswordCheck::Mismatch,
-                "{theirs}"
-            );
+            assert_verifies_only(&h, &theirs, "correct horse", "correct horsf", true).await;
         }
     }
 
@@ -451,7 +445,7 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(
-            stronger.verify(secret("pw"), Some(stored)).await.unwrap(),
+            check(&stronger, "pw", &stored).await,
             PasswordCheck::Match { rehash: true }
         );
     }
@@ -462,19 +456,7 @@ mod tests {
         for prefix in ["$2a$", "$2b$", "$2y$"] {
             let b = bcrypt::hash("appsmith_password", 4).unwrap();
             let stored = format!("{prefix}{}", &b[4..]);
-            assert_eq!(
-                h.verify(secret("appsmith_password"), Some(stored.clone()))
-                    .await
-                    .unwrap(),
-                PasswordCheck::Match { rehash: true },
-                "{prefix}"
-            );
-            assert_eq!(
-                h.verify(secret("appsmith_passwore"), Some(stored))
-                    .await
-                    .unwrap(),
-                PasswordCheck::Mismatch
-            );
+            assert_verifies_only(&h, &stored, "appsmith_password", "appsmith_passwore", true).await;
         }
     }
 
@@ -484,10 +466,7 @@ mod tests {
         let first72 = "a".repeat(72);
         let stored = bcrypt::hash(&first72, 4).unwrap();
         let longer = format!("{first72}-and-more");
-        assert_eq!(
-            h.verify(secret(&longer), Some(stored)).await.unwrap(),
-            PasswordCheck::Mismatch
-        );
+        assert_eq!(check(&h, &longer, &stored).await, PasswordCheck::Mismatch);
     }
 
     #[tokio::test]

@@ -525,34 +525,42 @@ impl Sessions<'_> {
     }
 }
 
+/// Browsers by a token of their User-Agent. Order matters: Edge and Opera also say Chrome, Chrome also
+/// says Safari.
+const BROWSERS: &[(&str, &str)] = &[
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+    ("curl/", "curl"),
+];
+
+/// Operating systems by a token of the User-Agent. Order matters: iOS says "like Mac OS X", Android
+/// says Linux.
+const SYSTEMS: &[(&str, &str)] = &[
+    ("iPhone", "iOS"),
+    ("iPad", "iPadOS"),
+    ("Android", "Android"),
+    ("Mac OS X", "macOS"),
+    ("Macintosh", "macOS"),
+    ("Windows", "Windows"),
+    ("CrOS", "ChromeOS"),
+    ("Linux", "Linux"),
+];
+
+/// The name of the first entry whose token the User-Agent contains.
+fn first_named(user_agent: &str, table: &[(&str, &'static str)]) -> Option<&'static str> {
+    table
+        .iter()
+        .find(|(token, _)| user_agent.contains(token))
+        .map(|&(_, name)| name)
+}
+
 /// "Chrome on macOS", from a User-Agent header; `None` when nothing is recognised.
 pub fn device_name(user_agent: &str) -> Option<String> {
-    let ua = user_agent;
-    // Order matters: Edge and Opera also say Chrome, Chrome also says Safari.
-    let browser = [
-        ("Edg/", "Edge"),
-        ("OPR/", "Opera"),
-        ("Firefox/", "Firefox"),
-        ("Chrome/", "Chrome"),
-        ("Safari/", "Safari"),
-        ("curl/", "curl"),
-    ]
-    .into_iter()
-    .find(|(needle, _)| ua.contains(needle))
-    .map(|(_, name)| name);
-    let os = [
-        ("iPhone", "iOS"),
-        ("iPad", "iPadOS"),
-        ("Android", "Android"),
-        ("Mac OS X", "macOS"),
-        ("Macintosh", "macOS"),
-        ("Windows", "Windows"),
-        ("CrOS", "ChromeOS"),
-        ("Linux", "Linux"),
-    ]
-    .into_iter()
-    .find(|(needle, _)| ua.contains(needle))
-    .map(|(_, name)| name);
+    let browser = first_named(user_agent, BROWSERS);
+    let os = first_named(user_agent, SYSTEMS);
     match (browser, os) {
         (Some(b), Some(o)) => Some(format!("{b} on {o}")),
         (Some(b), None) => Some(b.to_owned()),

@@ -111,36 +111,34 @@ pub async fn run(config: &Config) -> ExitCode {
         None => r.line(
             Level::Ok,
             "public_url",
-            format!("{} (bind {})", config.mail.public_url, config.bind),
+            format!(
+                "{} (bind {})",
+                config.mail.public_url, config.transport.bind
+            ),
         ),
         Some(why) => r.line(Level::Warn, "public_url", why),
     }
 
-    if config.trusted_proxies.is_empty() {
-        r.line(
-            Level::Ok,
-            "proxies",
-            "no trusted_proxies: clients are the connection's address (forwarding headers ignored)",
-        );
+    let transport = &config.transport;
+    let proxies = if transport.trusted_proxies.is_empty() {
+        "no trusted_proxies: clients are the connection's address (forwarding headers ignored)"
+            .into()
     } else {
-        let list: Vec<String> = config
+        let list: Vec<String> = transport
             .trusted_proxies
             .iter()
             .map(|n| n.to_string())
             .collect();
-        r.line(
-            Level::Ok,
-            "proxies",
-            format!(
-                "trusted_proxies {} report the client in {}",
-                list.join(", "),
-                match config.forwarded_header {
-                    keyway::config::ForwardedHeader::XForwardedFor => "X-Forwarded-For",
-                    keyway::config::ForwardedHeader::Forwarded => "Forwarded",
-                }
-            ),
-        );
-    }
+        format!(
+            "trusted_proxies {} report the client in {}",
+            list.join(", "),
+            match transport.forwarded_header {
+                keyway::config::ForwardedHeader::XForwardedFor => "X-Forwarded-For",
+                keyway::config::ForwardedHeader::Forwarded => "Forwarded",
+            }
+        )
+    };
+    r.line(Level::Ok, "proxies", proxies);
 
     let limits = &config.auth.rate_limits;
     if !limits.relay_clients.is_empty() {
@@ -166,22 +164,15 @@ pub async fn run(config: &Config) -> ExitCode {
         );
     }
 
-    if config.cors_origins.is_empty() {
-        r.line(
-            Level::Ok,
-            "cors",
-            "no browser origin may call the API (cors_origins empty)",
-        );
+    let cors = if transport.cors_origins.is_empty() {
+        "no browser origin may call the API (cors_origins empty)".into()
     } else {
-        r.line(
-            Level::Ok,
-            "cors",
-            format!(
-                "browser origins allowed: {}",
-                config.cors_origins.join(", ")
-            ),
-        );
-    }
+        format!(
+            "browser origins allowed: {}",
+            transport.cors_origins.join(", ")
+        )
+    };
+    r.line(Level::Ok, "cors", cors);
 
     if r.failed {
         ExitCode::FAILURE
@@ -194,7 +185,7 @@ pub async fn run(config: &Config) -> ExitCode {
 /// the difference: links in mails (reset, confirmation) would point elsewhere. `None` when it looks
 /// right, or when a proxy is configured (the public address is then the proxy's).
 pub fn public_url_mismatch(config: &Config) -> Option<String> {
-    if !config.trusted_proxies.is_empty() {
+    if !config.transport.trusted_proxies.is_empty() {
         return None;
     }
     let public = &config.mail.public_url;
@@ -207,7 +198,7 @@ pub fn public_url_mismatch(config: &Config) -> Option<String> {
         .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
         .map(|h| if h == "localhost" { "127.0.0.1" } else { h })
         .and_then(|h| h.parse().ok());
-    let bind = config.bind;
+    let bind = config.transport.bind;
     if port != Some(bind.port()) && bind.port() != 0 {
         return Some(format!(
             "public_url {public} names port {} but Keyway listens on {bind} and no trusted_proxies \

@@ -24,9 +24,9 @@ pub async fn run(mut config: Config, demo: bool) -> anyhow::Result<()> {
             bail!(NO_SMTP);
         }
     }
-    let listener = tokio::net::TcpListener::bind(config.bind)
+    let listener = tokio::net::TcpListener::bind(config.transport.bind)
         .await
-        .with_context(|| format!("cannot listen on {}", config.bind))?;
+        .with_context(|| format!("cannot listen on {}", config.transport.bind))?;
     let app = App::build(config.clone(), listener)
         .await
         .map_err(|e| start_error(&e))?;
@@ -36,7 +36,7 @@ pub async fn run(mut config: Config, demo: bool) -> anyhow::Result<()> {
     }
     // Checked against the address actually bound (port 0 resolved).
     let mut bound = config.clone();
-    bound.bind = addr;
+    bound.transport.bind = addr;
     if let Some(why) = super::doctor::public_url_mismatch(&bound) {
         tracing::warn!("{why}");
     }

@@ -13,7 +13,6 @@ mod transport;
 
 use figment::Figment;
 use secrecy::{ExposeSecret, SecretString};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,11 +40,12 @@ pub use layers::ConfigError;
 use pages::{CookieSection, PageSection};
 pub use pages::{CookieSecure, CookieSettings, PageSettings};
 use transport::TransportSection;
-pub use transport::{ConnectionLimits, ForwardedHeader, MIN_HEADER_BYTES};
+pub use transport::{ConnectionLimits, ForwardedHeader, MIN_HEADER_BYTES, TransportSettings};
 
 #[derive(Clone)]
 pub struct Config {
-    pub bind: SocketAddr,
+    /// Where to listen, connection limits, and what `http` knows of its callers.
+    pub transport: TransportSettings,
     pub database_url: SecretString,
     /// Pool size, statement timeout and TLS of the database connection.
     pub database: DatabaseSettings,
@@ -54,27 +54,14 @@ pub struct Config {
     pub sessions: SessionSettings,
     pub cookie: CookieSettings,
     pub pages: PageSettings,
-    /// Addresses of reverse proxies whose `X-Forwarded-For` / `Forwarded` is believed.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// The one forwarding header trusted proxies are believed in; the other is ignored.
-    pub forwarded_header: ForwardedHeader,
-    /// Origins allowed to call the API from a browser (CORS); empty means none.
-    pub cors_origins: Vec<String>,
-    /// Longest time a request may take before it is answered 408.
-    pub request_timeout: Duration,
     pub hash: HashParams,
     /// How many password hashes may run at once.
     pub hash_concurrency: usize,
     /// Largest request body accepted, in bytes.
     pub body_limit_bytes: usize,
-    /// Connections at once, header size and header deadline.
-    pub connections: ConnectionLimits,
     /// How often a server reads the invalidation log for changes other processes made (a CLI `user
     /// block`, another node). On PostgreSQL, `NOTIFY` brings them at once and this is the safety net.
     pub invalidation_poll: Duration,
-    /// One `info` log line per request (method, path, status, latency). Off by default: a reverse
-    /// proxy usually keeps access logs, and the line costs about a tenth of a cached token check.
-    pub access_log: bool,
     /// Outgoing mail: SMTP server, sender, links and templates.
     pub mail: MailSettings,
     /// Single sign-on providers.
@@ -135,7 +122,7 @@ impl Config {
             s.validate(sso_names, &mail.public_url, &pages.base_path)
         })?;
         Ok(Self {
-            bind: transport.bind,
+            transport,
             database_url: database.url,
             database: database.settings,
             tokens: section(f, TokenSection::validate)?,
@@ -143,16 +130,10 @@ impl Config {
             sessions: section(f, SessionSection::validate)?,
             cookie: section(f, CookieSection::validate)?,
             pages,
-            trusted_proxies: transport.trusted_proxies,
-            forwarded_header: transport.forwarded_header,
-            cors_origins: transport.cors_origins,
-            request_timeout: transport.request_timeout,
             hash,
             hash_concurrency,
             body_limit_bytes: 64 * 1024,
-            connections: transport.connections,
             invalidation_poll: database.invalidation_poll,
-            access_log: transport.access_log,
             mail,
             sso,
         })
@@ -162,7 +143,7 @@ impl Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("bind", &self.bind)
+            .field("bind", &self.transport.bind)
             .field(
                 "database_url",
                 &crate::store::redact_url(self.database_url.expose_secret()),

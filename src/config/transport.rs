@@ -38,18 +38,27 @@ section! {
 }
 
 /// What the transport section gives `serve` and `http`.
-pub struct Transport {
+#[derive(Clone)]
+pub struct TransportSettings {
+    /// Where to listen.
     pub bind: SocketAddr,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` / `Forwarded` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The one forwarding header trusted proxies are believed in; the other is ignored.
     pub forwarded_header: ForwardedHeader,
+    /// Origins allowed to call the API from a browser (CORS); empty means none.
     pub cors_origins: Vec<String>,
+    /// Longest time a request may take before it is answered 408.
     pub request_timeout: Duration,
+    /// One `info` log line per request (method, path, status, latency). Off by default: a reverse
+    /// proxy usually keeps access logs, and the line costs about a tenth of a cached token check.
     pub access_log: bool,
+    /// Connections at once, header size and header deadline.
     pub connections: ConnectionLimits,
 }
 
 impl TransportSection {
-    pub fn validate(self) -> Checked<Transport> {
+    pub fn validate(self) -> Checked<TransportSettings> {
         let bind = self.bind.parse().map_err(|_| {
             Invalid::new(
                 "bind",
@@ -74,7 +83,7 @@ impl TransportSection {
                 format!("must be at least {MIN_HEADER_BYTES}"),
             ));
         }
-        Ok(Transport {
+        Ok(TransportSettings {
             bind,
             trusted_proxies: networks("trusted_proxies", &self.trusted_proxies)?,
             forwarded_header: self.forwarded_header,

@@ -67,12 +67,17 @@ pub fn client_addr(peer: IpAddr, headers: &HeaderMap, proxies: &Proxies) -> IpAd
     client
 }
 
-fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+/// The elements of a comma-separated header, across all its lines, in order.
+fn list<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
     headers
-        .get_all("x-forwarded-for")
+        .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
+}
+
+fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    list(headers, "x-forwarded-for")
         .map(|hop| parse_node(hop.trim()))
         .collect()
 }
@@ -80,11 +85,7 @@ fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
 /// RFC 7239 `Forwarded: for=…` entries; an element without `for` (or with an obfuscated or `unknown`
 /// node) is `None`.
 fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
-    headers
-        .get_all("forwarded")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+    list(headers, "forwarded")
         .map(|element| {
             element
                 .split(';')
@@ -112,118 +113,190 @@ mod tests {
     use super::*;
     use crate::config::canonical_net;
     use crate::http::test_headers as headers;
+    use ForwardedHeader::{Forwarded, XForwardedFor};
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
-    fn proxies(nets: &[&str], header: ForwardedHeader) -> Proxies {
-        Proxies {
-            trusted: nets
-                .iter()
-                .map(|n| canonical_net(n.parse().unwrap()))
-                .collect(),
-            header,
+    struct Case {
+        why: &'static str,
+        peer: &'static str,
+        headers: &'static [(&'static str, &'static str)],
+        trusted: &'static [&'static str],
+        header: ForwardedHeader,
+        client: &'static str,
+    }
+
+    /// A client claiming an address in both forwarding headers.
+    const CLAIMS_BOTH: &[(&str, &str)] =
+        &[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")];
+
+    #[test]
+    fn the_client_is_the_nearest_address_not_a_trusted_proxy() {
+        let cases = [
+            Case {
+                why: "an untrusted peer is the client whatever it claims (no proxies trusted)",
+                peer: "203.0.113.9",
+                headers: CLAIMS_BOTH,
+                trusted: &[],
+                header: XForwardedFor,
+                client: "203.0.113.9",
+            },
+            Case {
+                why: "an untrusted peer is the client whatever it claims (X-Forwarded-For)",
+                peer: "203.0.113.9",
+                headers: CLAIMS_BOTH,
+                trusted: &["10.0.0.0/8"],
+                header: XForwardedFor,
+                client: "203.0.113.9",
+            },
+            Case {
+                why: "an untrusted peer is the client whatever it claims (Forwarded)",
+                peer: "203.0.113.9",
+                headers: CLAIMS_BOTH,
+                trusted: &["10.0.0.0/8"],
+                header: Forwarded,
+                client: "203.0.113.9",
+            },
+            Case {
+                why: "behind trusted proxies the first stranger is the client: the client put a \
+                      fake address first, the proxies appended the real one",
+                peer: "10.0.0.1",
+                headers: &[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.2")],
+                trusted: &["10.0.0.0/8"],
+                header: XForwardedFor,
+                client: "198.51.100.7",
+            },
+            Case {
+                why: "several header lines are one list, in order",
+                peer: "10.0.0.1",
+                headers: &[
+                    ("x-forwarded-for", "6.6.6.6"),
+                    ("x-forwarded-for", "198.51.100.7, 10.0.0.2"),
+                ],
+                trusted: &["10.0.0.0/8"],
+                header: XForwardedFor,
+                client: "198.51.100.7",
+            },
+            Case {
+                why: "only the chosen header is read: a client's own `Forwarded`, passed through \
+                      by a proxy that appends to X-Forwarded-For",
+                peer: "10.0.0.1",
+                headers: &[
+                    ("forwarded", "for=6.6.6.6"),
+                    ("x-forwarded-for", "198.51.100.7"),
+                ],
+                trusted: &["10.0.0.1/32"],
+                header: XForwardedFor,
+                client: "198.51.100.7",
+            },
+            Case {
+                why: "only the chosen header is read, the other way round",
+                peer: "10.0.0.1",
+                headers: &[
+                    ("forwarded", "for=198.51.100.7"),
+                    ("x-forwarded-for", "6.6.6.6"),
+                ],
+                trusted: &["10.0.0.1/32"],
+                header: Forwarded,
+                client: "198.51.100.7",
+            },
+            Case {
+                why: "the chosen header missing: the proxy itself is the client, whatever the \
+                      other says",
+                peer: "10.0.0.1",
+                headers: &[("x-forwarded-for", "6.6.6.6")],
+                trusted: &["10.0.0.1/32"],
+                header: Forwarded,
+                client: "10.0.0.1",
+            },
+            Case {
+                why: "`Forwarded` is parsed: a quoted IPv6 node with a port",
+                peer: "10.0.0.1",
+                headers: &[("forwarded", r#"for="[2001:db8::7]:4711";proto=https"#)],
+                trusted: &["10.0.0.1/32"],
+                header: Forwarded,
+                client: "2001:db8::7",
+            },
+            Case {
+                why: "`Forwarded` is parsed: elements with other parameters",
+                peer: "10.0.0.1",
+                headers: &[("forwarded", "for=192.0.2.60;proto=http, for=10.0.0.1")],
+                trusted: &["10.0.0.1/32"],
+                header: Forwarded,
+                client: "192.0.2.60",
+            },
+            Case {
+                why: "`Forwarded` is parsed: an obfuscated node stops the walk",
+                peer: "10.0.0.1",
+                headers: &[("forwarded", "for=198.51.100.7, for=_hidden, for=10.0.0.1")],
+                trusted: &["10.0.0.1/32"],
+                header: Forwarded,
+                client: "10.0.0.1",
+            },
+            Case {
+                why: "garbage in the chain stops the walk",
+                peer: "10.0.0.1",
+                headers: &[("x-forwarded-for", "198.51.100.7, unknown, 10.0.0.2")],
+                trusted: &["10.0.0.0/8"],
+                header: XForwardedFor,
+                client: "10.0.0.2",
+            },
+            Case {
+                why: "no header at all: the proxy itself is the client",
+                peer: "10.0.0.1",
+                headers: &[],
+                trusted: &["10.0.0.0/8"],
+                header: XForwardedFor,
+                client: "10.0.0.1",
+            },
+            Case {
+                why: "IPv4-mapped addresses are IPv4: a dual-stack socket reports an IPv4 proxy \
+                      as ::ffff:10.0.0.1",
+                peer: "::ffff:10.0.0.1",
+                headers: &[("x-forwarded-for", "::ffff:198.51.100.7")],
+                trusted: &["10.0.0.0/8"],
+                header: XForwardedFor,
+                client: "198.51.100.7",
+            },
+            Case {
+                why: "a proxy configured in its IPv4-mapped form matches too",
+                peer: "10.0.0.1",
+                headers: &[("x-forwarded-for", "198.51.100.7")],
+                trusted: &["::ffff:10.0.0.0/104"],
+                header: XForwardedFor,
+                client: "198.51.100.7",
+            },
+            Case {
+                why: "an untrusted IPv4-mapped peer is the client as IPv4",
+                peer: "::ffff:203.0.113.9",
+                headers: &[("x-forwarded-for", "198.51.100.7")],
+                trusted: &[],
+                header: XForwardedFor,
+                client: "203.0.113.9",
+            },
+        ];
+        for case in cases {
+            let proxies = Proxies {
+                trusted: case
+                    .trusted
+                    .iter()
+                    .map(|n| canonical_net(n.parse().unwrap()))
+                    .collect(),
+                header: case.header,
+            };
+            assert_eq!(
+                client_addr(ip(case.peer), &headers(case.headers), &proxies),
+                ip(case.client),
+                "{}",
+                case.why
+            );
         }
     }
 
-    fn xff(nets: &[&str]) -> Proxies {
-        proxies(nets, ForwardedHeader::XForwardedFor)
-    }
-
     #[test]
-    fn an_untrusted_peer_is_the_client_whatever_it_claims() {
-        let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=5.6.7.8")]);
-        assert_eq!(
-            client_addr(ip("203.0.113.9"), &h, &xff(&[])),
-            ip("203.0.113.9")
-        );
-        for header in [ForwardedHeader::XForwardedFor, ForwardedHeader::Forwarded] {
-            let p = proxies(&["10.0.0.0/8"], header);
-            assert_eq!(client_addr(ip("203.0.113.9"), &h, &p), ip("203.0.113.9"));
-        }
-    }
-
-    #[test]
-    fn behind_trusted_proxies_the_first_stranger_is_the_client() {
-        // The client put a fake address first; the proxies appended the real one.
-        let h = headers(&[("x-forwarded-for", "6.6.6.6, 198.51.100.7, 10.0.0.2")]);
-        assert_eq!(
-            client_addr(ip("10.0.0.1"), &h, &xff(&["10.0.0.0/8"])),
-            ip("198.51.100.7")
-        );
-        // Several header lines are one list, in order.
-        let h = headers(&[
-            ("x-forwarded-for", "6.6.6.6"),
-            ("x-forwarded-for", "198.51.100.7, 10.0.0.2"),
-        ]);
-        assert_eq!(
-            client_addr(ip("10.0.0.1"), &h, &xff(&["10.0.0.0/8"])),
-            ip("198.51.100.7")
-        );
-    }
-
-    #[test]
-    fn only_the_chosen_header_is_read() {
-        // A client's own `Forwarded`, passed through by a proxy that appends to X-Forwarded-For.
-        let h = headers(&[
-            ("forwarded", "for=6.6.6.6"),
-            ("x-forwarded-for", "198.51.100.7"),
-        ]);
-        assert_eq!(
-            client_addr(ip("10.0.0.1"), &h, &xff(&["10.0.0.1/32"])),
-            ip("198.51.100.7")
-        );
-        // And the other way round.
-        let h = headers(&[
-            ("forwarded", "for=198.51.100.7"),
-            ("x-forwarded-for", "6.6.6.6"),
-        ]);
-        let p = proxies(&["10.0.0.1/32"], ForwardedHeader::Forwarded);
-        assert_eq!(client_addr(ip("10.0.0.1"), &h, &p), ip("198.51.100.7"));
-        // The chosen header missing: the proxy itself is the client, whatever the other says.
-        let h = headers(&[("x-forwarded-for", "6.6.6.6")]);
-        assert_eq!(client_addr(ip("10.0.0.1"), &h, &p), ip("10.0.0.1"));
-    }
-
-    #[test]
-    fn forwarded_is_parsed() {
-        let p = proxies(&["10.0.0.1/32"], ForwardedHeader::Forwarded);
-        let h = headers(&[("forwarded", r#"for="[2001:db8::7]:4711";proto=https"#)]);
-        assert_eq!(client_addr(ip("10.0.0.1"), &h, &p), ip("2001:db8::7"));
-        let h = headers(&[("forwarded", "for=192.0.2.60;proto=http, for=10.0.0.1")]);
-        assert_eq!(client_addr(ip("10.0.0.1"), &h, &p), ip("192.0.2.60"));
-        let h = headers(&[("forwarded", "for=198.51.100.7, for=_hidden, for=10.0.0.1")]);
-        assert_eq!(client_addr(ip("10.0.0.1"), &h, &p), ip("10.0.0.1"));
-    }
-
-    #[test]
-    fn garbage_in_the_chain_stops_the_walk() {
-        let trusted = xff(&["10.0.0.0/8"]);
-        let h = headers(&[("x-forwarded-for", "198.51.100.7, unknown, 10.0.0.2")]);
-        assert_eq!(client_addr(ip("10.0.0.1"), &h, &trusted), ip("10.0.0.2"));
-        let none = headers(&[]);
-        assert_eq!(client_addr(ip("10.0.0.1"), &none, &trusted), ip("10.0.0.1"));
-    }
-
-    #[test]
-    fn ipv4_mapped_addresses_are_ipv4() {
-        // A dual-stack socket reports an IPv4 proxy as ::ffff:10.0.0.1.
-        let h = headers(&[("x-forwarded-for", "::ffff:198.51.100.7")]);
-        assert_eq!(
-            client_addr(ip("::ffff:10.0.0.1"), &h, &xff(&["10.0.0.0/8"])),
-            ip("198.51.100.7")
-        );
-        // A proxy configured in its mapped form matches too.
-        let h = headers(&[("x-forwarded-for", "198.51.100.7")]);
-        assert_eq!(
-            client_addr(ip("10.0.0.1"), &h, &xff(&["::ffff:10.0.0.0/104"])),
-            ip("198.51.100.7")
-        );
-        assert_eq!(
-            client_addr(ip("::ffff:203.0.113.9"), &h, &xff(&[])),
-            ip("203.0.113.9")
-        );
+    fn ipv4_mapped_networks_are_ipv4() {
         assert_eq!(
             canonical_net("::ffff:10.0.0.1/128".parse().unwrap()),
             "10.0.0.1/32".parse::<IpNet>().unwrap()

@@ -94,7 +94,7 @@ impl IntoResponse for Error {
                 json!({}),
             ),
             Error::Internal(cause) => {
-                tracing::error!(error = %chain(cause.as_ref()), "internal error");
+                tracing::error!(error = %crate::error::chain(cause.as_ref()), "internal error");
                 internal_parts()
             }
         };
@@ -136,15 +136,4 @@ fn envelope(status: StatusCode, name: &str, message: &str, details: Value) -> Re
         );
     }
     response
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }

@@ -23,7 +23,7 @@ async fn cookie_app() -> TestApp {
     TestApp::spawn_with(|c| {
         c.cookie.always = true;
         c.mail.public_url = "https://auth.example.com".into();
-        c.cors_origins = vec!["https://app.example.com".into()];
+        c.transport.cors_origins = vec!["https://app.example.com".into()];
     })
     .await
     .with_user("alice")

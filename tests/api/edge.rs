@@ -25,9 +25,9 @@ const GENEROUS: Duration = Duration::from_secs(20);
 #[tokio::test]
 async fn idle_sockets_cannot_hold_every_connection_slot() {
     let app = TestApp::spawn_with(|c| {
-        c.connections.max_connections = 8;
-        c.connections.header_read_timeout = Duration::from_secs(1);
-        c.connections.idle_timeout = Duration::from_secs(1);
+        c.transport.connections.max_connections = 8;
+        c.transport.connections.header_read_timeout = Duration::from_secs(1);
+        c.transport.connections.idle_timeout = Duration::from_secs(1);
     })
     .await;
     let mut squatters = Vec::new();
@@ -68,8 +68,8 @@ async fn idle_sockets_cannot_hold_every_connection_slot() {
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let app = TestApp::spawn_with(|c| {
-        c.connections.header_read_timeout = Duration::from_secs(120);
-        c.connections.idle_timeout = Duration::from_millis(500);
+        c.transport.connections.header_read_timeout = Duration::from_secs(120);
+        c.transport.connections.idle_timeout = Duration::from_millis(500);
     })
     .await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
@@ -90,8 +90,8 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 #[tokio::test]
 async fn a_request_in_flight_is_not_idle() {
     let app = TestApp::spawn_with(|c| {
-        c.connections.header_read_timeout = Duration::from_secs(1);
-        c.connections.idle_timeout = Duration::from_millis(300);
+        c.transport.connections.header_read_timeout = Duration::from_secs(1);
+        c.transport.connections.idle_timeout = Duration::from_millis(300);
     })
     .await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
@@ -128,8 +128,8 @@ async fn a_request_in_flight_is_not_idle() {
 async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     let app = TestApp::spawn_with(|c| {
-        c.connections.header_read_timeout = Duration::from_secs(120);
-        c.connections.idle_timeout = Duration::from_millis(500);
+        c.transport.connections.header_read_timeout = Duration::from_secs(120);
+        c.transport.connections.idle_timeout = Duration::from_millis(500);
     })
     .await;
     let stream = TcpStream::connect(app.addr).await.unwrap();
@@ -156,8 +156,8 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
 #[tokio::test]
 async fn a_silent_http2_peer_cannot_hold_up_shutdown() {
     let mut app = TestApp::spawn_with(|c| {
-        c.connections.header_read_timeout = Duration::from_secs(1);
-        c.connections.idle_timeout = Duration::from_secs(120);
+        c.transport.connections.header_read_timeout = Duration::from_secs(1);
+        c.transport.connections.idle_timeout = Duration::from_secs(120);
     })
     .await;
     let mut stream = TcpStream::connect(app.addr).await.unwrap();
@@ -231,7 +231,7 @@ async fn a_client_chosen_forwarded_header_does_not_open_new_buckets() {
 #[tokio::test]
 async fn with_forwarded_chosen_only_forwarded_is_believed() {
     let app = behind_proxy(|c| {
-        c.forwarded_header = keyway::config::ForwardedHeader::Forwarded;
+        c.transport.forwarded_header = keyway::config::ForwardedHeader::Forwarded;
     })
     .await;
     for i in 0..10 {
@@ -297,7 +297,7 @@ async fn the_ipv6_prefix_length_is_configurable() {
 #[tokio::test]
 async fn an_ipv4_mapped_peer_matches_an_ipv4_trusted_proxy() {
     let app = TestApp::spawn_on("[::]:0", |c| {
-        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+        c.transport.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
         c.auth.rate_limits.enabled = true;
     })
     .await;
@@ -347,7 +347,7 @@ async fn the_owner_keeps_its_login_bucket_across_its_ipv6_network() {
 /// Rate limits on, behind a trusted proxy on the loopback.
 async fn behind_proxy(change: impl FnOnce(&mut keyway::Config)) -> TestApp {
     TestApp::spawn_with(|c| {
-        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.transport.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
         c.auth.rate_limits.enabled = true;
         change(c);
     })

@@ -20,7 +20,7 @@ async fn limited_app() -> TestApp {
 /// An app behind a trusted proxy on loopback, so tests can speak for many client addresses.
 async fn proxied_app(change: impl FnOnce(&mut keyway::Config)) -> TestApp {
     TestApp::spawn_with(|c| {
-        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.transport.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
         c.auth.throttle.enabled = true;
         change(c);
     })
@@ -426,7 +426,7 @@ async fn an_identifier_over_255_characters_is_refused_before_any_work() {
 /// addresses, on a fresh app that has `alice` or not.
 async fn probe(alice_exists: bool, attempts: &[(&str, &str)]) -> Vec<(u16, Option<String>)> {
     let app = TestApp::spawn_with(|c| {
-        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.transport.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
         c.auth.throttle.enabled = true;
     })
     .await;
@@ -500,7 +500,8 @@ async fn cors_is_off_by_default_and_exact_when_configured() {
     assert!(!res.headers().contains_key("access-control-allow-origin"));
 
     let app =
-        TestApp::spawn_with(|c| c.cors_origins = vec!["https://app.example.com".into()]).await;
+        TestApp::spawn_with(|c| c.transport.cors_origins = vec!["https://app.example.com".into()])
+            .await;
     let res = preflight(&app, "https://app.example.com").await.unwrap();
     assert_eq!(
         res.headers()["access-control-allow-origin"],
@@ -514,7 +515,8 @@ async fn cors_is_off_by_default_and_exact_when_configured() {
 #[tokio::test]
 async fn slow_requests_time_out() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let app = TestApp::spawn_with(|c| c.request_timeout = Duration::from_millis(300)).await;
+    let app =
+        TestApp::spawn_with(|c| c.transport.request_timeout = Duration::from_millis(300)).await;
     // Headers sent, the promised body never comes.
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     stream
@@ -587,7 +589,7 @@ async fn oversized_headers_are_refused_with_431() {
 
 #[tokio::test]
 async fn the_header_cap_is_configurable() {
-    let app = TestApp::spawn_with(|c| c.connections.max_header_bytes = 64 * 1024).await;
+    let app = TestApp::spawn_with(|c| c.transport.connections.max_header_bytes = 64 * 1024).await;
     let response = app
         .client
         .get(app.url("/healthz"))
@@ -600,7 +602,7 @@ async fn the_header_cap_is_configurable() {
 
 #[tokio::test]
 async fn connections_past_the_cap_wait_until_one_closes() {
-    let app = TestApp::spawn_with(|c| c.connections.max_connections = 2).await;
+    let app = TestApp::spawn_with(|c| c.transport.connections.max_connections = 2).await;
     let mut first = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let mut second = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     for stream in [&mut first, &mut second] {
@@ -625,9 +627,10 @@ async fn connections_past_the_cap_wait_until_one_closes() {
 #[tokio::test]
 async fn a_client_that_never_finishes_its_headers_is_cut_off() {
     use tokio::io::AsyncReadExt;
-    let app =
-        TestApp::spawn_with(|c| c.connections.header_read_timeout = Duration::from_millis(300))
-            .await;
+    let app = TestApp::spawn_with(|c| {
+        c.transport.connections.header_read_timeout = Duration::from_millis(300)
+    })
+    .await;
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     // The request line and one header, then silence (slow-loris).
     let started = exchange(

@@ -160,7 +160,7 @@ async fn a_relay_rotating_identifiers_meets_its_total_cap() {
 async fn relay_clients_are_the_resolved_address_and_everyone_else_is_unchanged() {
     let names = users(15);
     let app = relay_app(|c| {
-        c.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        c.transport.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
         c.auth.rate_limits.relay_clients = vec!["198.51.100.0/24".parse().unwrap()];
     })
     .await;

@@ -6,7 +6,8 @@ use openidconnect::{
 };
 use serde::Deserialize;
 
-use super::{Asserted, Pending, Provider, Sso, SsoError, error_chain};
+use super::{Asserted, Pending, Provider, Sso, SsoError};
+use crate::error;
 
 impl Provider {
     pub(super) async fn identify_github(
@@ -33,7 +34,7 @@ impl Provider {
             .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.clone()))
             .request_async(&sso.client())
             .await
-            .map_err(|e| SsoError::Exchange(error_chain(&e)))?;
+            .map_err(|e| SsoError::Exchange(error::chain(&e)))?;
         let access = token.access_token().secret();
         let api = api_url.trim_end_matches('/');
         let user: GitHubUser = github_get(sso, &format!("{api}/user"), access).await?;

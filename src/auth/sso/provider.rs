@@ -14,9 +14,8 @@ use openidconnect::{
 use secrecy::ExposeSecret;
 use std::time::Instant;
 
-use super::{
-    Asserted, METADATA_TTL, Pending, Protocol, Provider, REDISCOVER_MIN, Sso, SsoError, error_chain,
-};
+use super::{Asserted, METADATA_TTL, Pending, Protocol, Provider, REDISCOVER_MIN, Sso, SsoError};
+use crate::error;
 
 /// A client made from discovered metadata: the authorization endpoint is known, the token and userinfo
 /// endpoints may be.
@@ -49,7 +48,7 @@ impl Provider {
             IssuerUrl::new(issuer.to_owned()).map_err(|e| SsoError::Config(e.to_string()))?;
         let metadata = CoreProviderMetadata::discover_async(issuer, &sso.client())
             .await
-            .map_err(|e| SsoError::Unreachable(error_chain(&e)))?;
+            .map_err(|e| SsoError::Unreachable(error::chain(&e)))?;
         *cached = Some((metadata.clone(), Instant::now()));
         Ok(metadata)
     }
@@ -161,7 +160,7 @@ impl Provider {
             .set_pkce_verifier(PkceCodeVerifier::new(pending.verifier.clone()))
             .request_async(&http)
             .await
-            .map_err(|e| SsoError::Exchange(error_chain(&e)))?;
+            .map_err(|e| SsoError::Exchange(error::chain(&e)))?;
         let id_token = token
             .id_token()
             .ok_or_else(|| SsoError::IdToken("the token answer has no id_token".into()))?;
@@ -197,7 +196,7 @@ impl Provider {
             let info: CoreUserInfoClaims = request
                 .request_async(&http)
                 .await
-                .map_err(|e| SsoError::UserApi(error_chain(&e)))?;
+                .map_err(|e| SsoError::UserApi(error::chain(&e)))?;
             asserted.email = info.email().map(|e| e.to_lowercase());
             asserted.email_verified = info.email_verified().unwrap_or(false);
             if asserted.username.is_none() {

@@ -7,7 +7,7 @@ use crate::auth::password::HashParams;
 #[test]
 fn defaults_match_the_documentation() {
     let c = from_file("").unwrap();
-    assert_eq!(c.bind.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.transport.bind.to_string(), "127.0.0.1:8080");
     assert_eq!(c.database_url.expose_secret(), "sqlite://keyway.db");
     assert_eq!(c.tokens.ttl, Duration::from_secs(2_592_000));
     assert!(c.tokens.secret.is_none());
@@ -27,7 +27,7 @@ fn flags_override_the_file() {
     let f = file_with("bind = \"0.0.0.0:9000\"\njwt_ttl = 60\nallow_register = false\n");
     let from_file = Overrides::file(f.path());
     let c = from_file.resolve(&no_env).unwrap();
-    assert_eq!(c.bind.to_string(), "0.0.0.0:9000");
+    assert_eq!(c.transport.bind.to_string(), "0.0.0.0:9000");
     assert_eq!(c.tokens.ttl, Duration::from_secs(60));
     assert!(!c.auth.allow_register);
 
@@ -35,7 +35,7 @@ fn flags_override_the_file() {
         .flag("bind", "127.0.0.1:7000")
         .flag("jwt_ttl", "2h");
     let c = flagged.resolve(&no_env).unwrap();
-    assert_eq!(c.bind.to_string(), "127.0.0.1:7000");
+    assert_eq!(c.transport.bind.to_string(), "127.0.0.1:7000");
     assert_eq!(c.tokens.ttl, Duration::from_secs(7200));
     assert!(
         !c.auth.allow_register,
@@ -52,14 +52,14 @@ fn the_environment_is_between_the_file_and_the_flags() {
         ("KEYWAY_ACCESS_LOG", "false"),
     ]);
     let c = Overrides::file(f.path()).resolve(&env).unwrap();
-    assert_eq!(c.bind.to_string(), "0.0.0.0:9001");
+    assert_eq!(c.transport.bind.to_string(), "0.0.0.0:9001");
     assert_eq!(c.auth.rate_limits.default.max, 7, "text read as a number");
-    assert!(!c.access_log, "text read as a switch");
+    assert!(!c.transport.access_log, "text read as a switch");
     let c = Overrides::file(f.path())
         .flag("bind", "0.0.0.0:9002")
         .resolve(&env)
         .unwrap();
-    assert_eq!(c.bind.to_string(), "0.0.0.0:9002");
+    assert_eq!(c.transport.bind.to_string(), "0.0.0.0:9002");
     assert_eq!(c.auth.rate_limits.default.max, 7);
 }
 

@@ -45,22 +45,31 @@ fn relay_clients_resolve_canonical_from_file_and_flags() {
 #[test]
 fn edge_settings_resolve_and_are_validated() {
     let defaults = from_file("").unwrap();
-    assert_eq!(defaults.forwarded_header, ForwardedHeader::XForwardedFor);
+    assert_eq!(
+        defaults.transport.forwarded_header,
+        ForwardedHeader::XForwardedFor
+    );
     assert_eq!(defaults.auth.ipv6_prefix_len, 64);
-    assert_eq!(defaults.connections.idle_timeout, Duration::from_secs(60));
-    assert_eq!(defaults.connections.http2_max_streams, 100);
+    assert_eq!(
+        defaults.transport.connections.idle_timeout,
+        Duration::from_secs(60)
+    );
+    assert_eq!(defaults.transport.connections.http2_max_streams, 100);
 
     let c = from_file(
         "forwarded_header = \"forwarded\"\nipv6_prefix_len = 56\nidle_timeout = \"90s\"\n\
          http2_max_streams = 32\ntrusted_proxies = [\"::ffff:10.0.0.0/104\"]\n",
     )
     .unwrap();
-    assert_eq!(c.forwarded_header, ForwardedHeader::Forwarded);
+    assert_eq!(c.transport.forwarded_header, ForwardedHeader::Forwarded);
     assert_eq!(c.auth.ipv6_prefix_len, 56);
-    assert_eq!(c.connections.idle_timeout, Duration::from_secs(90));
-    assert_eq!(c.connections.http2_max_streams, 32);
     assert_eq!(
-        c.trusted_proxies,
+        c.transport.connections.idle_timeout,
+        Duration::from_secs(90)
+    );
+    assert_eq!(c.transport.connections.http2_max_streams, 32);
+    assert_eq!(
+        c.transport.trusted_proxies,
         vec!["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()],
         "an IPv4-mapped network is compared as the IPv4 network it is"
     );

@@ -13,7 +13,8 @@
 //! Columns are read leniently because Strapi's own constraints are: every value may be NULL, a SQLite
 //! datetime may be integer milliseconds (what knex makes of a JavaScript `Date`), text (an ISO string,
 //! or what a `CURRENT_TIMESTAMP` default writes) or real, and booleans are 0/1. The queries turn all
-//! of that into integers, so one row decoder serves both engines.
+//! of that into the same column names and types on both engines (a boolean is 0 or 1 on SQLite,
+//! which has no other, and sqlx reads that as a `bool`), so each row type derives one decoder.
 
 mod postgres;
 mod sqlite;
@@ -46,7 +47,7 @@ impl fmt::Display for Version {
 }
 
 /// One row of Strapi's role table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RoleRow {
     pub id: i64,
     /// Strapi 5 only.
@@ -54,14 +55,16 @@ pub struct RoleRow {
     pub name: Option<String>,
     pub description: Option<String>,
     /// Strapi's machine name (`authenticated`, `public`, or one derived from an operator's role name).
+    #[sqlx(rename = "type")]
     pub kind: Option<String>,
     /// False only for a Strapi 5 draft row.
     pub published: bool,
+    #[sqlx(rename = "updated_ms")]
     pub updated_at: Option<Millis>,
 }
 
 /// One row of Strapi's user table. No `Debug`: it carries a password hash.
-#[derive(Clone)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct UserRow {
     pub id: i64,
     /// Strapi 5 only.
@@ -73,14 +76,16 @@ pub struct UserRow {
     pub password: Option<String>,
     pub confirmed: bool,
     pub blocked: bool,
+    #[sqlx(rename = "created_ms")]
     pub created_at: Option<Millis>,
+    #[sqlx(rename = "updated_ms")]
     pub updated_at: Option<Millis>,
     /// False only for a Strapi 5 draft row.
     pub published: bool,
 }
 
 /// A user's role: Strapi 3's `role` column, Strapi 4 and 5's link table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct RoleLink {
     pub user_id: i64,
     pub role_id: i64,
@@ -115,53 +120,22 @@ pub enum SourceError {
     Read { url: String, cause: String },
 }
 
-/// Decodes a row of one of the user queries below (the same column names and types on both engines).
-macro_rules! user_row {
-    ($row:expr) => {
-        UserRow {
-            id: $row.try_get("id")?,
-            document_id: $row.try_get("document_id")?,
-            username: $row.try_get("username")?,
-            email: $row.try_get("email")?,
-            provider: $row.try_get("provider")?,
-            password: $row.try_get("password")?,
-            confirmed: $row.try_get::<i64, _>("confirmed")? != 0,
-            blocked: $row.try_get::<i64, _>("blocked")? != 0,
-            created_at: $row.try_get("created_ms")?,
-            updated_at: $row.try_get("updated_ms")?,
-            published: $row.try_get::<i64, _>("published")? != 0,
-        }
-    };
-}
-
-macro_rules! role_row {
-    ($row:expr) => {
-        RoleRow {
-            id: $row.try_get("id")?,
-            document_id: $row.try_get("document_id")?,
-            name: $row.try_get("name")?,
-            description: $row.try_get("description")?,
-            kind: $row.try_get("type")?,
-            published: $row.try_get::<i64, _>("published")? != 0,
-            updated_at: $row.try_get("updated_ms")?,
-        }
-    };
-}
-
 /// How one engine spells the few expressions the queries need; everything else is the same SQL.
 pub(super) struct Dialect {
+    /// The names of the tables the connection sees.
+    tables: &'static str,
     /// An integer column as Keyway's `i64` (PostgreSQL's `serial` is a 32-bit INTEGER).
     int: fn(&str) -> String,
     /// A NULL of the text and of the integer columns (PostgreSQL wants the type of a bare NULL).
     null_text: &'static str,
     null_int: &'static str,
-    /// The integer 1, for "published" in the schemas without drafts.
-    one: &'static str,
+    /// True, for "published" in the schemas without drafts.
+    yes: &'static str,
     /// Milliseconds since the epoch from a datetime column, NULL when unreadable.
     millis: fn(&str) -> String,
-    /// A boolean column as 0 or 1; NULL (never set) is false, as Strapi reads it.
+    /// A boolean column; NULL (never set) is false, as Strapi reads it.
     flag: fn(&str) -> String,
-    /// 1 for a published Strapi 5 row, 0 for a draft (which has no `published_at`).
+    /// True for a published Strapi 5 row, false for a draft (which has no `published_at`).
     published: &'static str,
 }
 
@@ -172,8 +146,8 @@ struct Queries {
     links: String,
 }
 
-/// The queries that read `version`'s schema, in `d`'s spelling. Each decodes with `user_row!`,
-/// `role_row!` or as a [`RoleLink`].
+/// The queries that read `version`'s schema, in `d`'s spelling, with the columns [`UserRow`],
+/// [`RoleRow`] and [`RoleLink`] are read from.
 fn queries(version: Version, d: &Dialect) -> Queries {
     // Strapi 3 keeps a user's role in a `role` column; 4 and 5 in a link table, renamed in 5.
     let (users, roles, link_table) = match version {
@@ -187,7 +161,7 @@ fn queries(version: Version, d: &Dialect) -> Queries {
     };
     let (document_id, published) = match version {
         Version::V5 => ("document_id", d.published),
-        Version::V3 | Version::V4 => (d.null_text, d.one),
+        Version::V3 | Version::V4 => (d.null_text, d.yes),
     };
     // Strapi 3 roles have no timestamps.
     let role_updated = match version {
@@ -227,39 +201,39 @@ fn queries(version: Version, d: &Dialect) -> Queries {
     }
 }
 
-/// Runs `$queries` on `$conn` (an open read transaction) and decodes them: a macro, not a
-/// function, because the two engines' connections are different types.
+/// Recognises the Strapi version of the database behind `$tx` (an open read transaction) and reads
+/// it in `$dialect`'s spelling: a macro, not a function, because the two engines' transactions are
+/// different types.
 macro_rules! read_snapshot {
-    ($conn:expr, $version:expr, $queries:expr) => {
+    ($tx:expr, $dialect:expr, $shown:expr) => {
         async {
-            use sqlx::{AssertSqlSafe, Row};
-            let q = $queries;
-            let mut users = Vec::new();
-            for r in sqlx::query(AssertSqlSafe(q.users))
-                .fetch_all(&mut *$conn)
-                .await?
-            {
-                users.push(user_row!(r));
-            }
-            let mut roles = Vec::new();
-            for r in sqlx::query(AssertSqlSafe(q.roles))
-                .fetch_all(&mut *$conn)
-                .await?
-            {
-                roles.push(role_row!(r));
-            }
-            let mut links = Vec::new();
-            for r in sqlx::query(AssertSqlSafe(q.links))
-                .fetch_all(&mut *$conn)
-                .await?
-            {
-                links.push(RoleLink {
-                    user_id: r.try_get("user_id")?,
-                    role_id: r.try_get("role_id")?,
-                });
-            }
-            Ok::<_, sqlx::Error>(Snapshot {
-                version: $version,
+            use sqlx::AssertSqlSafe;
+            let d: &Dialect = $dialect;
+            let shown: &str = $shown;
+            let read_err = |e: sqlx::Error| SourceError::Read {
+                url: shown.to_owned(),
+                cause: e.to_string(),
+            };
+            let names: Vec<String> = sqlx::query_scalar(d.tables)
+                .fetch_all(&mut *$tx)
+                .await
+                .map_err(read_err)?;
+            let version = recognise(&names.into_iter().collect(), shown)?;
+            let q = queries(version, d);
+            let users = sqlx::query_as(AssertSqlSafe(q.users))
+                .fetch_all(&mut *$tx)
+                .await
+                .map_err(read_err)?;
+            let roles = sqlx::query_as(AssertSqlSafe(q.roles))
+                .fetch_all(&mut *$tx)
+                .await
+                .map_err(read_err)?;
+            let links = sqlx::query_as(AssertSqlSafe(q.links))
+                .fetch_all(&mut *$tx)
+                .await
+                .map_err(read_err)?;
+            Ok::<_, SourceError>(Snapshot {
+                version,
                 roles,
                 users,
                 links,
@@ -282,14 +256,7 @@ pub async fn read(url: &str) -> Result<Snapshot, SourceError> {
             // A read transaction is SQLite's snapshot: with WAL, writes Strapi commits meanwhile stay
             // invisible until it ends.
             let mut tx = conn.begin().await.map_err(read_err)?;
-            let names: Vec<String> =
-                sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(read_err)?;
-            let version = recognise(&names.into_iter().collect(), &shown)?;
-            let snapshot = read_snapshot!(tx, version, queries(version, &sqlite::DIALECT))
-                .map_err(read_err)?;
+            let snapshot = read_snapshot!(tx, &sqlite::DIALECT, &shown)?;
             // Read-only: ending the snapshot is all a rollback does.
             let _ = tx.rollback().await;
             let _ = conn.close().await;
@@ -303,16 +270,7 @@ pub async fn read(url: &str) -> Result<Snapshot, SourceError> {
                 .execute(&mut *tx)
                 .await
                 .map_err(read_err)?;
-            let names: Vec<String> = sqlx::query_scalar(
-                "SELECT table_name::TEXT FROM information_schema.tables \
-                 WHERE table_schema = ANY (current_schemas(false))",
-            )
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(read_err)?;
-            let version = recognise(&names.into_iter().collect(), &shown)?;
-            let snapshot = read_snapshot!(tx, version, queries(version, &postgres::DIALECT))
-                .map_err(read_err)?;
+            let snapshot = read_snapshot!(tx, &postgres::DIALECT, &shown)?;
             let _ = tx.rollback().await;
             let _ = conn.close().await;
             Ok(snapshot)

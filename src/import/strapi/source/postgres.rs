@@ -3,14 +3,16 @@
 use super::Dialect;
 
 pub(super) const DIALECT: Dialect = Dialect {
+    // The search_path's tables, where Strapi's queries find them.
+    tables: "SELECT table_name::TEXT FROM information_schema.tables \
+             WHERE table_schema = ANY (current_schemas(false))",
     // Ids are `serial` (INTEGER) in Strapi; cast to BIGINT, Keyway's id type.
     int: |col| format!("{col}::BIGINT"),
     null_text: "NULL::TEXT",
     null_int: "NULL::BIGINT",
-    one: "1::BIGINT",
+    yes: "TRUE",
     // A `timestamp` (Strapi 4 and 5, read as UTC) or `timestamptz` (Strapi 3) column.
     millis: |col| format!("(EXTRACT(EPOCH FROM {col}) * 1000)::BIGINT"),
-    // As 0 or 1, as on SQLite, so one decoder reads both; NULL is false.
-    flag: |col| format!("(CASE WHEN {col} THEN 1 ELSE 0 END)::BIGINT"),
-    published: "(CASE WHEN published_at IS NULL THEN 0 ELSE 1 END)::BIGINT",
+    flag: |col| format!("COALESCE({col}, FALSE)"),
+    published: "(published_at IS NOT NULL)",
 };

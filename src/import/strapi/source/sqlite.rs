@@ -3,11 +3,13 @@
 use super::Dialect;
 
 pub(super) const DIALECT: Dialect = Dialect {
+    tables: "SELECT name FROM sqlite_master WHERE type = 'table'",
     int: |col| col.to_owned(),
     null_text: "NULL",
     null_int: "NULL",
-    one: "1",
+    yes: "1",
     millis,
+    // SQLite has no boolean type: 0 or 1, which sqlx reads as a `bool`.
     flag: |col| format!("(CASE WHEN {col} IN (1, '1', 'true', 't') THEN 1 ELSE 0 END)"),
     published: "(CASE WHEN published_at IS NULL THEN 0 ELSE 1 END)",
 };

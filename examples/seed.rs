@@ -55,7 +55,7 @@ async fn main() {
                     confirmed: true,
                     blocked: false,
                     role_id: role,
-                    now,
+                    created_at: now,
                 };
                 match store.create_user(user).await {
                     Ok(_) => {

@@ -99,7 +99,7 @@ impl Auth {
             confirmed,
             blocked,
             role_id,
-            now: self.clock.now_millis(),
+            created_at: self.clock.now_millis(),
         };
         match self.store.create_user(new).await {
             Ok(user) => Ok(user),

@@ -51,6 +51,8 @@ pub struct UserCredentials {
     pub password_hash: Option<String>,
 }
 
+/// An account to create: registered, signed up through a provider, made by an operator, or brought
+/// over by an import (inside an [`ImportedUser`]).
 #[derive(Debug, Clone)]
 pub struct NewUser {
     pub document_id: String,
@@ -61,7 +63,7 @@ pub struct NewUser {
     pub confirmed: bool,
     pub blocked: bool,
     pub role_id: i64,
-    pub now: Millis,
+    pub created_at: Millis,
 }
 
 /// A role to create. Keyway itself only seeds `authenticated` and `public`; `keyway import strapi`
@@ -90,16 +92,8 @@ pub enum RoleRemoval {
 pub struct ImportedUser {
     /// The id of the Strapi row: the account's id when it is first imported.
     pub strapi_id: i64,
-    pub document_id: String,
-    pub username: String,
-    /// Lower-cased, as every stored email.
-    pub email: String,
-    pub provider: String,
-    pub password_hash: Option<String>,
-    pub confirmed: bool,
-    pub blocked: bool,
-    pub role_id: i64,
-    pub created_at: Millis,
+    /// The account as Strapi has it (its email lower-cased, as every stored email).
+    pub account: NewUser,
     pub updated_at: Millis,
     /// What Strapi had, remembered for the next import.
     pub strapi: StrapiState,

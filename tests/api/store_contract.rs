@@ -73,7 +73,7 @@ fn new_user(name: &str) -> NewUser {
         confirmed: true,
         blocked: false,
         role_id: 1,
-        now: NOW,
+        created_at: NOW,
     }
 }
 
@@ -209,7 +209,7 @@ async fn users_are_created_and_found() {
         let mut new = new_user("alice");
         new.confirmed = false;
         new.blocked = true;
-        new.now = NOW + 5;
+        new.created_at = NOW + 5;
         let alice = store.create_user(new).await.unwrap();
         assert_eq!(alice.document_id, "doc-alice");
         assert_eq!(alice.username, "alice");
@@ -551,15 +551,11 @@ async fn roles_are_listed_renamed_assigned_and_removed_only_when_unused() {
 fn imported(strapi_id: i64, name: &str) -> ImportedUser {
     ImportedUser {
         strapi_id,
-        document_id: format!("doc-{name}"),
-        username: name.to_owned(),
-        email: format!("{name}@example.com"),
-        provider: "local".into(),
-        password_hash: Some(format!("$2a$10$hash-of-{name}")),
-        confirmed: true,
-        blocked: false,
-        role_id: 1,
-        created_at: NOW - 2_000,
+        account: NewUser {
+            password_hash: Some(format!("$2a$10$hash-of-{name}")),
+            created_at: NOW - 2_000,
+            ..new_user(name)
+        },
         updated_at: NOW - 1_000,
         strapi: StrapiState {
             password_digest: Some(format!("digest-of-{name}")),
@@ -573,9 +569,9 @@ fn imported(strapi_id: i64, name: &str) -> ImportedUser {
 async fn imported_users_keep_their_strapi_id_timestamps_and_hash() {
     on_each_engine(|store| async move {
         let mut ivy = imported(42, "ivy");
-        ivy.confirmed = false;
-        ivy.blocked = true;
-        ivy.provider = "github".into();
+        ivy.account.confirmed = false;
+        ivy.account.blocked = true;
+        ivy.account.provider = "github".into();
         store.insert_imported_user(&ivy).await.unwrap();
         let stored = store.user_by_id(42).await.unwrap().expect("kept its id");
         assert_eq!(stored.username, "ivy");
@@ -618,16 +614,16 @@ async fn imported_users_keep_their_strapi_id_timestamps_and_hash() {
             "the id of an account made in Keyway"
         );
         let mut same_username = imported(100, "ivy");
-        same_username.email = "ivy2@example.com".into();
-        same_username.document_id = "doc-ivy2".into();
+        same_username.account.email = "ivy2@example.com".into();
+        same_username.account.document_id = "doc-ivy2".into();
         assert!(is_conflict(
             store.insert_imported_user(&same_username).await
         ));
         let mut same_email = imported(101, "ivy3");
-        same_email.email = "ivy@example.com".into();
+        same_email.account.email = "ivy@example.com".into();
         assert!(is_conflict(store.insert_imported_user(&same_email).await));
         let mut same_document = imported(102, "ivy4");
-        same_document.document_id = "doc-ivy".into();
+        same_document.account.document_id = "doc-ivy".into();
         assert!(is_conflict(
             store.insert_imported_user(&same_document).await
         ));
@@ -707,13 +703,13 @@ async fn updating_an_imported_user_changes_its_data_and_records_it() {
             .unwrap();
         let seq = store.last_invalidation().await.unwrap();
         let mut changed = imported(70, "quinn2");
-        changed.document_id = "doc-ignored".into();
-        changed.password_hash = Some("$2a$10$new".into());
-        changed.blocked = true;
-        changed.confirmed = false;
-        changed.provider = "google".into();
-        changed.role_id = editor.id;
-        changed.created_at = 1;
+        changed.account.document_id = "doc-ignored".into();
+        changed.account.password_hash = Some("$2a$10$new".into());
+        changed.account.blocked = true;
+        changed.account.confirmed = false;
+        changed.account.provider = "google".into();
+        changed.account.role_id = editor.id;
+        changed.account.created_at = 1;
         changed.updated_at = NOW;
         // Strapi 5 re-created the row under another id; Strapi's password and flags changed.
         changed.strapi_id = 71;
@@ -754,7 +750,7 @@ async fn updating_an_imported_user_changes_its_data_and_records_it() {
         assert_eq!(changes_since(&store, seq).await, [Invalidation::User(70)]);
 
         let mut taken = imported(70, "rita");
-        taken.email = "fresh@example.com".into();
+        taken.account.email = "fresh@example.com".into();
         assert!(is_conflict(
             store.update_imported_user(70, &taken, NOW).await
         ));
@@ -2383,14 +2379,14 @@ async fn the_security_stamp_moves_with_passwords_blocks_and_imports_only() {
         let noa = store.user_by_username("noa").await.unwrap().unwrap();
         assert_eq!((noa.stamp, noa.password_changed_at), (0, None));
         let mut again = imported(80, "noa");
-        again.confirmed = false;
+        again.account.confirmed = false;
         store
             .update_imported_user(80, &again, NOW + 6)
             .await
             .unwrap();
         let noa = store.user_by_id(80).await.unwrap().unwrap();
         assert_eq!((noa.stamp, noa.password_changed_at), (1, None));
-        again.password_hash = Some("$2a$10$changed-in-strapi".into());
+        again.account.password_hash = Some("$2a$10$changed-in-strapi".into());
         store
             .update_imported_user(80, &again, NOW + 7)
             .await

@@ -125,7 +125,7 @@ impl SingleSignOn<'_> {
                 confirmed: true,
                 blocked: false,
                 role_id: role.id,
-                now,
+                created_at: now,
             };
             match self
                 .auth

@@ -3,8 +3,8 @@
 
 use crate::auth::password;
 use crate::store::{
-    ImportedAccount, ImportedUser, Millis, Revoke, Store, StoreError, StoreResult, StrapiState,
-    UserRole,
+    ImportedAccount, ImportedUser, Millis, NewUser, Revoke, Store, StoreError, StoreResult,
+    StrapiState, UserRole,
 };
 
 use super::source::UserRow;
@@ -42,8 +42,7 @@ pub(super) async fn import_user(
             "Strapi has no username or no email for it".into(),
         ));
     };
-    let wanted = ImportedUser {
-        strapi_id: row.id,
+    let account = NewUser {
         // Strapi 5's document id is what its API called `documentId`: clients may have kept it.
         document_id: nonblank(&row.document_id).unwrap_or_else(crate::auth::document_id),
         username,
@@ -57,6 +56,10 @@ pub(super) async fn import_user(
         blocked: row.blocked,
         role_id: role.id,
         created_at: row.created_at.or(row.updated_at).unwrap_or(now),
+    };
+    let wanted = ImportedUser {
+        strapi_id: row.id,
+        account,
         updated_at: row.updated_at.or(row.created_at).unwrap_or(now),
         strapi: StrapiState {
             // Strapi's hash as it is, kept or not: a change of it is a password changed in Strapi.
@@ -112,7 +115,7 @@ async fn refresh(
     // The same Strapi id with neither the username nor the email it was imported with: more likely
     // a user of another Strapi project (whose ids are the same numbers) than one person renamed twice
     // over. Left alone; deleting the Keyway account and running again imports it afresh.
-    if user.username != strapi.username && user.email != strapi.email {
+    if user.username != strapi.account.username && user.email != strapi.account.email {
         return Ok(Outcome::Conflict(format!(
             "it was imported as Keyway account {} '{}' <{}>, and both the username and the email \
              differ now",
@@ -158,9 +161,9 @@ async fn refresh(
         return Ok(settled);
     }
     // As when Keyway itself changes a password or blocks someone, the account's sessions end.
-    let ended_by = if current.password_hash != merged.password_hash {
+    let ended_by = if current.password_hash != merged.account.password_hash {
         Some("password_changed")
-    } else if merged.blocked && !user.blocked {
+    } else if merged.account.blocked && !user.blocked {
         Some("blocked")
     } else {
         None
@@ -182,16 +185,16 @@ fn merge(current: &ImportedAccount, strapi: &ImportedUser) -> ImportedUser {
     let (user, seen) = (&current.user, &current.strapi);
     let mut merged = strapi.clone();
     if strapi.strapi.password_digest == seen.password_digest {
-        merged.password_hash = current.password_hash.clone();
+        merged.account.password_hash = current.password_hash.clone();
     }
     if strapi.strapi.confirmed == seen.confirmed {
-        merged.confirmed = user.confirmed;
+        merged.account.confirmed = user.confirmed;
     }
     if strapi.strapi.blocked == seen.blocked {
-        merged.blocked = user.blocked;
+        merged.account.blocked = user.blocked;
     }
-    merged.document_id = user.document_id.clone();
-    merged.created_at = user.created_at;
+    merged.account.document_id = user.document_id.clone();
+    merged.account.created_at = user.created_at;
     merged.updated_at = user.updated_at;
     merged
 }
@@ -199,13 +202,13 @@ fn merge(current: &ImportedAccount, strapi: &ImportedUser) -> ImportedUser {
 /// Whether the account holds exactly these values.
 fn same_data(current: &ImportedAccount, values: &ImportedUser) -> bool {
     let u = &current.user;
-    u.username == values.username
-        && u.email == values.email
-        && u.provider == values.provider
-        && current.password_hash == values.password_hash
-        && u.confirmed == values.confirmed
-        && u.blocked == values.blocked
-        && u.role.id == values.role_id
+    u.username == values.account.username
+        && u.email == values.account.email
+        && u.provider == values.account.provider
+        && current.password_hash == values.account.password_hash
+        && u.confirmed == values.account.confirmed
+        && u.blocked == values.account.blocked
+        && u.role.id == values.account.role_id
 }
 
 /// Where [`taken_by_another`] looks an identity up.
@@ -231,10 +234,10 @@ async fn taken_by_another(
     wanted: &ImportedUser,
     me: Option<i64>,
 ) -> StoreResult<Option<String>> {
-    let username = (Column::Username, wanted.username.as_str());
-    let email = (Column::Email, wanted.email.as_str());
+    let username = (Column::Username, wanted.account.username.as_str());
+    let email = (Column::Email, wanted.account.email.as_str());
     // ASCII lower-casing, as the registration check (`Store::identity_taken`) does.
-    let username_as_email = wanted.username.to_ascii_lowercase();
+    let username_as_email = wanted.account.username.to_ascii_lowercase();
     // (what is wanted, the key looked up, the column it is looked up in): each in its own column
     // first, then in the other.
     let lookups = [
@@ -300,15 +303,17 @@ mod tests {
     fn from_strapi(hash: &str, confirmed: bool, blocked: bool) -> ImportedUser {
         ImportedUser {
             strapi_id: 7,
-            document_id: "other-doc".into(),
-            username: "ann".into(),
-            email: "ann@example.com".into(),
-            provider: "local".into(),
-            password_hash: Some(hash.into()),
-            confirmed,
-            blocked,
-            role_id: 1,
-            created_at: 1,
+            account: NewUser {
+                document_id: "other-doc".into(),
+                username: "ann".into(),
+                email: "ann@example.com".into(),
+                provider: "local".into(),
+                password_hash: Some(hash.into()),
+                confirmed,
+                blocked,
+                role_id: 1,
+                created_at: 1,
+            },
             updated_at: 2,
             strapi: StrapiState {
                 password_digest: Some(digest(hash)),
@@ -325,17 +330,20 @@ mod tests {
         let keyway = account("$argon2id$new", true, true, &seen);
 
         let nothing_new = merge(&keyway, &from_strapi("$2a$04$old", false, false));
-        assert_eq!(nothing_new.password_hash.as_deref(), Some("$argon2id$new"));
-        assert!(nothing_new.confirmed && nothing_new.blocked);
+        assert_eq!(
+            nothing_new.account.password_hash.as_deref(),
+            Some("$argon2id$new")
+        );
+        assert!(nothing_new.account.confirmed && nothing_new.account.blocked);
         assert!(same_data(&keyway, &nothing_new));
 
         // The password changed in Strapi: Strapi's hash wins over Keyway's, the flags stay.
         let new_password = merge(&keyway, &from_strapi("$2a$04$changed", false, false));
         assert_eq!(
-            new_password.password_hash.as_deref(),
+            new_password.account.password_hash.as_deref(),
             Some("$2a$04$changed")
         );
-        assert!(new_password.confirmed && new_password.blocked);
+        assert!(new_password.account.confirmed && new_password.account.blocked);
 
         // Strapi unblocked the account since the last import (it was blocked there then): that one
         // field comes over.
@@ -347,10 +355,13 @@ mod tests {
             &account("$argon2id$new", true, true, &seen_blocked),
             &from_strapi("$2a$04$old", false, false),
         );
-        assert!(!unblocked.blocked && unblocked.confirmed);
+        assert!(!unblocked.account.blocked && unblocked.account.confirmed);
 
         // The document id and the times stay Keyway's, whatever Strapi says.
-        assert_eq!(unblocked.document_id, "doc");
-        assert_eq!((unblocked.created_at, unblocked.updated_at), (10, 20));
+        assert_eq!(unblocked.account.document_id, "doc");
+        assert_eq!(
+            (unblocked.account.created_at, unblocked.updated_at),
+            (10, 20)
+        );
     }
 }

@@ -265,10 +265,10 @@ impl UserStore for Engine {
              role_id, document_id, id, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         );
-        bind_account!(insert, u)
-            .bind(text(&u.document_id))
+        bind_account!(insert, &u.account)
+            .bind(text(&u.account.document_id))
             .bind(u.strapi_id)
-            .bind(u.created_at)
+            .bind(u.account.created_at)
             .bind(u.updated_at)
             .run(&mut *tx).await?;
         sqlx::query(
@@ -316,7 +316,7 @@ impl UserStore for Engine {
              CASE WHEN password_hash IS NOT DISTINCT FROM $4 THEN password_changed_at ELSE $10 END \
              WHERE id = $9",
         );
-        let done = bind_account!(update, u)
+        let done = bind_account!(update, &u.account)
             .bind(u.updated_at)
             .bind(user_id)
             .bind(now)
@@ -392,7 +392,7 @@ pub(super) async fn insert_user<'e>(
     );
     bind_account!(insert, user)
         .bind(text(&user.document_id))
-        .bind(user.now)
+        .bind(user.created_at)
         .fetch_all(exec)
         .await?
         .pop()

@@ -240,7 +240,7 @@ mod tests {
                     confirmed: true,
                     blocked: false,
                     role_id: 1,
-                    now: 0,
+                    created_at: 0,
                 })
                 .await
                 .unwrap();

@@ -1193,78 +1193,28 @@ async fn one_time_codes_work_once_for_their_purpose_until_they_expire() {
         let reset = CodePurpose::ResetPassword;
         let confirm = CodePurpose::ConfirmEmail;
         let exp = NOW + 60_000;
+        let c1 = Code::new("c1", reset);
+        let c1_confirm = Code::new("c1", confirm);
+        let c2 = Code::new("c2", reset);
+        let c3 = Code::new("c3", reset);
+        let k1 = Code::new("k1", confirm);
+        let none = Code::new("none", reset);
         store
             .create_code(&new_code("c1", mia.id, reset, NOW, exp))
             .await
             .unwrap();
 
-        assert_eq!(
-            store.code_owner(Code::new("c1", reset), NOW).await.unwrap(),
-            Some(mia.id)
-        );
-        assert_eq!(
-            store.code_owner(Code::new("c1", reset), NOW).await.unwrap(),
-            Some(mia.id)
-        );
-        assert_eq!(
-            store
-                .code_owner(Code::new("c1", confirm), NOW)
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            store
-                .consume_code(Code::new("c1", confirm), NOW)
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            store
-                .code_owner(Code::new("c1", reset), exp - 1)
-                .await
-                .unwrap(),
-            Some(mia.id)
-        );
-        assert_eq!(
-            store.code_owner(Code::new("c1", reset), exp).await.unwrap(),
-            None,
-            "expired"
-        );
-        assert_eq!(
-            store
-                .consume_code(Code::new("c1", reset), exp)
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            store
-                .consume_code(Code::new("c1", reset), exp - 1)
-                .await
-                .unwrap(),
-            Some(mia.id)
-        );
-        assert_eq!(
-            store
-                .consume_code(Code::new("c1", reset), NOW)
-                .await
-                .unwrap(),
-            None,
-            "used"
-        );
-        assert_eq!(
-            store.code_owner(Code::new("c1", reset), NOW).await.unwrap(),
-            None
-        );
-        assert_eq!(
-            store
-                .consume_code(Code::new("none", reset), NOW)
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(store.code_owner(c1, NOW).await.unwrap(), Some(mia.id));
+        assert_eq!(store.code_owner(c1, NOW).await.unwrap(), Some(mia.id));
+        assert_eq!(store.code_owner(c1_confirm, NOW).await.unwrap(), None);
+        assert_eq!(store.consume_code(c1_confirm, NOW).await.unwrap(), None);
+        assert_eq!(store.code_owner(c1, exp - 1).await.unwrap(), Some(mia.id));
+        assert_eq!(store.code_owner(c1, exp).await.unwrap(), None, "expired");
+        assert_eq!(store.consume_code(c1, exp).await.unwrap(), None);
+        assert_eq!(store.consume_code(c1, exp - 1).await.unwrap(), Some(mia.id));
+        assert_eq!(store.consume_code(c1, NOW).await.unwrap(), None, "used");
+        assert_eq!(store.code_owner(c1, NOW).await.unwrap(), None);
+        assert_eq!(store.consume_code(none, NOW).await.unwrap(), None);
 
         // A new code replaces the unused ones of its purpose, and only those.
         store
@@ -1279,22 +1229,9 @@ async fn one_time_codes_work_once_for_their_purpose_until_they_expire() {
             .create_code(&new_code("c3", mia.id, reset, NOW + 1, exp))
             .await
             .unwrap();
-        assert_eq!(
-            store.code_owner(Code::new("c2", reset), NOW).await.unwrap(),
-            None,
-            "replaced"
-        );
-        assert_eq!(
-            store.code_owner(Code::new("c3", reset), NOW).await.unwrap(),
-            Some(mia.id)
-        );
-        assert_eq!(
-            store
-                .code_owner(Code::new("k1", confirm), NOW)
-                .await
-                .unwrap(),
-            Some(mia.id)
-        );
+        assert_eq!(store.code_owner(c2, NOW).await.unwrap(), None, "replaced");
+        assert_eq!(store.code_owner(c3, NOW).await.unwrap(), Some(mia.id));
+        assert_eq!(store.code_owner(k1, NOW).await.unwrap(), Some(mia.id));
         // The used code keeps its row, so its hash cannot be issued again.
         assert!(is_conflict(
             store

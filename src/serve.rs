@@ -2,7 +2,7 @@
 //! axum does not offer. At most `max_connections` connections are served at once (the rest wait in the
 //! kernel's accept queue, so a flood cannot exhaust file descriptors or memory), request headers are
 //! capped in size (431 past the cap) and must arrive within a deadline (slow-loris), and no client can
-//! hold a slot by saying nothing: every connection has a watchdog (see [`supervise`]). Shutdown stops
+//! hold a slot by saying nothing: every connection has a watchdog (see `supervise`). Shutdown stops
 //! accepting at once, then lets every open connection finish its request.
 
 use axum::Router;

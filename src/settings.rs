@@ -1,5 +1,5 @@
 //! How a setting is declared: once, in the module that uses it, as a field of a section written with
-//! [`section!`] — its type, default, help text, where it may come from and the default as the README
+//! `section!` — its type, default, help text, where it may come from and the default as the README
 //! shows it. The section is a plain serde struct (what `keyway.toml`, `KEYWAY_*` and the flags give)
 //! that its module validates into its own settings type; `config` layers the sources (figment),
 //! derives the flags and the environment variables from these declarations and names the source of
@@ -22,7 +22,7 @@ pub enum Reach {
     File,
 }
 
-/// One declared setting, as [`section!`] records it.
+/// One declared setting, as `section!` records it.
 #[derive(Debug)]
 pub struct Setting {
     /// The file key, snake_case; the variable is `KEYWAY_<KEY>`, the flag `--<key-with-dashes>`.

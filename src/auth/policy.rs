@@ -7,7 +7,7 @@
 //!
 //! The offline rules are [`PasswordPolicy::check`]; handlers run them while reading the body, so their
 //! messages come with the other field errors. The core runs the whole policy again, with the online
-//! check, at every place that stores a new password ([`Auth::check_new_password`]), so no caller can
+//! check, at every place that stores a new password (`Auth::check_new_password`), so no caller can
 //! forget it.
 
 use hyper::http::Request;

@@ -18,7 +18,7 @@ section! {
         /// Minimum length of new passwords in characters (Strapi's is 6).
         password_min_length: usize = 8; Serve, "`8`";
         /// Range API of an online breached-password check (k-anonymity, e.g.
-        /// https://api.pwnedpasswords.com/range); empty is off.
+        /// `https://api.pwnedpasswords.com/range`); empty is off.
         pwned_check_url: String = String::new(); Serve, "empty (off)";
         /// How long a password-reset code works.
         reset_code_ttl: Dur = Dur::secs(3600); Serve, "`1h`";

@@ -97,7 +97,7 @@ pub trait InvalidationStore: Send + Sync {
     /// The newest sequence number (0 when none).
     async fn last_invalidation(&self) -> StoreResult<i64>;
     /// A push feed that announces new invalidations as they commit, where the engine has one
-    /// (PostgreSQL's `LISTEN`/`NOTIFY`); `None` where polling [`Store::invalidations_since`] is all
+    /// (PostgreSQL's `LISTEN`/`NOTIFY`); `None` where polling [`InvalidationStore::invalidations_since`] is all
     /// there is.
     async fn subscribe(&self) -> StoreResult<Option<Box<dyn InvalidationFeed>>> {
         Ok(None)

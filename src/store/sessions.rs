@@ -81,7 +81,7 @@ pub trait SessionStore: Send + Sync {
         session: &Session,
         refresh_hash: Option<&str>,
     ) -> StoreResult<()>;
-    /// [`Store::create_session`], but only while the session's user exists, is not blocked and still
+    /// [`SessionStore::create_session`], but only while the session's user exists, is not blocked and still
     /// has security stamp `stamp`, checked in the same transaction as the insert (on PostgreSQL under
     /// a share lock on the user's row, so a concurrent block or password change either waits for the
     /// session to commit, and then ends it, or makes it fail). Returns whether it inserted.
@@ -112,7 +112,7 @@ pub trait SessionStore: Send + Sync {
         };
         Ok(self.session(&record.session_id).await?.map(|s| (record, s)))
     }
-    /// The common refresh in one step: exchanges the token as [`Store::rotate_refresh`]
+    /// The common refresh in one step: exchanges the token as [`SessionStore::rotate_refresh`]
     /// does, but only if the token is unused and its session open and within its idle deadline at
     /// `now`; returns that session, as updated. `None` when anything else holds (a replay, an ended
     /// session, an unknown token) or when the engine has no such shortcut: the caller then takes the

@@ -27,7 +27,7 @@ pub struct User {
     pub updated_at: Millis,
     /// The security stamp: a counter every change that must undo earlier decisions moves on (a
     /// password change or reset, a block or unblock, an import rewriting the account). A session is
-    /// opened only for the stamp the decision was taken on ([`Store::create_session_if_current`]).
+    /// opened only for the stamp the decision was taken on ([`SessionStore::create_session_if_current`](super::SessionStore::create_session_if_current)).
     pub stamp: i64,
     /// When the password last changed (not when its hash was upgraded); `None` if never since the
     /// account was made or imported. Strapi-issued tokens from before it are refused.
@@ -75,7 +75,7 @@ pub struct NewRole {
     pub kind: String,
 }
 
-/// What [`Store::delete_role`] did.
+/// What [`UserStore::delete_role`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoleRemoval {
     Removed,
@@ -125,7 +125,7 @@ pub struct ImportedAccount {
 pub trait UserStore: Send + Sync {
     async fn role_by_kind(&self, kind: &str) -> StoreResult<Option<UserRole>>;
     async fn role_by_name_or_kind(&self, name: &str) -> StoreResult<Option<UserRole>>;
-    /// Inserts a user; [`StoreError::Conflict`] when the username or email is taken.
+    /// Inserts a user; [`StoreError::Conflict`](super::StoreError::Conflict) when the username or email is taken.
     async fn create_user(&self, user: NewUser) -> StoreResult<User>;
     async fn user_by_id(&self, id: i64) -> StoreResult<Option<User>>;
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<User>>;
@@ -157,11 +157,11 @@ pub trait UserStore: Send + Sync {
     /// Deletes the user and, with them, their sessions. Returns false when no such user exists.
     /// Records a user invalidation.
     async fn delete_user(&self, user_id: i64) -> StoreResult<bool>;
-    /// Inserts a role; [`StoreError::Conflict`] when its name or type is taken.
+    /// Inserts a role; [`StoreError::Conflict`](super::StoreError::Conflict) when its name or type is taken.
     async fn create_role(&self, role: &NewRole) -> StoreResult<UserRole>;
     /// Every role, by id, with how many accounts have it.
     async fn list_roles(&self) -> StoreResult<Vec<(UserRole, i64)>>;
-    /// Renames a role (its type stays); false when no role has this id, [`StoreError::Conflict`]
+    /// Renames a role (its type stays); false when no role has this id, [`StoreError::Conflict`](super::StoreError::Conflict)
     /// when another role has the name. Records a user invalidation for each account with the role,
     /// whose cached copies carry its name.
     async fn rename_role(&self, role_id: i64, name: &str, now: Millis) -> StoreResult<bool>;
@@ -173,7 +173,7 @@ pub trait UserStore: Send + Sync {
     async fn set_user_role(&self, user_id: i64, role_id: i64, now: Millis) -> StoreResult<bool>;
     /// Inserts an account imported from Strapi under its Strapi id, with its timestamps and hash as
     /// given, and what Strapi had; makes sure ids handed out later come after it.
-    /// [`StoreError::Conflict`] when the id, username, email, document id or Strapi id is taken.
+    /// [`StoreError::Conflict`](super::StoreError::Conflict) when the id, username, email, document id or Strapi id is taken.
     async fn insert_imported_user(&self, user: &ImportedUser) -> StoreResult<()>;
     /// The account an earlier import made of this Strapi user: the one mirroring this Strapi row,
     /// else (Strapi 5, which can re-create a document's row under a new id) the imported account with
@@ -187,7 +187,7 @@ pub trait UserStore: Send + Sync {
     /// confirmed, blocked, role, `updated_at`, the Strapi row it mirrors and what Strapi had (never its
     /// id, document id or creation time); moves the security stamp on, and sets `password_changed_at`
     /// to `now` when the hash changes. Returns false when no such account exists;
-    /// [`StoreError::Conflict`] when the new username or email is taken. Records a user invalidation
+    /// [`StoreError::Conflict`](super::StoreError::Conflict) when the new username or email is taken. Records a user invalidation
     /// at `now`.
     async fn update_imported_user(
         &self,

@@ -100,7 +100,7 @@ impl PageTemplates {
         Ok(Self { templates })
     }
 
-    /// Renders the template `file` with `context`, which holds the [`COMMON`] values and the page's
+    /// Renders the template `file` with `context`, which holds the `COMMON` values and the page's
     /// own. A page body's output goes into the frame as a safe value.
     pub fn render(&self, file: &str, context: Value) -> Result<String, super::RenderError> {
         #[cfg(debug_assertions)]

@@ -14,7 +14,7 @@ section! {
     /// The single sign-on section.
     pub struct SsoSection {
         /// Single sign-on providers to enable, comma-separated (each configured by
-        /// KEYWAY_SSO_<NAME>_* variables or a [sso.<name>] table in the file).
+        /// `KEYWAY_SSO_<NAME>_*` variables or a `[sso.<name>]` table in the file).
         sso_providers: List = List::default(); Serve, "none";
         /// One table per provider.
         sso: BTreeMap<String, ProviderTable> = BTreeMap::new(); File, "—";

@@ -8,7 +8,7 @@
 //!   an account made in Keyway already holds is a conflict, never a renumbering.
 //! - **Running it again is safe.** Each imported account remembers the Strapi row it came from and
 //!   what Strapi had for the fields Keyway can change too (password, confirmed, blocked;
-//!   [`StrapiState`]). A re-run applies what changed in Strapi since the previous run and nothing
+//!   [`StrapiState`](crate::store::StrapiState)). A re-run applies what changed in Strapi since the previous run and nothing
 //!   else: a password changed in Strapi replaces Keyway's hash, but a hash Keyway upgraded at login,
 //!   a reset or a block made in Keyway stay when Strapi did not touch that field. Username, email,
 //!   provider and role only Strapi can change, so Strapi's are taken. A re-run with nothing new in

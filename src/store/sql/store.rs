@@ -1,4 +1,4 @@
-//! The rest of [`Store`](crate::store::Store), on both engines (this file is compiled once per
+//! The rest of [`Store`], on both engines (this file is compiled once per
 //! engine: see `store/mod.rs`).
 
 use super::{Db, Engine, SHARED_BY_NODES};

@@ -1,5 +1,5 @@
 //! The login throttle on SQLite: `BEGIN IMMEDIATE` puts deciders one after the other, and the
-//! decision is [`ThrottleRule::wait`] in Rust.
+//! decision is [`ThrottleRule::wait`](crate::store::ThrottleRule::wait) in Rust.
 
 use super::SqliteStore;
 use super::store::Run;

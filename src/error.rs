@@ -79,6 +79,11 @@ pub enum Error {
 }
 
 impl Error {
+    /// Strapi's 404 for a path nothing here serves (or a parameter no route could match).
+    pub fn no_route() -> Self {
+        Self::NotFound("Not Found".into())
+    }
+
     pub fn internal(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self::Internal(e.into())
     }

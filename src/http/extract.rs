@@ -38,7 +38,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T>
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(value)| Path(value))
-            .map_err(|_| Error::NotFound("Not Found".into()))
+            .map_err(|_| Error::no_route())
     }
 }
 

@@ -167,7 +167,7 @@ fn api_and_description(
     responses((status = 200, description = "The OpenAPI document", body = openapi::OpenApiDocument)))]
 async fn openapi_json(State(state): State<AppState>) -> Response {
     let Some(doc) = state.openapi_json.get() else {
-        return Error::NotFound("Not Found".into()).into_response();
+        return Error::no_route().into_response();
     };
     (
         [(
@@ -215,7 +215,7 @@ pub fn router(state: AppState, body_limit_bytes: usize, extra: Router<AppState>)
     };
     let app = app
         .merge(extra)
-        .fallback(|| async { Error::NotFound("Not Found".into()) })
+        .fallback(|| async { Error::no_route() })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit_bytes))
         .layer(middleware::from_fn_with_state(

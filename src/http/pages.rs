@@ -170,7 +170,7 @@ async fn sso_redirect(State(state): State<AppState>, Path(provider): Path<String
         .buttons()
         .find(|(n, _)| *n == provider)
     else {
-        return Error::NotFound("Not Found".into()).into_response();
+        return Error::no_route().into_response();
     };
     let vars = context! { provider => name, display_name };
     render(&state, StatusCode::OK, SSO, vars)
@@ -182,7 +182,7 @@ async fn home(State(state): State<AppState>) -> Response {
 
 async fn register(State(state): State<AppState>) -> Response {
     if !state.auth.settings().allow_register {
-        return Error::NotFound("Not Found".into()).into_response();
+        return Error::no_route().into_response();
     }
     let vars = context! { min_length => state.auth.settings().password_min_chars };
     render(&state, StatusCode::OK, REGISTER, vars)

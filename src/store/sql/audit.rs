@@ -18,7 +18,8 @@ impl AuditStore for Engine {
         .bind(opt_text(&e.ip))
         .bind(opt_text(&e.user_agent))
         .bind(opt_text(&e.detail))
-        .run(self.writer()).await?;
+        .run(self.writer())
+        .await?;
         Ok(())
     }
 
@@ -49,7 +50,8 @@ impl AuditStore for Engine {
     async fn prune_audit(&self, before: Millis) -> StoreResult<()> {
         sqlx::query("DELETE FROM audit_events WHERE at < $1")
             .bind(before)
-            .run(self.writer()).await?;
+            .run(self.writer())
+            .await?;
         Ok(())
     }
 }

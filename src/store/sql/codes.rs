@@ -45,7 +45,8 @@ impl CodeStore for Engine {
         )
         .bind(user_id)
         .bind(code.purpose.as_str())
-        .run(&mut *tx).await?;
+        .run(&mut *tx)
+        .await?;
         sqlx::query(
             "INSERT INTO one_time_codes (hash, user_id, purpose, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -55,7 +56,8 @@ impl CodeStore for Engine {
         .bind(code.purpose.as_str())
         .bind(created_at)
         .bind(expires_at)
-        .run(&mut *tx).await?;
+        .run(&mut *tx)
+        .await?;
         tx.commit().await.map_err(db)
     }
 

@@ -25,7 +25,8 @@ impl KeyStore for Engine {
         .bind(&key.private_der)
         .bind(&key.public_raw)
         .bind(key.created_at)
-        .run(&mut *tx).await?;
+        .run(&mut *tx)
+        .await?;
         record(&mut tx, &Invalidation::Keys, key.created_at)
             .await
             .map_err(db)?;
@@ -37,7 +38,8 @@ impl KeyStore for Engine {
         let retired =
             sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
                 .bind(now)
-                .run(&mut *tx).await?;
+                .run(&mut *tx)
+                .await?;
         if retired > 0 {
             record(&mut tx, &Invalidation::Keys, now)
                 .await

@@ -4,7 +4,8 @@
 
 use super::{Engine, text, throttle};
 use crate::store::{
-    LimitStore, Millis, StoreError, StoreResult, ThrottleAttempt, ThrottleSuccess, ThrottleVerdict, db,
+    LimitStore, Millis, StoreError, StoreResult, ThrottleAttempt, ThrottleSuccess, ThrottleVerdict,
+    db,
 };
 use async_trait::async_trait;
 

@@ -23,7 +23,8 @@ impl SsoStore for Engine {
         .bind(text(&state.browser))
         .bind(text(&state.payload))
         .bind(state.expires_at)
-        .run(self.writer()).await?;
+        .run(self.writer())
+        .await?;
         Ok(())
     }
 

@@ -32,8 +32,7 @@ impl Run for sqlx::query::Query<'_, Db, <Db as sqlx::Database>::Arguments> {
 #[async_trait]
 impl Store for Engine {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .run(self.reader()).await?;
+        sqlx::query("SELECT 1").run(self.reader()).await?;
         Ok(())
     }
 
@@ -62,9 +61,7 @@ impl Store for Engine {
             (&STALE[..], invalidations_before),
         ] {
             for &sql in statements {
-                sqlx::query(sql)
-                    .bind(before)
-                    .run(self.writer()).await?;
+                sqlx::query(sql).bind(before).run(self.writer()).await?;
             }
         }
         Ok(())

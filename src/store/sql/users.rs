@@ -8,8 +8,8 @@ use super::{
 };
 use crate::store::users::{ImportedRow, RoleUse, UserRow, imported_select, user_select};
 use crate::store::{
-    HashUpgrade, ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser, RoleRemoval, RowLock,
-    StoreError, StoreResult, User, UserCredentials, UserRole, UserStore, db,
+    HashUpgrade, ImportedAccount, ImportedUser, Invalidation, Millis, NewRole, NewUser,
+    RoleRemoval, RowLock, StoreError, StoreResult, User, UserCredentials, UserRole, UserStore, db,
 };
 use async_trait::async_trait;
 
@@ -158,7 +158,8 @@ impl UserStore for Engine {
                 .map_err(db)?;
         let done = sqlx::query("DELETE FROM users WHERE id = $1")
             .bind(user_id)
-            .run(&mut *tx).await?;
+            .run(&mut *tx)
+            .await?;
         let now = chrono::Utc::now().timestamp_millis();
         for sid in sessions {
             record(&mut tx, &Invalidation::Session(sid), now)
@@ -201,7 +202,8 @@ impl UserStore for Engine {
         let done = sqlx::query("UPDATE roles SET name = $1 WHERE id = $2")
             .bind(text(name))
             .bind(role_id)
-            .run(&mut *tx).await?;
+            .run(&mut *tx)
+            .await?;
         let users: Vec<i64> = sqlx::query_scalar("SELECT id FROM users WHERE role_id = $1")
             .bind(role_id)
             .fetch_all(&mut *tx)
@@ -232,7 +234,8 @@ impl UserStore for Engine {
         }
         let done = sqlx::query("DELETE FROM roles WHERE id = $1")
             .bind(role_id)
-            .run(&mut *tx).await?;
+            .run(&mut *tx)
+            .await?;
         tx.commit().await.map_err(db)?;
         Ok(if done == 1 {
             RoleRemoval::Removed
@@ -247,7 +250,8 @@ impl UserStore for Engine {
             .bind(role_id)
             .bind(now)
             .bind(user_id)
-            .run(&mut *tx).await?;
+            .run(&mut *tx)
+            .await?;
         if done == 1 {
             record(&mut tx, &Invalidation::User(user_id), now)
                 .await
@@ -270,7 +274,8 @@ impl UserStore for Engine {
             .bind(u.strapi_id)
             .bind(u.account.created_at)
             .bind(u.updated_at)
-            .run(&mut *tx).await?;
+            .run(&mut *tx)
+            .await?;
         sqlx::query(
             "INSERT INTO strapi_users (user_id, strapi_id, password_digest, confirmed, blocked) \
              VALUES ($1, $1, $2, $3, $4)",
@@ -279,7 +284,8 @@ impl UserStore for Engine {
         .bind(opt_text(&u.strapi.password_digest))
         .bind(u.strapi.confirmed)
         .bind(u.strapi.blocked)
-        .run(&mut *tx).await?;
+        .run(&mut *tx)
+        .await?;
         tx.commit().await.map_err(db)
     }
 
@@ -320,7 +326,8 @@ impl UserStore for Engine {
             .bind(u.updated_at)
             .bind(user_id)
             .bind(now)
-            .run(&mut *tx).await?;
+            .run(&mut *tx)
+            .await?;
         sqlx::query(
             "UPDATE strapi_users SET strapi_id = $1, password_digest = $2, confirmed = $3, \
              blocked = $4 WHERE user_id = $5",
@@ -330,7 +337,8 @@ impl UserStore for Engine {
         .bind(u.strapi.confirmed)
         .bind(u.strapi.blocked)
         .bind(user_id)
-        .run(&mut *tx).await?;
+        .run(&mut *tx)
+        .await?;
         commit_user_change(tx, user_id, now).await?;
         Ok(done == 1)
     }

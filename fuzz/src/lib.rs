@@ -11,7 +11,7 @@ pub mod body;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use keyway::auth::tokens::{KeyAlgorithm, Keys, TokenSettings, TokenClaims};
+use keyway::auth::tokens::{KeyAlgorithm, Keys, TokenClaims, TokenSettings};
 use keyway::store::{Store, StoredKey};
 use secrecy::SecretString;
 use std::sync::LazyLock;

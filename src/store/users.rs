@@ -34,8 +34,9 @@ pub struct User {
     pub password_changed_at: Option<Millis>,
 }
 
-/// A stored password hash replaced by a stronger hash of the same password, at `at`.
-#[derive(Debug, Clone, Copy)]
+/// A stored password hash replaced by a stronger hash of the same password, at `at`. No `Debug`: it
+/// carries password hashes.
+#[derive(Clone, Copy)]
 pub struct HashUpgrade<'a> {
     pub user_id: i64,
     pub old: &'a str,
@@ -52,8 +53,8 @@ pub struct UserCredentials {
 }
 
 /// An account to create: registered, signed up through a provider, made by an operator, or brought
-/// over by an import (inside an [`ImportedUser`]).
-#[derive(Debug, Clone)]
+/// over by an import (inside an [`ImportedUser`]). No `Debug`: it carries a password hash.
+#[derive(Clone)]
 pub struct NewUser {
     pub document_id: String,
     pub username: String,
